@@ -1,0 +1,5 @@
+"""Allow ``python -m archiver``."""
+
+from archiver.cli import main
+
+main()
