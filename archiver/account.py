@@ -1,0 +1,200 @@
+"""Where to connect and as whom: source URLs, presets, passwords, TLS settings.
+
+Shared by every protocol (IMAP now, POP3 and restore targets later) so the
+rules (TLS verified by default, passwords never on the command line) live in
+one place.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Optional
+from urllib.parse import unquote, urlsplit
+
+from archiver.errors import UsageError
+
+DEFAULT_PORTS = {"imaps": 993, "imap": 143, "pop3s": 995, "pop3": 110}
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named server, so a student types ``ecc-old`` instead of a URL."""
+
+    name: str
+    scheme: str
+    host: str
+    port: int
+    domain: Optional[str]  # login is USER@domain; None = bare user name
+    description: str
+
+
+PRESETS = {
+    p.name: p
+    for p in (
+        Preset("ecc-old", "imaps", "old-mail.ecc.u-tokyo.ac.jp", 993, None,
+               "old ECCS mail server (IMAP over SSL, bare user name)"),
+        Preset("ecc-old-pop", "pop3s", "old-mail.ecc.u-tokyo.ac.jp", 995, None,
+               "old ECCS mail server (POP over SSL, bare user name)"),
+        Preset("ecc-new", "imaps", "imap.ecc.u-tokyo.ac.jp", 993, "mail.ecc.u-tokyo.ac.jp",
+               "new ECCS mail server (IMAP over SSL, USER@mail.ecc.u-tokyo.ac.jp)"),
+    )
+}
+
+
+@dataclass(frozen=True)
+class TLSOptions:
+    cafile: Optional[Path] = None
+    insecure: bool = False
+    plaintext: bool = False  # allow imap:// / pop3:// without STARTTLS/STLS
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A parsed SOURCE/TARGET: protocol, host, port and login name."""
+
+    scheme: str  # imaps | imap | pop3s | pop3
+    host: str
+    port: int
+    user: str
+    tls: TLSOptions = field(default_factory=TLSOptions)
+    notes: tuple[str, ...] = ()
+
+    @property
+    def implicit_tls(self) -> bool:
+        return self.scheme.endswith("s")
+
+    @property
+    def protocol(self) -> str:
+        return self.scheme.rstrip("s") if self.scheme != "pop3s" else "pop3"
+
+    def display(self) -> str:
+        return f"{self.scheme}://{self.user}@{self.host}:{self.port}"
+
+
+def parse_endpoint(
+    spec: str,
+    user: Optional[str] = None,
+    ask_user: Optional[Callable[[], str]] = None,
+    tls: Optional[TLSOptions] = None,
+) -> Endpoint:
+    """Parse ``imaps://USER@HOST[:PORT]`` (or imap/pop3s/pop3) or a preset name.
+
+    ``user`` (``--user``) overrides or supplies the login; with a preset and
+    no user, ``ask_user`` is called (a prompt).  A preset's login rule is
+    applied and any correction is returned in ``notes`` for the CLI to print.
+    """
+    tls = tls or TLSOptions()
+    if spec in PRESETS:
+        preset = PRESETS[spec]
+        login = user or (ask_user() if ask_user else "")
+        if not login:
+            raise UsageError(f"{spec} needs a user name: add --user YOUR_ID")
+        login, notes = _apply_domain_rule(login.strip(), preset)
+        return Endpoint(preset.scheme, preset.host, preset.port, login, tls, notes)
+    if "://" not in spec:
+        raise UsageError(
+            f"'{spec}' is not a server: use imaps://USER@HOST (or imap://, pop3s://, pop3://) "
+            f"or a preset ({', '.join(sorted(PRESETS))})"
+        )
+    parts = urlsplit(spec)
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS:
+        raise UsageError(
+            f"unknown protocol '{scheme}://' in '{spec}': use imaps://, imap://, pop3s:// or pop3://"
+        )
+    if parts.password is not None:
+        raise UsageError(
+            "a password in the URL would show up in process lists and shell history: "
+            "remove it and use --password-file, ARCHIVER_PASSWORD or the prompt"
+        )
+    host = parts.hostname
+    if not host:
+        raise UsageError(f"no host name in '{spec}': write it as {scheme}://USER@HOST")
+    try:
+        port = parts.port or DEFAULT_PORTS[scheme]
+    except ValueError:
+        raise UsageError(f"bad port number in '{spec}'") from None
+    login = user or (unquote(parts.username) if parts.username else "")
+    if not login and ask_user:
+        login = ask_user()
+    if not login:
+        raise UsageError(f"no user name: write {scheme}://USER@{host} or add --user USER")
+    return Endpoint(scheme, host, port, login, tls)
+
+
+def _apply_domain_rule(login: str, preset: Preset) -> tuple[str, tuple[str, ...]]:
+    if preset.domain is None and "@" in login:
+        bare = login.split("@", 1)[0]
+        return bare, (f"{preset.name} logs in with the bare user name: using '{bare}' "
+                      f"instead of '{login}'",)
+    if preset.domain is not None and "@" not in login:
+        full = f"{login}@{preset.domain}"
+        return full, (f"{preset.name} logs in with the full address: using '{full}'",)
+    return login, ()
+
+
+def with_user(endpoint: Endpoint, user: str) -> Endpoint:
+    return replace(endpoint, user=user)
+
+
+# ---------------------------------------------------------------- passwords
+
+
+def read_password(
+    password_file: Optional[Path],
+    env_var: str,
+    prompt: Optional[Callable[[str], str]],
+    what: str,
+) -> str:
+    """``--password-file`` (first line, trailing CR/LF stripped), else ``env_var``, else prompt."""
+    if password_file is not None:
+        try:
+            with open(password_file, "rb") as fh:
+                line = fh.readline()
+        except OSError as exc:
+            raise UsageError(
+                f"cannot read password file {password_file}: {exc.strerror}; "
+                "check the path given to --password-file"
+            ) from None
+        pw = line.rstrip(b"\r\n").decode("utf-8", errors="surrogateescape")
+        if not pw:
+            raise UsageError(f"password file {password_file} is empty: put the password "
+                             "on its first line")
+        return pw
+    env = os.environ.get(env_var)
+    if env:
+        return env
+    if prompt is None or not (sys.stdin and sys.stdin.isatty()):
+        raise UsageError(
+            f"no password for {what} and no terminal to ask on: "
+            f"use --password-file FILE or set {env_var}"
+        )
+    pw = prompt(f"Password for {what}")
+    if not pw:
+        raise UsageError(f"no password given for {what}")
+    return pw
+
+
+# ---------------------------------------------------------------- TLS
+
+
+def ssl_context(tls: TLSOptions) -> ssl.SSLContext:
+    """A verifying client context (system CAs, or ``cafile``); ``insecure`` turns it off."""
+    if tls.insecure:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+    if tls.cafile is not None:
+        if not Path(tls.cafile).is_file():
+            raise UsageError(f"CA file {tls.cafile} not found: check the path given to --cafile")
+        try:
+            return ssl.create_default_context(cafile=str(tls.cafile))
+        except ssl.SSLError as exc:
+            raise UsageError(f"CA file {tls.cafile} is not a PEM certificate ({exc.reason}); "
+                             "give --cafile a PEM file") from None
+    return ssl.create_default_context()

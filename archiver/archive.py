@@ -1,0 +1,200 @@
+"""An archive directory (DEST): its identity, lock, index and per-folder counters.
+
+``DEST/.archiver/`` holds:
+
+* ``archive.json`` -- format version, store format, and the account (host,
+  user) the archive belongs to; a second account is refused.
+* ``index.jsonl.zst`` -- the append-only index (see :mod:`archiver.index`).
+* ``folders.json`` -- a cache of each folder's STATUS counters at the end of
+  its last complete pass, so an unchanged folder is skipped without listing
+  its messages.  Derived data: deleting it only makes the next run slower.
+* ``lock`` -- held (flock) by the running backup.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any, Optional
+
+from archiver.errors import DestinationError, LockedError
+from archiver.fsutil import DIR_MODE, atomic_write, fsync_dir, translate_os_errors
+from archiver.index import FORMAT_VERSION, INDEX_NAME, IndexState, IndexWriter, read_index
+
+META_DIR = ".archiver"
+
+
+def _lock(fh: IO[bytes]) -> bool:
+    """Non-blocking exclusive lock; False if someone else holds it."""
+    if sys.platform == "win32":  # pragma: no cover
+        import msvcrt
+
+        try:
+            msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)
+            return True
+        except OSError:
+            return False
+    import fcntl
+
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+
+
+class Archive:
+    """One DEST directory; use as a context manager to hold its lock."""
+
+    def __init__(self, dest: Path) -> None:
+        self.dest = dest
+        self.meta_dir = dest / META_DIR
+        self.index_path = self.meta_dir / INDEX_NAME
+        self.folders_path = self.meta_dir / "folders.json"
+        self.meta_path = self.meta_dir / "archive.json"
+        self._lock_fh: Optional[IO[bytes]] = None
+        self._state: Optional[IndexState] = None
+        self._writer: Optional[IndexWriter] = None
+        self.torn_tail = False
+        self.meta: dict[str, Any] = {}
+
+    # ------------------------------------------------------------ opening
+
+    @classmethod
+    def create_or_open(cls, dest: Path, fmt: str, source: dict[str, str]) -> Archive:
+        """Open DEST for writing (creating it), lock it, and check it is this account's."""
+        arc = cls(dest)
+        with translate_os_errors(f"preparing {dest}"):
+            if dest.exists() and not dest.is_dir():
+                raise DestinationError(f"{dest} is a file, not a directory: choose a directory "
+                                       "for the archive")
+            fresh = not arc.meta_path.exists()
+            if fresh and dest.is_dir() and any(p.name != META_DIR for p in dest.iterdir()):
+                raise DestinationError(
+                    f"{dest} already holds other files and is not an archive: choose an empty "
+                    "or new directory")
+            if not dest.exists():
+                dest.mkdir(mode=DIR_MODE, parents=True)
+                fsync_dir(dest.parent)
+            if not arc.meta_dir.exists():
+                arc.meta_dir.mkdir(mode=DIR_MODE)
+                fsync_dir(dest)
+            arc._acquire_lock()
+            if fresh:
+                arc.meta = {
+                    "v": FORMAT_VERSION, "format": fmt, "source": source,
+                    "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                }
+                atomic_write(arc.meta_path, json.dumps(arc.meta, indent=1,
+                                                       ensure_ascii=False).encode())
+            else:
+                arc.meta = arc._read_meta()
+                arc._check_identity(fmt, source)
+        return arc
+
+    @classmethod
+    def open_existing(cls, dest: Path) -> Archive:
+        """Open an archive for reading (verify, ls); no lock."""
+        arc = cls(dest)
+        if not arc.meta_path.exists():
+            raise DestinationError(f"{dest} is not an archive (no {META_DIR}/archive.json): "
+                                   "give the directory a backup wrote to")
+        arc.meta = arc._read_meta()
+        return arc
+
+    def _read_meta(self) -> dict[str, Any]:
+        try:
+            meta = json.loads(self.meta_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise DestinationError(f"{self.meta_path} is unreadable ({exc}); restore it from a "
+                                   "copy or start a new archive") from None
+        if not isinstance(meta, dict):
+            raise DestinationError(f"{self.meta_path} is damaged; start a new archive")
+        if int(meta.get("v", 0)) > FORMAT_VERSION:
+            raise DestinationError(f"{self.dest} was written by a newer archiver (format "
+                                   f"{meta.get('v')}): upgrade archiver")
+        return meta
+
+    def _check_identity(self, fmt: str, source: dict[str, str]) -> None:
+        have = self.meta.get("source") or {}
+        if (str(have.get("host", "")).lower() != source.get("host", "").lower()
+                or str(have.get("user", "")) != source.get("user", "")):
+            raise DestinationError(
+                f"{self.dest} is the archive of {have.get('user')}@{have.get('host')}, not "
+                f"{source.get('user')}@{source.get('host')}: use one directory per account")
+        if self.meta.get("format") != fmt:
+            raise DestinationError(
+                f"{self.dest} is a {self.meta.get('format')} archive; rerun with "
+                f"--format {self.meta.get('format')} or choose another directory")
+
+    def _acquire_lock(self) -> None:
+        fh = open(self.meta_dir / "lock", "ab")  # noqa: SIM115 - held until close()
+        os.chmod(self.meta_dir / "lock", 0o600)
+        if not _lock(fh):
+            fh.close()
+            raise LockedError(f"another archiver is already working on {self.dest}: wait for it "
+                              "to finish (or stop it) and rerun")
+        self._lock_fh = fh
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self._lock_fh is not None:
+            self._lock_fh.close()
+            self._lock_fh = None
+
+    def __enter__(self) -> Archive:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ index
+
+    @property
+    def format(self) -> str:
+        return str(self.meta.get("format", "maildir"))
+
+    def state(self) -> IndexState:
+        """The index folded into per-folder state (read once, on first use)."""
+        if self._state is None:
+            res = read_index(self.index_path)
+            self.torn_tail = res.torn
+            self._good_length = res.good_length
+            self._state = IndexState.from_records(res.records)
+        return self._state
+
+    def writer(self) -> IndexWriter:
+        if self._writer is None:
+            self.state()
+            with translate_os_errors(f"opening {self.index_path}"):
+                self._writer = IndexWriter(self.index_path, self._good_length)
+        return self._writer
+
+    def record(self, records: list[dict[str, Any]]) -> None:
+        """Append records as one durable frame, then fold them into the state."""
+        if not records:
+            return
+        with translate_os_errors(f"writing {self.index_path}"):
+            self.writer().append(records)
+        state = self.state()
+        for rec in records:
+            state.apply(rec)
+
+    # ------------------------------------------------------------ folder counters
+
+    def folder_counters(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.folders_path.read_text(encoding="utf-8"))
+            return data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def save_folder_counters(self, counters: dict[str, Any]) -> None:
+        with translate_os_errors(f"writing {self.folders_path}"):
+            atomic_write(self.folders_path,
+                         json.dumps(counters, ensure_ascii=False, sort_keys=True).encode())

@@ -1,0 +1,236 @@
+"""Command line: a thin click layer over the library.
+
+It parses options, builds the source, archive and store, calls the library,
+and is the one place that turns an :class:`ArchiverError` into a one-line
+message and an exit code (README.md, "Exit codes").
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import click
+
+from archiver import __version__
+from archiver.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_PARTIAL,
+    EXIT_USAGE,
+    EXIT_VERIFY_PROBLEMS,
+    ArchiverError,
+)
+
+PASSWORD_ENV = "ARCHIVER_PASSWORD"
+
+
+def _err(text: str) -> None:
+    click.echo(text, err=True)
+
+
+def _setup_logging(verbose: bool, log_file: Optional[Path]) -> None:
+    handlers: list[logging.Handler] = []
+    if log_file is not None:
+        handler = logging.FileHandler(log_file, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
+        handlers.append(handler)
+    if verbose:
+        handlers.append(logging.StreamHandler(sys.stderr))
+    if not handlers:
+        return
+    root = logging.getLogger()
+    root.setLevel(logging.DEBUG)
+    for h in handlers:
+        root.addHandler(h)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="archiver")
+def cli() -> None:
+    """Back up a whole IMAP mailbox into local Maildir files, safely and resumably.
+
+    \b
+    Quick start (the old ECCS server, before it is switched off):
+      archiver backup ecc-old ~/mail-archive --user YOUR_ID
+    """
+
+
+def _source_options(f: Any) -> Any:
+    for opt in reversed([
+        click.option("--user", "-u", help="Login name (overrides the one in SOURCE)."),
+        click.option("--password-file", type=click.Path(path_type=Path),
+                     help=f"Read the password from the first line of FILE (else ${PASSWORD_ENV},"
+                          " else a prompt)."),
+        click.option("--cafile", type=click.Path(path_type=Path),
+                     help="Trust this CA certificate (PEM) for the server's TLS certificate."),
+        click.option("--insecure", is_flag=True,
+                     help="Do not verify the server's certificate (prints a warning)."),
+        click.option("--plaintext", is_flag=True,
+                     help="Allow imap:// without STARTTLS: the password travels unencrypted."),
+        click.option("--timeout", type=click.FloatRange(1, 3600), default=60.0,
+                     show_default=True, help="Seconds to wait for the server on any operation."),
+    ]):
+        f = opt(f)
+    return f
+
+
+@cli.command()
+@click.argument("source")
+@click.argument("dest", type=click.Path(path_type=Path))
+@_source_options
+@click.option("--folder", "include", multiple=True, metavar="GLOB",
+              help="Only folders matching GLOB (decoded name, '/' between levels); repeatable.")
+@click.option("--exclude", multiple=True, metavar="GLOB",
+              help="Skip folders matching GLOB; repeatable.")
+@click.option("--format", "fmt", type=click.Choice(["maildir"]), default="maildir",
+              show_default=True, help="Archive format.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+@click.option("--verbose", "-v", is_flag=True,
+              help="Log what happens (protocol trace without passwords) on stderr.")
+@click.option("--log", "log_file", type=click.Path(path_type=Path),
+              help="Write the log (protocol trace without passwords) to FILE.")
+def backup(source: str, dest: Path, user: Optional[str], password_file: Optional[Path],
+           cafile: Optional[Path], insecure: bool, plaintext: bool, timeout: float,
+           include: tuple[str, ...], exclude: tuple[str, ...], fmt: str, quiet: bool,
+           as_json: bool, verbose: bool, log_file: Optional[Path]) -> None:
+    """Copy every message of every folder of SOURCE into DEST.
+
+    \b
+    SOURCE is imaps://USER@HOST[:PORT], imap://USER@HOST[:PORT] (STARTTLS),
+    or a preset: ecc-old, ecc-new.  DEST is a directory (created if missing).
+    Rerun the same command at any time: it fetches only what is new, picks up
+    flag changes, and repairs an interrupted run.
+    """
+    from archiver.account import TLSOptions, parse_endpoint, read_password
+    from archiver.archive import Archive
+    from archiver.engine import BackupOptions, run_backup
+    from archiver.progress import TerminalProgress
+    from archiver.sources.imap import ImapSource
+    from archiver.stores.maildir import MaildirStore
+
+    _setup_logging(verbose, log_file)
+    tls = TLSOptions(cafile=cafile, insecure=insecure, plaintext=plaintext)
+    endpoint = parse_endpoint(source, user=user, tls=tls,
+                              ask_user=lambda: click.prompt("User name", err=True))
+    if endpoint.protocol != "imap":
+        raise ArchiverError(f"{endpoint.scheme}:// sources are not supported yet: use imaps://")
+    for note in endpoint.notes:
+        _err(f"note: {note}")
+    if insecure:
+        _err("WARNING: --insecure: the server's certificate is NOT checked; anyone on the "
+             "network path could read your mail and password")
+    password = read_password(password_file, PASSWORD_ENV,
+                             lambda p: click.prompt(p, hide_input=True, err=True),
+                             endpoint.display())
+    src = ImapSource(endpoint, password, timeout=timeout, trace=verbose or log_file is not None)
+    archive = Archive.create_or_open(dest.expanduser(), fmt,
+                                     {"protocol": endpoint.protocol, "host": endpoint.host,
+                                      "user": endpoint.user})
+    show_bar = not quiet and not as_json and sys.stderr.isatty()
+    progress = TerminalProgress(show_bar)
+    try:
+        summary = run_backup(src, archive, MaildirStore(archive.dest),
+                             BackupOptions(include=list(include), exclude=list(exclude)),
+                             progress)
+    finally:
+        progress.close()
+        archive.close()
+    for warning in src.warnings:
+        _err(warning)
+    if as_json:
+        click.echo(json.dumps(summary.as_dict(), ensure_ascii=False))
+    elif not quiet:
+        _err(f"{summary.folders} folders ({summary.folders_skipped} unchanged), "
+             f"{summary.new} new messages ({summary.new_bytes / 1e6:.1f} MB), "
+             f"{summary.already} already archived, {summary.flags_updated} flag updates, "
+             f"{summary.gone} gone from server, {summary.seconds:.1f} s")
+    for problem in summary.problems:
+        _err(f"problem: {problem}")
+    if summary.problems:
+        _err("some messages were not saved: run the same command again to retry them")
+        sys.exit(EXIT_PARTIAL)
+
+
+@cli.command()
+@click.argument("dest", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def verify(dest: Path, as_json: bool) -> None:
+    """Re-hash every message in DEST against the index; exit 1 on any problem."""
+    from archiver.archive import Archive
+    from archiver.verify import verify_archive
+
+    report = verify_archive(Archive.open_existing(dest.expanduser()))
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), ensure_ascii=False))
+    else:
+        for kind, items in (("missing", report.missing), ("changed", report.changed),
+                            ("extra", report.extra), ("index", report.index_problems)):
+            for item in items:
+                click.echo(f"{kind}: {item}")
+        click.echo(f"{report.checked} messages checked ({report.bytes / 1e6:.1f} MB): "
+                   + ("all good" if report.ok else
+                      f"{len(report.missing)} missing, {len(report.changed)} changed, "
+                      f"{len(report.extra)} extra"))
+    if not report.ok:
+        sys.exit(EXIT_VERIFY_PROBLEMS)
+
+
+@cli.command(name="ls")
+@click.argument("dest", type=click.Path(path_type=Path))
+@click.argument("folder", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
+def ls_command(dest: Path, folder: Optional[str], as_json: bool) -> None:
+    """List DEST's folders (counts, sizes), or the messages of FOLDER."""
+    from dataclasses import asdict
+
+    from archiver.archive import Archive
+    from archiver.errors import UsageError
+    from archiver.listing import list_folders, list_messages
+
+    archive = Archive.open_existing(dest.expanduser())
+    if folder is None:
+        for f in list_folders(archive):
+            if as_json:
+                click.echo(json.dumps(asdict(f), ensure_ascii=False))
+            else:
+                gone = f"  ({f.gone} gone from server)" if f.gone else ""
+                click.echo(f"{f.messages:7d} {f.bytes / 1e6:9.1f} MB  {f.name}{gone}")
+        return
+    lines = list_messages(archive, folder)
+    if lines is None:
+        raise UsageError(f"no folder '{folder}' in {dest}: 'archiver ls {dest}' lists them")
+    for m in lines:
+        if as_json:
+            click.echo(json.dumps(asdict(m), ensure_ascii=False))
+        else:
+            date = (m.date or "")[:10]
+            sender = (m.sender or "")[:30]
+            click.echo(f"{m.id}  {date:10}  {sender:30}  {m.subject or ''}"
+                       + ("  [gone]" if m.gone else ""))
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """Console entry point: every error becomes one line and a documented exit code."""
+    try:
+        cli.main(args=argv, prog_name="archiver", standalone_mode=False)
+    except click.exceptions.Abort:
+        _err("archiver: interrupted")
+        sys.exit(EXIT_INTERRUPTED)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(EXIT_USAGE if exc.exit_code == 2 else exc.exit_code)
+    except ArchiverError as exc:
+        _err(f"archiver: error: {exc}")
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        _err("archiver: interrupted; run the same command to go on")
+        sys.exit(EXIT_INTERRUPTED)
+    except BrokenPipeError:
+        sys.exit(0)
+    except OSError as exc:
+        _err(f"archiver: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
+        sys.exit(6)

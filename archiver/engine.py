@@ -1,0 +1,467 @@
+"""The backup loop: one engine for every source and store.
+
+The main thread talks to the server (plan, fetch); a committer thread makes
+each fetched batch durable in the store and only then appends its index
+frame.  The two overlap, so network and disk time are not added up.  Every
+index record is written by the committer, in submission order, after the
+files it names are durable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Optional, Protocol
+
+from archiver.archive import Archive
+from archiver.errors import ArchiverError, ConnectionFailed, Interrupted
+from archiver.headers import summarize
+from archiver.index import FORMAT_VERSION, MessageEntry
+from archiver.names import assign_path
+from archiver.plan import FolderPlan, batches, folder_selected, plan_folder
+from archiver.sources.base import (
+    ConnectionLost,
+    FetchFailed,
+    Folder,
+    FolderStatus,
+    MessageMeta,
+)
+from archiver.stores.base import Incoming, Rename, Store
+
+log = logging.getLogger("archiver.engine")
+
+CRASH_ENV = "ARCHIVER_TEST_CRASH_AFTER"  # test hook, see tests/test_crash.py
+
+
+class Source(Protocol):
+    def connect(self) -> None: ...
+    def close(self) -> None: ...
+    def folders(self) -> list[Folder]: ...
+    def status(self, folder: Folder) -> Optional[FolderStatus]: ...
+    def open_folder(self, folder: Folder) -> FolderStatus: ...
+    def list_messages(self, count: int) -> list[MessageMeta]: ...
+    def fetch(self, uids: list[int]) -> Any: ...
+    def fetch_stream(self, uid: int, size_hint: int, write: Callable[[bytes], None],
+                     chunk: int = ...) -> int: ...
+
+
+class Progress(Protocol):
+    def add_total(self, messages: int, nbytes: int) -> None: ...
+    def advance(self, messages: int, nbytes: int) -> None: ...
+    def folder(self, name: str) -> None: ...
+    def note(self, text: str) -> None: ...
+
+
+class NullProgress:
+    def add_total(self, messages: int, nbytes: int) -> None:
+        pass
+
+    def advance(self, messages: int, nbytes: int) -> None:
+        pass
+
+    def folder(self, name: str) -> None:
+        pass
+
+    def note(self, text: str) -> None:
+        log.info("%s", text)
+
+
+@dataclass
+class BackupOptions:
+    include: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)
+    batch_bytes: int = 8 << 20
+    batch_count: int = 1000
+    stream_threshold: int = 16 << 20
+    stream_chunk: int = 4 << 20
+    max_reconnects: int = 5
+    backoff: float = 1.0
+
+
+@dataclass
+class Summary:
+    """What a run did; ``as_dict`` is the documented ``--json`` output."""
+
+    folders: int = 0
+    folders_skipped: int = 0
+    new: int = 0
+    new_bytes: int = 0
+    flags_updated: int = 0
+    already: int = 0
+    gone: int = 0
+    problems: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    interrupted: bool = False
+
+    @property
+    def status(self) -> str:
+        if self.interrupted:
+            return "interrupted"
+        return "partial" if self.problems else "ok"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status, "folders": self.folders,
+            "folders_skipped": self.folders_skipped, "new": self.new,
+            "new_bytes": self.new_bytes, "flags_updated": self.flags_updated,
+            "already": self.already, "gone": self.gone, "problems": self.problems,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _iso(dt: Optional[datetime]) -> Optional[str]:
+    return dt.isoformat() if dt is not None else None
+
+
+# ---------------------------------------------------------------- committer
+
+
+@dataclass
+class _Job:
+    folder: str
+    path: str
+    run: Callable[[], None]
+
+
+class Committer:
+    """Background thread: store batches durably, then append their index frames."""
+
+    def __init__(self) -> None:
+        self._q: queue.Queue[Optional[_Job]] = queue.Queue(maxsize=2)
+        self._error: Optional[BaseException] = None
+        self._thread = threading.Thread(target=self._loop, name="committer", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            job = self._q.get()
+            try:
+                if job is None:
+                    return
+                if self._error is None:
+                    job.run()
+            except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+                self._error = exc
+            finally:
+                self._q.task_done()
+
+    def _check(self) -> None:
+        if self._error is not None:
+            err, self._error = self._error, None
+            raise err
+
+    def submit(self, job: _Job) -> None:
+        self._check()
+        self._q.put(job)
+
+    def drain(self) -> None:
+        """Wait until every submitted job is durable (or failed); re-raise its error."""
+        self._q.join()
+        self._check()
+
+    def stop(self) -> None:
+        self._q.put(None)
+        self._thread.join()
+
+
+# ---------------------------------------------------------------- engine
+
+
+class Backup:
+    """Back up every selected folder of ``source`` into ``archive`` via ``store``."""
+
+    def __init__(self, source: Source, archive: Archive, store: Store,
+                 options: Optional[BackupOptions] = None,
+                 progress: Optional[Progress] = None) -> None:
+        self.source = source
+        self.archive = archive
+        self.store = store
+        self.options = options or BackupOptions()
+        self.progress: Progress = progress or NullProgress()
+        self.summary = Summary()
+        self._assigned: set[str] = set()
+        self._reconnects = 0
+        crash = os.environ.get(CRASH_ENV)
+        self._crash_after = int(crash) if crash else None
+        self._written = 0
+        self._reused = 0  # committer-thread counter, folded into the summary at the end
+
+    # ------------------------------------------------------------ top level
+
+    def run(self) -> Summary:
+        start = time.monotonic()
+        committer = Committer()
+        self._committer = committer
+        try:
+            self._run_folders()
+            committer.drain()
+        except KeyboardInterrupt:
+            self.summary.interrupted = True
+            committer.drain()
+        finally:
+            committer.stop()
+            self.summary.already += self._reused
+            self.summary.seconds = time.monotonic() - start
+        if self.summary.interrupted:
+            raise Interrupted("interrupted; what was fetched is saved -- run the same command "
+                              "to go on")
+        return self.summary
+
+    def _run_folders(self) -> None:
+        folders = self._with_reconnect(self.source.folders)
+        counters = self.archive.folder_counters()
+        selected = [f for f in folders
+                    if folder_selected(f.name, self.options.include, self.options.exclude)]
+        selected.sort(key=lambda f: (f.name != "INBOX", f.name))
+        for folder in selected:
+            self.summary.folders += 1
+            self.progress.folder(folder.name)
+            while True:
+                try:
+                    self._one_folder(folder, counters)
+                    break
+                except ConnectionLost as exc:
+                    self._committer.drain()
+                    if not self._reconnect(exc):
+                        return
+                except FetchFailed as exc:
+                    self.summary.problems.append(f"{folder.name}: {exc}")
+                    break
+
+    def _with_reconnect(self, call: Callable[[], Any]) -> Any:
+        while True:
+            try:
+                return call()
+            except ConnectionLost as exc:
+                if not self._reconnect(exc):
+                    raise ConnectionFailed(f"lost the connection and could not get it back "
+                                           f"({exc}); run the same command again") from None
+
+    def _reconnect(self, exc: Exception) -> bool:
+        """Reconnect with back-off; False (and a problem noted) when out of attempts."""
+        while self._reconnects < self.options.max_reconnects:
+            self._reconnects += 1
+            delay = self.options.backoff * (2 ** (self._reconnects - 1))
+            self.progress.note(f"connection lost ({exc}); reconnecting in {delay:.0f} s "
+                               f"(attempt {self._reconnects}/{self.options.max_reconnects})")
+            time.sleep(delay)
+            self.source.close()
+            try:
+                self.source.connect()
+                return True
+            except ConnectionFailed as again:
+                exc = again
+        self.summary.problems.append(f"connection lost and not recovered: {exc}; "
+                                     "run the same command again to finish")
+        return False
+
+    # ------------------------------------------------------------ one folder
+
+    def _one_folder(self, folder: Folder, counters: dict[str, Any]) -> None:
+        if not folder.selectable:
+            if folder.name not in counters:
+                self._ensure_folder(folder)
+                self._committer.drain()
+                counters[folder.name] = {"noselect": True}
+                self.archive.save_folder_counters(counters)
+            return
+        status = self.source.status(folder)
+        cached = counters.get(folder.name)
+        if (status is not None and status.highestmodseq is not None
+                and cached == status.as_dict()):
+            self.summary.folders_skipped += 1
+            self.summary.already += status.messages
+            return
+        path = self._ensure_folder(folder)
+        opened = self.source.open_folder(folder)
+        listing = self.source.list_messages(opened.messages)
+        entry = self.archive.state().folders.get(folder.name)
+        plan = plan_folder(entry, opened.uidvalidity, listing)
+        self.summary.already += plan.already
+        self.progress.add_total(len(plan.to_fetch), plan.fetch_bytes())
+        if plan.flag_changes or plan.gone:
+            self._committer.submit(_Job(folder.name, path,
+                                        lambda: self._commit_changes(folder.name, path, plan)))
+        failures = self._fetch_all(folder, path, plan)
+        if plan.uidvalidity_changed and not failures:
+            self._committer.submit(_Job(folder.name, path,
+                                        lambda: self._retire_old(folder.name, plan)))
+        self._committer.drain()
+        self.store.forget(path)
+        if not failures and status is not None:
+            counters[folder.name] = status.as_dict()
+            self.archive.save_folder_counters(counters)
+
+    def _ensure_folder(self, folder: Folder) -> str:
+        """The folder's path (assigned once, for ever) with its directories made."""
+        state = self.archive.state()
+        entry = state.folders.get(folder.name)
+        if entry is not None and entry.path:
+            path = entry.path
+        else:
+            path = assign_path(folder.components, state.all_paths() | self._assigned)
+        self._assigned.add(path)
+        self.store.prepare_folder(path)
+        rec = {"v": FORMAT_VERSION, "type": "folder", "folder": folder.name, "path": path,
+               "server_name": folder.server_name, "separator": folder.separator,
+               "attributes": list(folder.attributes)}
+        if entry is None or (entry.server_name, entry.separator, entry.attributes) != (
+                folder.server_name, folder.separator, tuple(folder.attributes)):
+            self._committer.submit(_Job(folder.name, path, lambda: self.archive.record([rec])))
+        return path
+
+    def _fetch_all(self, folder: Folder, path: str, plan: FolderPlan) -> int:
+        opts = self.options
+        failures = 0
+        for group in batches(plan.to_fetch, opts.batch_bytes, opts.batch_count,
+                             opts.stream_threshold):
+            items: list[Incoming] = []
+            if len(group) == 1 and group[0].size > opts.stream_threshold:
+                item = self._stream_one(path, plan, group[0])
+                if item is not None:
+                    items.append(item)
+                else:
+                    failures += 1
+            else:
+                metas = {m.uid: m for m in group}
+                for uid, body in self.source.fetch([m.uid for m in group]):
+                    if isinstance(body, FetchFailed):
+                        failures += 1
+                        self.summary.problems.append(f"{folder.name}: {body}")
+                        continue
+                    m = metas[uid]
+                    items.append(Incoming(plan.uidvalidity, uid, m.flags, m.keywords,
+                                          m.internaldate, data=body))
+            if items:
+                self._committer.submit(_Job(folder.name, path,
+                                            lambda it=items: self._commit_batch(  # type: ignore[misc]
+                                                folder.name, path, plan, it)))
+        return failures
+
+    def _stream_one(self, path: str, plan: FolderPlan, meta: MessageMeta) -> Optional[Incoming]:
+        spool = self.store.spool(path, plan.uidvalidity, meta.uid)
+        try:
+            self.source.fetch_stream(meta.uid, meta.size, spool.write, self.options.stream_chunk)
+        except FetchFailed as exc:
+            os.close(spool.fd)
+            os.unlink(spool.path)
+            self.summary.problems.append(f"{path}: {exc}")
+            return None
+        except BaseException:
+            os.close(spool.fd)
+            raise
+        return Incoming(plan.uidvalidity, meta.uid, meta.flags, meta.keywords,
+                        meta.internaldate, spool=spool)
+
+    # ------------------------------------------------------------ committer jobs
+
+    def _commit_batch(self, name: str, path: str, plan: FolderPlan,
+                      items: list[Incoming]) -> None:
+        to_write: list[Incoming] = []
+        reused: list[tuple[Incoming, MessageEntry, str]] = []
+        for item in items:
+            if plan.reusable:
+                digest = (item.spool.digest.hexdigest() if item.spool
+                          else hashlib.sha256(item.data or b"").hexdigest())
+                pool = plan.reusable.get(digest)
+                if pool:
+                    reused.append((item, pool.pop(0), digest))
+                    if item.spool is not None:
+                        os.close(item.spool.fd)
+                        os.unlink(item.spool.path)
+                    continue
+            to_write.append(item)
+        stored = self.store.write_batch(path, to_write)
+        self._written += len(to_write)
+        if self._crash_after is not None and self._written >= self._crash_after:
+            os._exit(137)  # test hook: files durable, index frame not yet written
+        moves = [Rename(self.store.base_name(old.uidvalidity, old.uid), plan.uidvalidity,
+                        item.uid, item.flags, item.keywords) for item, old, _ in reused]
+        moved = self.store.rename(path, moves) if moves else []
+        records: list[dict[str, Any]] = []
+        nbytes = 0
+        for item, st in zip(to_write, stored):
+            records.append(self._msg_record(name, plan.uidvalidity, item, st.path, st.size,
+                                            st.sha256))
+            nbytes += st.size
+        for (item, old, digest), newpath in zip(reused, moved):
+            records.append(self._msg_record(name, plan.uidvalidity, item, newpath or old.path,
+                                            old.size, digest))
+            records.append({"v": FORMAT_VERSION, "type": "gone", "folder": name,
+                            "uidvalidity": old.uidvalidity, "uid": old.uid,
+                            "reason": "uidvalidity", "replaced_by": [plan.uidvalidity, item.uid],
+                            "t": _now()})
+        self.archive.record(records)
+        self.summary.new += len(to_write)
+        self.summary.new_bytes += nbytes
+        self._reused += len(reused)
+        self.progress.advance(len(items), nbytes + sum(o.size for _, o, _ in reused))
+
+    def _msg_record(self, name: str, uidvalidity: int, item: Incoming, path: str, size: int,
+                    sha256: str) -> dict[str, Any]:
+        rec: dict[str, Any] = {
+            "v": FORMAT_VERSION, "type": "msg", "folder": name, "uidvalidity": uidvalidity,
+            "uid": item.uid, "path": path, "size": size, "sha256": sha256,
+            "internaldate": _iso(item.internaldate), "flags": list(item.flags),
+            "keywords": list(item.keywords),
+        }
+        rec.update(summarize(item.head))
+        rec["t"] = _now()
+        return rec
+
+    def _commit_changes(self, name: str, path: str, plan: FolderPlan) -> None:
+        records: list[dict[str, Any]] = []
+        if plan.flag_changes:
+            moves = [Rename(self.store.base_name(old.uidvalidity, old.uid), old.uidvalidity,
+                            old.uid, meta.flags, meta.keywords) for old, meta in plan.flag_changes]
+            newpaths = self.store.rename(path, moves)
+            for (old, meta), newpath in zip(plan.flag_changes, newpaths):
+                if not newpath:
+                    self.summary.problems.append(
+                        f"{name}: the file of UID {old.uid} is missing from the archive; "
+                        "run 'archiver verify'")
+                records.append({"v": FORMAT_VERSION, "type": "flags", "folder": name,
+                                "uidvalidity": old.uidvalidity, "uid": old.uid,
+                                "flags": list(meta.flags), "keywords": list(meta.keywords),
+                                "path": newpath or old.path, "t": _now()})
+            self.summary.flags_updated += len(plan.flag_changes)
+        for old in plan.gone:
+            records.append({"v": FORMAT_VERSION, "type": "gone", "folder": name,
+                            "uidvalidity": old.uidvalidity, "uid": old.uid,
+                            "reason": "expunged", "t": _now()})
+        self.summary.gone += len(plan.gone)
+        self.archive.record(records)
+
+    def _retire_old(self, name: str, plan: FolderPlan) -> None:
+        """After a full re-read under a new UIDVALIDITY, old copies not seen again are gone."""
+        records = [{"v": FORMAT_VERSION, "type": "gone", "folder": name,
+                    "uidvalidity": old.uidvalidity, "uid": old.uid, "reason": "uidvalidity",
+                    "t": _now()}
+                   for pool in plan.reusable.values() for old in pool]
+        self.summary.gone += len(records)
+        self.archive.record(records)
+
+
+def run_backup(source: Source, archive: Archive, store: Store,
+               options: Optional[BackupOptions] = None,
+               progress: Optional[Progress] = None) -> Summary:
+    """Library entry point: connect, back up, always close the source and the store."""
+    try:
+        source.connect()
+        return Backup(source, archive, store, options, progress).run()
+    except ArchiverError:
+        raise
+    finally:
+        source.close()
+        store.close()

@@ -1,0 +1,261 @@
+"""The archive's index: append-only zstd frames of JSON Lines (docs/FORMAT.md).
+
+``DEST/.archiver/index.jsonl.zst`` is a concatenation of independent zstd
+frames; each frame holds the records of one durable batch, one JSON object a
+line.  ``zstdcat`` reads the whole file.  A frame is appended and fsynced only
+after the files it mentions are durable, so a torn last frame (a crash while
+appending) mentions nothing that a rerun would not redo: the reader detects
+it and the writer cuts it off before appending.
+
+This module only reads and writes records; what they mean for a folder is
+:class:`IndexState`'s job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import zstandard
+
+from archiver.fsutil import fsync_dir, open_new, write_all
+
+FORMAT_VERSION = 1
+INDEX_NAME = "index.jsonl.zst"
+_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+class IndexCorrupt(Exception):
+    """A frame in the middle of the index cannot be read (not merely a torn tail)."""
+
+
+def _frame_length(data: bytes, pos: int) -> int:
+    """Length of the zstd frame starting at ``pos``, from its block headers (RFC 8878 3.1.1).
+
+    Raises ValueError when the frame runs past the end of ``data`` (torn).
+    Walking block headers is O(blocks), so reading a long index stays linear.
+    """
+    n = len(data)
+    if pos + 5 > n:
+        raise ValueError("truncated header")
+    fhd = data[pos + 4]
+    fcs_flag = fhd >> 6
+    single = (fhd >> 5) & 1
+    checksum = (fhd >> 2) & 1
+    dict_flag = fhd & 3
+    if (fhd >> 3) & 1:
+        raise ValueError("reserved bit set")
+    header = 1 + (0 if single else 1) + (0, 1, 2, 4)[dict_flag]
+    header += (1 if single else 0, 2, 4, 8)[fcs_flag]
+    p = pos + 4 + header
+    while True:
+        if p + 3 > n:
+            raise ValueError("truncated block header")
+        bh = data[p] | (data[p + 1] << 8) | (data[p + 2] << 16)
+        last = bh & 1
+        btype = (bh >> 1) & 3
+        bsize = bh >> 3
+        if btype == 3:
+            raise ValueError("reserved block type")
+        p += 3 + (1 if btype == 1 else bsize)
+        if last:
+            break
+    p += 4 if checksum else 0
+    if p > n:
+        raise ValueError("truncated frame")
+    return p - pos
+
+
+def _frames(data: bytes) -> Iterator[tuple[int, int, bytes | None]]:
+    """Yield (offset, end, decompressed payload or None if torn/corrupt) per frame."""
+    pos = 0
+    n = len(data)
+    dctx = zstandard.ZstdDecompressor()
+    while pos < n:
+        if data[pos : pos + 4] != _MAGIC:
+            yield pos, n, None
+            return
+        try:
+            end = pos + _frame_length(data, pos)
+            payload = dctx.decompress(data[pos:end])
+        except (zstandard.ZstdError, ValueError):
+            yield pos, n, None
+            return
+        yield pos, end, payload
+        pos = end
+
+
+@dataclass
+class ReadResult:
+    records: list[dict[str, Any]]
+    good_length: int  # bytes of whole, valid frames
+    total_length: int
+    bad_lines: int = 0
+
+    @property
+    def torn(self) -> bool:
+        return self.good_length != self.total_length
+
+
+def read_index(path: Path) -> ReadResult:
+    """Read every record; stop at (and report) a torn or corrupt tail."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return ReadResult([], 0, 0)
+    records: list[dict[str, Any]] = []
+    good = 0
+    bad = 0
+    for _start, end, payload in _frames(data):
+        if payload is None:
+            break
+        for line in payload.splitlines():
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                bad += 1
+                continue
+            if isinstance(rec, dict):
+                records.append(rec)
+            else:
+                bad += 1
+        good = end
+    return ReadResult(records, good, len(data), bad)
+
+
+class IndexWriter:
+    """Appends one zstd frame per call to :meth:`append`, fsynced before returning."""
+
+    def __init__(self, path: Path, good_length: int) -> None:
+        self.path = path
+        exists = path.exists()
+        if not exists:
+            fd = open_new(path)
+            os.close(fd)
+            fsync_dir(path.parent)
+        self._fd = os.open(path, os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0))
+        if exists and os.fstat(self._fd).st_size != good_length:
+            os.ftruncate(self._fd, good_length)  # drop a torn tail
+            os.fsync(self._fd)
+        os.lseek(self._fd, good_length, os.SEEK_SET)
+        self._cctx = zstandard.ZstdCompressor(level=3, write_content_size=True)
+
+    def append(self, records: Iterable[dict[str, Any]]) -> None:
+        payload = b"".join(
+            json.dumps(r, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+            for r in records
+        )
+        if not payload:
+            return
+        write_all(self._fd, self._cctx.compress(payload))
+        os.fsync(self._fd)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+# ---------------------------------------------------------------- interpreted state
+
+
+@dataclass
+class MessageEntry:
+    """What the index says about one archived message (latest records applied)."""
+
+    folder: str
+    uidvalidity: int
+    uid: int
+    path: str
+    size: int
+    sha256: str
+    flags: tuple[str, ...]
+    keywords: tuple[str, ...]
+    gone: bool = False
+
+
+@dataclass
+class FolderEntry:
+    """A folder's durable facts: its path (fixed once chosen) and its messages."""
+
+    name: str
+    path: str
+    server_name: str = ""
+    separator: str | None = None
+    attributes: tuple[str, ...] = ()
+    messages: dict[tuple[int, int], MessageEntry] = field(default_factory=dict)
+
+    def current(self, uidvalidity: int) -> dict[int, MessageEntry]:
+        return {uid: m for (uv, uid), m in self.messages.items() if uv == uidvalidity}
+
+
+class IndexState:
+    """All records folded into per-folder state: what we have, with which flags."""
+
+    def __init__(self) -> None:
+        self.folders: dict[str, FolderEntry] = {}
+        self.pop3: dict[str, MessageEntry] = {}
+
+    @classmethod
+    def from_records(cls, records: Iterable[dict[str, Any]]) -> IndexState:
+        state = cls()
+        for rec in records:
+            state.apply(rec)
+        return state
+
+    def apply(self, rec: dict[str, Any]) -> None:
+        kind = rec.get("type")
+        name = rec.get("folder")
+        if not isinstance(name, str):
+            return
+        if kind == "folder":
+            entry = self.folders.get(name)
+            if entry is None:
+                entry = FolderEntry(name=name, path=str(rec.get("path", "")))
+                self.folders[name] = entry
+            entry.server_name = str(rec.get("server_name", name))
+            entry.separator = rec.get("separator")
+            entry.attributes = tuple(rec.get("attributes") or ())
+            return
+        folder = self.folders.get(name)
+        if folder is None:
+            return
+        try:
+            key = (int(rec["uidvalidity"]), int(rec["uid"]))
+        except (KeyError, TypeError, ValueError):
+            return
+        if kind == "msg":
+            folder.messages[key] = MessageEntry(
+                folder=name,
+                uidvalidity=key[0],
+                uid=key[1],
+                path=str(rec.get("path", "")),
+                size=int(rec.get("size", 0)),
+                sha256=str(rec.get("sha256", "")),
+                flags=tuple(rec.get("flags") or ()),
+                keywords=tuple(rec.get("keywords") or ()),
+            )
+        elif kind == "flags" and key in folder.messages:
+            m = folder.messages[key]
+            m.flags = tuple(rec.get("flags") or ())
+            m.keywords = tuple(rec.get("keywords") or ())
+            if rec.get("path"):
+                m.path = str(rec["path"])
+        elif kind == "gone" and key in folder.messages:
+            if rec.get("replaced_by"):
+                del folder.messages[key]  # the same file now belongs to a newer UIDVALIDITY
+            else:
+                folder.messages[key].gone = True
+
+    def all_paths(self) -> set[str]:
+        return {f.path for f in self.folders.values()}
+
+    def messages(self) -> Iterator[MessageEntry]:
+        for folder in self.folders.values():
+            yield from folder.messages.values()

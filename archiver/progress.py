@@ -1,0 +1,58 @@
+"""Terminal progress: a tqdm bar (messages, bytes, ETA) when stderr is a terminal."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Optional
+
+
+class TerminalProgress:
+    """Engine progress shown with tqdm; notes are printed above the bar."""
+
+    def __init__(self, enabled: bool) -> None:
+        self._bar: Optional[Any] = None
+        self._enabled = enabled
+        if enabled:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=0, unit="B", unit_scale=True, unit_divisor=1024,
+                             dynamic_ncols=True, file=sys.stderr, leave=True,
+                             bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
+                                        "[{elapsed}<{remaining}, {rate_fmt}]")
+        self._messages = 0
+        self._total_messages = 0
+        self._folder = ""
+
+    def _describe(self) -> None:
+        if self._bar is not None:
+            name = self._folder if len(self._folder) <= 24 else "…" + self._folder[-23:]
+            self._bar.set_description_str(
+                f"{name} {self._messages}/{self._total_messages} msgs", refresh=False)
+
+    def add_total(self, messages: int, nbytes: int) -> None:
+        self._total_messages += messages
+        if self._bar is not None:
+            self._bar.total = (self._bar.total or 0) + nbytes
+            self._describe()
+            self._bar.refresh()
+
+    def advance(self, messages: int, nbytes: int) -> None:
+        self._messages += messages
+        if self._bar is not None:
+            self._describe()
+            self._bar.update(nbytes)
+
+    def folder(self, name: str) -> None:
+        self._folder = name
+        self._describe()
+
+    def note(self, text: str) -> None:
+        if self._bar is not None:
+            self._bar.write(text, file=sys.stderr)
+        else:
+            print(text, file=sys.stderr)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None

@@ -1,0 +1,84 @@
+"""What every source (IMAP, POP3) hands the engine: typed records, no protocol details."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Optional
+
+# IMAP system flags we map to Maildir info letters; everything else is a keyword.
+SYSTEM_FLAGS = ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft")
+
+
+@dataclass(frozen=True)
+class Folder:
+    """One folder as the server lists it, with its logical (namespace-relative) name."""
+
+    server_name: str  # decoded from modified UTF-7, as the server spells it
+    raw_name: bytes  # exactly as listed, for EXAMINE/STATUS
+    separator: Optional[str]
+    attributes: tuple[str, ...]
+    components: tuple[str, ...]  # hierarchy relative to the personal namespace
+
+    @property
+    def name(self) -> str:
+        return "/".join(self.components)
+
+    @property
+    def selectable(self) -> bool:
+        lowered = {a.lower() for a in self.attributes}
+        return "\\noselect" not in lowered and "\\nonexistent" not in lowered
+
+
+@dataclass(frozen=True)
+class FolderStatus:
+    """Cheap per-folder counters (STATUS) used to skip unchanged folders."""
+
+    uidvalidity: int
+    uidnext: int
+    messages: int
+    highestmodseq: Optional[int] = None
+
+    def as_dict(self) -> dict[str, Optional[int]]:
+        return {"uidvalidity": self.uidvalidity, "uidnext": self.uidnext,
+                "messages": self.messages, "highestmodseq": self.highestmodseq}
+
+
+@dataclass(frozen=True)
+class MessageMeta:
+    """A message's listing entry: enough to plan without fetching the body."""
+
+    uid: int
+    flags: tuple[str, ...]  # system flags, sorted
+    keywords: tuple[str, ...]  # everything else, sorted
+    internaldate: Optional[datetime]
+    size: int
+
+
+def split_flags(raw: tuple[str, ...] | list[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Separate IMAP system flags from keywords; drop the session-only ``\\Recent``."""
+    system: set[str] = set()
+    keywords: set[str] = set()
+    canonical = {f.lower(): f for f in SYSTEM_FLAGS}
+    for flag in raw:
+        low = flag.lower()
+        if low == "\\recent":
+            continue
+        if low in canonical:
+            system.add(canonical[low])
+        else:
+            keywords.add(flag)
+    return tuple(sorted(system)), tuple(sorted(keywords))
+
+
+class FetchFailed(Exception):
+    """The server did not deliver one message; the run goes on and reports it."""
+
+    def __init__(self, uid: int, reason: str) -> None:
+        super().__init__(f"UID {uid}: {reason}")
+        self.uid = uid
+        self.reason = reason
+
+
+class ConnectionLost(Exception):
+    """The connection dropped or timed out mid-run; the engine reconnects and resumes."""

@@ -1,0 +1,342 @@
+"""IMAP source: lists folders and messages and fetches their bytes, never writing.
+
+Read-only by construction: folders are opened with EXAMINE, bodies fetched
+with BODY.PEEK, and no command that changes the server (STORE, COPY, EXPUNGE,
+CREATE, APPEND, SELECT) is ever sent.  Network failures surface as
+:class:`ConnectionLost` so the engine can reconnect and resume; a server's
+refusal to deliver one message surfaces as :class:`FetchFailed`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import imaplib
+import logging
+import socket
+import ssl
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any, Callable, Optional
+
+import imapclient
+import imapclient.exceptions
+from imapclient.response_parser import parse_fetch_response
+
+from archiver.account import Endpoint, ssl_context
+from archiver.errors import ConnectionFailed, LoginError, ServerError, TLSError
+from archiver.names import decode_mutf7, logical_name
+from archiver.sources.base import (
+    ConnectionLost,
+    FetchFailed,
+    Folder,
+    FolderStatus,
+    MessageMeta,
+    split_flags,
+)
+
+log = logging.getLogger("archiver.imap")
+
+_NETWORK_ERRORS = (OSError, imaplib.IMAP4.abort, EOFError, ssl.SSLError)
+
+
+class ServerUnavailable(ConnectionFailed):
+    """Temporary refusal (too many connections, [UNAVAILABLE]): worth a retry later."""
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)
+
+
+def connect_error(endpoint: Endpoint, exc: BaseException) -> ConnectionFailed:
+    """One-line explanation of a failure to reach or trust the server."""
+    host = endpoint.host
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return TLSError(
+            f"the certificate of {host} could not be verified ({exc.verify_message}); "
+            "if you trust this server, give its CA with --cafile (or --insecure to skip checks)"
+        )
+    if isinstance(exc, ssl.SSLError):
+        return TLSError(f"TLS with {host}:{endpoint.port} failed ({exc.reason or exc}); "
+                        "check the port and whether the server speaks TLS there")
+    if isinstance(exc, socket.gaierror):
+        return ConnectionFailed(f"cannot find host {host}: check the spelling and your "
+                                "network connection")
+    if isinstance(exc, ConnectionRefusedError):
+        return ConnectionFailed(f"{host}:{endpoint.port} refused the connection: check the "
+                                "host and port")
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return ConnectionFailed(f"{host}:{endpoint.port} did not answer in time: check the "
+                                "network, or raise --timeout")
+    return ConnectionFailed(f"connection to {host}:{endpoint.port} failed: "
+                            f"{exc.__class__.__name__}: {exc}")
+
+
+@contextlib.contextmanager
+def _network(what: str) -> Iterator[None]:
+    try:
+        yield
+    except imapclient.exceptions.IMAPClientError as exc:
+        if isinstance(exc, imaplib.IMAP4.abort):
+            raise ConnectionLost(f"{what}: {exc}") from exc
+        raise ServerError(f"{what}: the server said {_text(exc)}") from exc
+    except _NETWORK_ERRORS as exc:
+        raise ConnectionLost(f"{what}: {exc.__class__.__name__}: {exc}") from exc
+
+
+class ImapSource:
+    """One IMAP connection to the account being archived."""
+
+    protocol = "imap"
+
+    def __init__(self, endpoint: Endpoint, password: str, timeout: float = 60.0,
+                 trace: bool = False) -> None:
+        self.endpoint = endpoint
+        self._password = password
+        self.timeout = timeout
+        self.trace = trace
+        self._client: Optional[imapclient.IMAPClient] = None
+        self.capabilities: frozenset[str] = frozenset()
+        self.prefix = ""
+        self.separator: Optional[str] = None
+        self.warnings: list[str] = []
+
+    # ------------------------------------------------------------ connection
+
+    @property
+    def client(self) -> imapclient.IMAPClient:
+        if self._client is None:
+            raise ConnectionLost("not connected")
+        return self._client
+
+    def connect(self) -> None:
+        """Connect, secure (TLS or STARTTLS), log in, read capabilities and namespace."""
+        ep = self.endpoint
+        ctx = ssl_context(ep.tls)
+        try:
+            client = imapclient.IMAPClient(
+                ep.host, port=ep.port, ssl=ep.implicit_tls, ssl_context=ctx,
+                timeout=imapclient.SocketTimeout(connect=self.timeout, read=self.timeout),
+            )
+        except (OSError, ssl.SSLError) as exc:
+            raise connect_error(ep, exc) from None
+        except imapclient.exceptions.IMAPClientError as exc:
+            raise ConnectionFailed(f"{ep.host}:{ep.port} did not greet as an IMAP server: "
+                                   f"{_text(exc)}") from None
+        if not self.trace:
+            client._imap.debug = 0  # skip imaplib's per-line trace formatting
+        client.folder_encode = False
+        client.normalise_times = False
+        self._client = client
+        try:
+            if not ep.implicit_tls:
+                self._starttls(client, ctx)
+            self._login(client)
+            self.capabilities = frozenset(_text(c).upper() for c in client.capabilities())
+            self._read_namespace(client)
+        except BaseException:
+            self.close()
+            raise
+
+    def _starttls(self, client: imapclient.IMAPClient, ctx: ssl.SSLContext) -> None:
+        ep = self.endpoint
+        caps = {_text(c).upper() for c in client.capabilities()}
+        if "STARTTLS" in caps:
+            try:
+                client.starttls(ctx)
+            except (OSError, ssl.SSLError) as exc:
+                raise connect_error(ep, exc) from None
+            return
+        if not ep.tls.plaintext:
+            raise TLSError(
+                f"{ep.host}:{ep.port} does not offer STARTTLS, so the password would travel "
+                "unencrypted: use imaps:// (port 993), or --plaintext if you accept that"
+            )
+        self.warnings.append(f"WARNING: {ep.host} offers no STARTTLS; logging in over an "
+                             "UNENCRYPTED connection (--plaintext)")
+
+    def _login(self, client: imapclient.IMAPClient) -> None:
+        ep = self.endpoint
+        try:
+            client.login(ep.user, self._password)
+        except imapclient.exceptions.LoginError as exc:
+            text = _text(exc)
+            if "UNAVAILABLE" in text.upper() or "TOO MANY" in text.upper():
+                raise ServerUnavailable(f"{ep.host} refused the login for now ({text}); "
+                                        "wait a moment and rerun") from None
+            raise LoginError(f"{ep.host} refused the login for user '{ep.user}': check the "
+                             "user name and password") from None
+        except _NETWORK_ERRORS as exc:
+            raise connect_error(ep, exc) from None
+
+    def _read_namespace(self, client: imapclient.IMAPClient) -> None:
+        if "NAMESPACE" not in self.capabilities:
+            return
+        with _network("NAMESPACE"):
+            ns = client.namespace()
+        if ns.personal:
+            prefix, sep = ns.personal[0]
+            self.prefix = decode_mutf7(prefix) if prefix else ""
+            self.separator = _text(sep) if sep else None
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is None:
+            return
+        with contextlib.suppress(Exception):
+            client.logout()
+        with contextlib.suppress(Exception):
+            client.shutdown()
+
+    # ------------------------------------------------------------ folders
+
+    def folders(self) -> list[Folder]:
+        with _network("LIST"):
+            listing = self.client.list_folders()
+        out: list[Folder] = []
+        seen: set[bytes] = set()
+        for flags, delim, raw in listing:
+            raw_bytes = raw if isinstance(raw, bytes) else str(raw).encode("utf-8")
+            if raw_bytes in seen:
+                continue
+            seen.add(raw_bytes)
+            name = decode_mutf7(raw_bytes)
+            sep = _text(delim) if delim else None
+            attrs = tuple(_text(f) for f in flags)
+            out.append(Folder(name, raw_bytes, sep, attrs, logical_name(name, sep, self.prefix)))
+        return out
+
+    def status(self, folder: Folder) -> Optional[FolderStatus]:
+        """STATUS counters, or None if the server will not give them for this folder."""
+        items = [b"MESSAGES", b"UIDNEXT", b"UIDVALIDITY"]
+        if "CONDSTORE" in self.capabilities:
+            items.append(b"HIGHESTMODSEQ")
+        try:
+            with _network(f"STATUS {folder.server_name}"):
+                res = self.client.folder_status(folder.raw_name, items)
+        except ServerError:
+            return None
+        return _status_from(res)
+
+    def open_folder(self, folder: Folder) -> FolderStatus:
+        """EXAMINE (read-only) the folder; returns its UIDVALIDITY etc."""
+        with _network(f"EXAMINE {folder.server_name}"):
+            res = self.client.select_folder(folder.raw_name, readonly=True)
+        st = _status_from(res, exists_key=b"EXISTS")
+        if st is None:
+            raise ServerError(f"EXAMINE {folder.server_name}: no UIDVALIDITY from the server")
+        return st
+
+    # ------------------------------------------------------------ messages
+
+    def list_messages(self, count: int) -> list[MessageMeta]:
+        """UID, flags, INTERNALDATE and size of every message in the open folder."""
+        if count == 0:
+            return []
+        with _network("UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE)"):
+            res = _uid_fetch(self.client, "1:*", "(UID FLAGS INTERNALDATE RFC822.SIZE)")
+        out: list[MessageMeta] = []
+        for uid, data in res.items():
+            flags = tuple(_text(f) for f in data.get(b"FLAGS", ()))
+            system, keywords = split_flags(flags)
+            idate = data.get(b"INTERNALDATE")
+            out.append(MessageMeta(
+                uid=int(uid), flags=system, keywords=keywords,
+                internaldate=idate if isinstance(idate, datetime) else None,
+                size=int(data.get(b"RFC822.SIZE", 0) or 0),
+            ))
+        out.sort(key=lambda m: m.uid)
+        return out
+
+    def fetch(self, uids: list[int]) -> Iterator[tuple[int, bytes | FetchFailed]]:
+        """Bodies of ``uids`` (one round trip, the caller bounds the batch by bytes)."""
+        if not uids:
+            return
+        with _network(f"UID FETCH ({len(uids)} messages) BODY.PEEK[]"):
+            res = _uid_fetch(self.client, _uid_set(uids), "(BODY.PEEK[])")
+        for uid in uids:
+            data = res.get(uid)
+            body = data.get(b"BODY[]") if data else None
+            if body is None:
+                yield uid, FetchFailed(uid, "the server did not return the message")
+            else:
+                yield uid, body if isinstance(body, bytes) else _text(body).encode()
+
+    def fetch_stream(self, uid: int, size_hint: int, write: Callable[[bytes], None],
+                     chunk: int = 4 << 20) -> int:
+        """Fetch one large message in ``BODY.PEEK[]<offset.length>`` pieces; returns bytes."""
+        offset = 0
+        while True:
+            item = f"BODY.PEEK[]<{offset}.{chunk}>".encode()
+            with _network(f"UID FETCH {uid} BODY.PEEK[]<{offset}.{chunk}>"):
+                res = _uid_fetch(self.client, str(uid), f"({item.decode()})")
+            data = res.get(uid) or {}
+            piece = None
+            for key, value in data.items():
+                if isinstance(key, bytes) and key.startswith(b"BODY[]"):
+                    piece = value
+            if piece is None:
+                if offset == 0:
+                    raise FetchFailed(uid, "the server did not return the message")
+                break
+            if not isinstance(piece, bytes):
+                piece = _text(piece).encode()
+            write(piece)
+            offset += len(piece)
+            if len(piece) < chunk:
+                break
+        return offset
+
+
+def _uid_fetch(client: imapclient.IMAPClient, uid_set: str, items: str) -> dict[int, Any]:
+    """``UID FETCH`` returning every FETCH response keyed by UID.
+
+    imapclient's own ``fetch`` cannot take ``1:*`` (it filters its result by the
+    ids given); this uses the same parser on the raw response.
+    """
+    imap = client._imap
+    tag = imap._command("UID", "FETCH", uid_set, items)
+    typ, data = imap._command_complete("FETCH", tag)
+    if typ != "OK":
+        raise imapclient.exceptions.IMAPClientError(
+            f"UID FETCH failed: {_text(data[0] if data else typ)}")
+    typ, data = imap._untagged_response(typ, data, "FETCH")
+    parsed: dict[int, Any] = parse_fetch_response(data, False, True)
+    return parsed
+
+
+def _uid_set(uids: list[int]) -> str:
+    """Compact ``1:5,7,9:12`` form of a sorted UID list (keeps command lines short)."""
+    out: list[str] = []
+    ordered = sorted(uids)
+    start = prev = ordered[0]
+    for uid in ordered[1:]:
+        if uid == prev + 1:
+            prev = uid
+            continue
+        out.append(f"{start}:{prev}" if prev != start else str(start))
+        start = prev = uid
+    out.append(f"{start}:{prev}" if prev != start else str(start))
+    return ",".join(out)
+
+
+def _status_from(res: dict[Any, Any], exists_key: bytes = b"MESSAGES") -> Optional[FolderStatus]:
+    def num(key: bytes) -> Optional[int]:
+        value = res.get(key)
+        if isinstance(value, (list, tuple)):
+            value = value[0] if value else None
+        try:
+            return int(value) if value is not None else None
+        except (TypeError, ValueError):
+            return None
+
+    uidvalidity = num(b"UIDVALIDITY")
+    if uidvalidity is None:
+        return None
+    return FolderStatus(
+        uidvalidity=uidvalidity,
+        uidnext=num(b"UIDNEXT") or 0,
+        messages=num(exists_key) or 0,
+        highestmodseq=num(b"HIGHESTMODSEQ"),
+    )

@@ -1,0 +1,110 @@
+"""What a store (Maildir, mbox, ...) does for the engine, and the records it returns.
+
+A store turns fetched messages into durable files and knows nothing about
+IMAP or the index.  :meth:`Store.write_batch` returns only when every file of
+the batch is durable (fsynced, renamed, directory fsynced); only then does
+the engine write the index frame that mentions them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Optional, Protocol
+
+from archiver.fsutil import open_new, write_all
+
+
+@dataclass
+class Spool:
+    """A large message being streamed straight into the store's tmp/ area."""
+
+    path: Path
+    fd: int
+    size: int = 0
+    digest: hashlib._Hash = field(default_factory=hashlib.sha256)  # type: ignore[name-defined]
+    head: bytes = b""  # first bytes, for header decoding
+
+    @classmethod
+    def create(cls, path: Path) -> Spool:
+        return cls(path=path, fd=open_new(path))
+
+    def write(self, data: bytes) -> None:
+        write_all(self.fd, data)
+        self.digest.update(data)
+        if len(self.head) < 256 * 1024:
+            self.head += data[: 256 * 1024 - len(self.head)]
+        self.size += len(data)
+
+
+@dataclass
+class Incoming:
+    """One message to store: its bytes (or spool), key and metadata."""
+
+    uidvalidity: int
+    uid: int
+    flags: tuple[str, ...]
+    keywords: tuple[str, ...]
+    internaldate: Optional[datetime]
+    data: Optional[bytes] = None
+    spool: Optional[Spool] = None
+
+    @property
+    def head(self) -> bytes:
+        if self.data is not None:
+            return self.data[: 256 * 1024]
+        return self.spool.head if self.spool else b""
+
+
+@dataclass(frozen=True)
+class Stored:
+    """Where a message ended up, with the hash of the exact bytes stored."""
+
+    path: str  # relative to DEST, '/'-separated
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Rename:
+    """Move a stored message to the name for (uidvalidity, uid, flags)."""
+
+    old_base: str
+    uidvalidity: int
+    uid: int
+    flags: tuple[str, ...]
+    keywords: tuple[str, ...]
+
+
+class Store(Protocol):
+    format: str
+
+    def prepare_folder(self, folder_path: str) -> None: ...
+
+    def spool(self, folder_path: str, uidvalidity: int, uid: int) -> Spool: ...
+
+    def write_batch(self, folder_path: str, items: list[Incoming]) -> list[Stored]: ...
+
+    def base_name(self, uidvalidity: int, uid: int) -> str: ...
+
+    def rename(self, folder_path: str, moves: list[Rename]) -> list[str]: ...
+
+    def forget(self, folder_path: str) -> None: ...
+
+    def close(self) -> None: ...
+
+    def read(self, relpath: str) -> bytes: ...
+
+
+def set_mtime(path: Path, when: Optional[datetime]) -> None:
+    """File mtime = INTERNALDATE (what mail programs show as 'received')."""
+    if when is None:
+        return
+    try:
+        ts = when.timestamp()
+        os.utime(path, (ts, ts))
+    except (OverflowError, OSError, ValueError):
+        pass

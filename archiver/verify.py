@@ -1,0 +1,92 @@
+"""``archiver verify``: re-hash every archived message against the index.
+
+Reports files that are missing, changed (hash differs) or extra (a message
+file the index does not know).  Read-only: it never repairs; rerunning the
+backup does (a missing message is fetched again while it is on the server).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from archiver.archive import Archive
+
+
+@dataclass
+class VerifyReport:
+    checked: int = 0
+    bytes: int = 0
+    missing: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)
+    index_problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.changed or self.extra or self.index_problems)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"ok": self.ok, "checked": self.checked, "bytes": self.bytes,
+                "missing": self.missing, "changed": self.changed, "extra": self.extra,
+                "index_problems": self.index_problems}
+
+
+def _hash_file(path: Path) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        while True:
+            chunk = fh.read(1 << 20)
+            if not chunk:
+                break
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def _message_files(root: Path, folder_path: str) -> Iterator[str]:
+    base = root.joinpath(*folder_path.split("/"))
+    for sub in ("cur", "new"):
+        try:
+            names = os.listdir(base / sub)
+        except FileNotFoundError:
+            continue
+        for name in names:
+            yield f"{folder_path}/{sub}/{name}"
+
+
+def verify_archive(archive: Archive) -> VerifyReport:
+    report = VerifyReport()
+    state = archive.state()
+    if archive.torn_tail:
+        report.index_problems.append(
+            "the index ends with an incomplete frame (an interrupted run); rerun the backup "
+            "to repair it")
+    expected: set[str] = set()
+    for entry in state.messages():
+        expected.add(entry.path)
+        path = archive.dest.joinpath(*entry.path.split("/"))
+        report.checked += 1
+        try:
+            digest, size = _hash_file(path)
+        except FileNotFoundError:
+            report.missing.append(entry.path)
+            continue
+        except OSError as exc:
+            report.missing.append(f"{entry.path} ({exc.strerror})")
+            continue
+        report.bytes += size
+        if digest != entry.sha256:
+            report.changed.append(entry.path)
+    for folder in state.folders.values():
+        for rel in _message_files(archive.dest, folder.path):
+            if rel not in expected:
+                report.extra.append(rel)
+    report.missing.sort()
+    report.changed.sort()
+    report.extra.sort()
+    return report
