@@ -313,7 +313,7 @@ class Backup:
             path = assign_path(folder.components, state.all_paths() | self._assigned)
         self._assigned.add(path)
         self.store.prepare_folder(path)
-        rec = {"v": FORMAT_VERSION, "type": "folder", "folder": folder.name, "path": path,
+        rec = {"v": FORMAT_VERSION, "type": "folder", "folder": folder.name, "dir": path,
                "server_name": folder.server_name, "separator": folder.separator,
                "attributes": list(folder.attributes)}
         if entry is None or (entry.server_name, entry.separator, entry.attributes) != (

@@ -217,7 +217,7 @@ class IndexState:
         if kind == "folder":
             entry = self.folders.get(name)
             if entry is None:
-                entry = FolderEntry(name=name, path=str(rec.get("path", "")))
+                entry = FolderEntry(name=name, path=str(rec.get("dir", "")))
                 self.folders[name] = entry
             entry.server_name = str(rec.get("server_name", name))
             entry.separator = rec.get("separator")
