@@ -285,10 +285,15 @@ class DovecotServer:
                            capture_output=True, text=True)
         if r.returncode != 0:
             raise DovecotError(f"bad config {self.conf}: {r.stderr}")
-        r = subprocess.run([str(DOVECOT), "-c", str(self.conf)], stdin=subprocess.DEVNULL,
-                           capture_output=True, text=True)
+        # Dovecot daemonizes; its stdio must not be our pipes (or run() would
+        # wait for the daemon to close them).
+        out = self.dir / "dovecot.stderr"
+        with open(out, "ab") as fh:
+            r = subprocess.run([str(DOVECOT), "-c", str(self.conf)], stdin=subprocess.DEVNULL,
+                               stdout=fh, stderr=fh)
         if r.returncode != 0:
-            raise DovecotError(f"dovecot failed to start: {r.stderr}{self._log_tail()}")
+            raise DovecotError(f"dovecot failed to start ({r.returncode}): "
+                               f"{out.read_text(errors='replace')}{self._log_tail()}")
         deadline = time.monotonic() + 15
         ports = (self.imap_port, self.imaps_port, self.pop3_port, self.pop3s_port)
         while time.monotonic() < deadline:

@@ -253,8 +253,18 @@ class ImapSource:
         """Bodies of ``uids`` (one round trip, the caller bounds the batch by bytes)."""
         if not uids:
             return
-        with _network(f"UID FETCH ({len(uids)} messages) BODY.PEEK[]"):
-            res = _uid_fetch(self.client, _uid_set(uids), "(BODY.PEEK[])")
+        try:
+            with _network(f"UID FETCH ({len(uids)} messages) BODY.PEEK[]"):
+                res = _uid_fetch(self.client, _uid_set(uids), "(BODY.PEEK[])")
+        except ServerError as exc:
+            if len(uids) == 1:
+                yield uids[0], FetchFailed(uids[0], str(exc))
+                return
+            # One bad message can make the server refuse the whole batch:
+            # fetch one by one so only that message is reported.
+            for uid in uids:
+                yield from self.fetch([uid])
+            return
         for uid in uids:
             data = res.get(uid)
             body = data.get(b"BODY[]") if data else None
