@@ -164,7 +164,8 @@ def maildir_folder_dirname(folder: str) -> str:
 
     Maildir++ layout with listescape: INBOX is the root (""), every other
     folder is "." + its components joined by ".", each component encoded in
-    modified UTF-7 and with "\\", "." and "/" escaped as "\\5c", "\\2e", "\\2f".
+    modified UTF-7, with "\\" and "." escaped as "\\5c" and "\\2e" and a leading "~"
+    as "\\7e" (checked against Dovecot 2.3.19 in tests/test_fixtures.py).
     """
     if folder.upper() == "INBOX":
         return ""
@@ -172,6 +173,8 @@ def maildir_folder_dirname(folder: str) -> str:
     for comp in folder.split("/"):
         enc = imap_utf7.encode(comp).decode("ascii")
         enc = enc.replace("\\", "\\5c").replace(".", "\\2e")
+        if enc.startswith("~"):
+            enc = "\\7e" + enc[1:]
         parts.append(enc)
     return "." + ".".join(parts)
 
@@ -678,10 +681,11 @@ service pop3 {{
             for name in _list(c, True):
                 info = c.select_folder(name, readonly=True)
                 msgs: list[Message] = []
-                if int(info.get(b"EXISTS", 0)):
-                    resp = c.fetch("1:*", ["UID", "FLAGS", "INTERNALDATE", "BODY.PEEK[]"])
-                    for _, d in sorted(resp.items()):
-                        msgs.append((int(d[b"UID"]), bytes(d[b"BODY[]"]),
+                uids = c.search(["ALL"]) if int(info.get(b"EXISTS", 0)) else []
+                if uids:
+                    resp = c.fetch(uids, ["UID", "FLAGS", "INTERNALDATE", "BODY.PEEK[]"])
+                    for uid, d in sorted(resp.items()):
+                        msgs.append((int(uid), bytes(d[b"BODY[]"]),
                                      _flags(d[b"FLAGS"]), d[b"INTERNALDATE"]))
                 out[name] = sorted(msgs, key=lambda m: m[0])
                 c.unselect_folder() if c.has_capability("UNSELECT") else c.close_folder()
@@ -698,8 +702,9 @@ service pop3 {{
             for name in _list(c, True):
                 info = c.select_folder(name, readonly=True)
                 rows.append(f"M\t{name}\t{int(info[b'UIDVALIDITY'])}")
-                if int(info.get(b"EXISTS", 0)):
-                    for uid, d in c.fetch("1:*", ["FLAGS"]).items():
+                uids = c.search(["ALL"]) if int(info.get(b"EXISTS", 0)) else []
+                if uids:
+                    for uid, d in c.fetch(uids, ["FLAGS"]).items():
                         fl = " ".join(sorted(_flags(d[b"FLAGS"])))
                         rows.append(f"U\t{name}\t{int(uid)}\t{fl}")
                 c.close_folder()
