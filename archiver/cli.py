@@ -127,15 +127,20 @@ def backup(source: str, dest: Path, user: Optional[str], password_file: Optional
                              lambda p: click.prompt(p, hide_input=True, err=True),
                              endpoint.display())
     src = ImapSource(endpoint, password, timeout=timeout, trace=verbose or log_file is not None)
-    archive = Archive.create_or_open(dest.expanduser(), fmt,
-                                     {"protocol": endpoint.protocol, "host": endpoint.host,
-                                      "user": endpoint.user})
+    src.connect()  # before touching DEST: a typo in the password creates no directory
+    try:
+        archive = Archive.create_or_open(dest.expanduser(), fmt,
+                                         {"protocol": endpoint.protocol, "host": endpoint.host,
+                                          "user": endpoint.user})
+    except BaseException:
+        src.close()
+        raise
     show_bar = not quiet and not as_json and sys.stderr.isatty()
     progress = TerminalProgress(show_bar)
     try:
         summary = run_backup(src, archive, MaildirStore(archive.dest),
                              BackupOptions(include=list(include), exclude=list(exclude)),
-                             progress)
+                             progress, connect=False)
     finally:
         progress.close()
         archive.close()
@@ -213,24 +218,31 @@ def ls_command(dest: Path, folder: Optional[str], as_json: bool) -> None:
                        + ("  [gone]" if m.gone else ""))
 
 
-def main(argv: Optional[list[str]] = None) -> None:
-    """Console entry point: every error becomes one line and a documented exit code."""
+def run(argv: Optional[list[str]] = None) -> int:
+    """Run the CLI and return its exit code: every error becomes one line on stderr."""
     try:
         cli.main(args=argv, prog_name="archiver", standalone_mode=False)
     except click.exceptions.Abort:
         _err("archiver: interrupted")
-        sys.exit(EXIT_INTERRUPTED)
+        return EXIT_INTERRUPTED
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
-        sys.exit(EXIT_USAGE if exc.exit_code == 2 else exc.exit_code)
+        return EXIT_USAGE if exc.exit_code == 2 else int(exc.exit_code)
     except ArchiverError as exc:
         _err(f"archiver: error: {exc}")
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except KeyboardInterrupt:
         _err("archiver: interrupted; run the same command to go on")
-        sys.exit(EXIT_INTERRUPTED)
+        return EXIT_INTERRUPTED
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except BrokenPipeError:
-        sys.exit(0)
-    except OSError as exc:
-        _err(f"archiver: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
-        sys.exit(6)
+        return 0
+    return 0
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """Console entry point."""
+    sys.exit(run(argv))

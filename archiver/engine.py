@@ -455,10 +455,11 @@ class Backup:
 
 def run_backup(source: Source, archive: Archive, store: Store,
                options: Optional[BackupOptions] = None,
-               progress: Optional[Progress] = None) -> Summary:
-    """Library entry point: connect, back up, always close the source and the store."""
+               progress: Optional[Progress] = None, connect: bool = True) -> Summary:
+    """Library entry point: connect (unless done), back up, close the source and the store."""
     try:
-        source.connect()
+        if connect:
+            source.connect()
         return Backup(source, archive, store, options, progress).run()
     except ArchiverError:
         raise
