@@ -31,20 +31,37 @@ def _err(text: str) -> None:
     click.echo(text, err=True)
 
 
-def _setup_logging(verbose: bool, log_file: Optional[Path]) -> None:
-    handlers: list[logging.Handler] = []
-    if log_file is not None:
-        handler = logging.FileHandler(log_file, encoding="utf-8")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
-        handlers.append(handler)
-    if verbose:
-        handlers.append(logging.StreamHandler(sys.stderr))
-    if not handlers:
-        return
-    root = logging.getLogger()
-    root.setLevel(logging.DEBUG)
-    for h in handlers:
-        root.addHandler(h)
+class _Logging:
+    """Attach log handlers for one command and remove them afterwards (no global leftovers)."""
+
+    def __init__(self, verbose: bool, log_file: Optional[Path]) -> None:
+        self.handlers: list[logging.Handler] = []
+        if log_file is not None:
+            try:
+                handler: logging.Handler = logging.FileHandler(log_file, encoding="utf-8")
+            except OSError as exc:
+                raise click.BadParameter(f"cannot write {log_file}: {exc.strerror}",
+                                         param_hint="--log") from None
+            handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
+            self.handlers.append(handler)
+        if verbose:
+            self.handlers.append(logging.StreamHandler(sys.stderr))
+        self._level = logging.getLogger().level
+
+    def __enter__(self) -> _Logging:
+        root = logging.getLogger()
+        if self.handlers:
+            root.setLevel(logging.DEBUG)
+        for h in self.handlers:
+            root.addHandler(h)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        root = logging.getLogger()
+        for h in self.handlers:
+            root.removeHandler(h)
+            h.close()
+        root.setLevel(self._level)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -105,28 +122,37 @@ def backup(source: str, dest: Path, user: Optional[str], password_file: Optional
     Rerun the same command at any time: it fetches only what is new, picks up
     flag changes, and repairs an interrupted run.
     """
-    from archiver.account import TLSOptions, parse_endpoint, read_password
+    from archiver.account import TLSOptions
+
+    with _Logging(verbose, log_file):
+        _backup(source, dest, user, password_file, TLSOptions(cafile=cafile, insecure=insecure,
+                plaintext=plaintext), timeout, include, exclude, fmt, quiet, as_json,
+                verbose or log_file is not None)
+
+
+def _backup(source: str, dest: Path, user: Optional[str], password_file: Optional[Path],
+            tls: Any, timeout: float, include: tuple[str, ...], exclude: tuple[str, ...],
+            fmt: str, quiet: bool, as_json: bool, trace: bool) -> None:
+    from archiver.account import parse_endpoint, read_password
     from archiver.archive import Archive
     from archiver.engine import BackupOptions, run_backup
     from archiver.progress import TerminalProgress
     from archiver.sources.imap import ImapSource
     from archiver.stores.maildir import MaildirStore
 
-    _setup_logging(verbose, log_file)
-    tls = TLSOptions(cafile=cafile, insecure=insecure, plaintext=plaintext)
     endpoint = parse_endpoint(source, user=user, tls=tls,
                               ask_user=lambda: click.prompt("User name", err=True))
     if endpoint.protocol != "imap":
         raise ArchiverError(f"{endpoint.scheme}:// sources are not supported yet: use imaps://")
     for note in endpoint.notes:
         _err(f"note: {note}")
-    if insecure:
+    if tls.insecure:
         _err("WARNING: --insecure: the server's certificate is NOT checked; anyone on the "
              "network path could read your mail and password")
     password = read_password(password_file, PASSWORD_ENV,
                              lambda p: click.prompt(p, hide_input=True, err=True),
                              endpoint.display())
-    src = ImapSource(endpoint, password, timeout=timeout, trace=verbose or log_file is not None)
+    src = ImapSource(endpoint, password, timeout=timeout, trace=trace)
     src.connect()  # before touching DEST: a typo in the password creates no directory
     try:
         archive = Archive.create_or_open(dest.expanduser(), fmt,
