@@ -32,10 +32,11 @@ Facts about Dovecot 2.3 the tests rely on (checked in tests/test_fixtures.py)
 * APPEND of a zero-byte message is refused (``NO``), hence
   :meth:`DovecotServer.write_maildir_file`.
 * NUL bytes in a message are served as 0x80 over IMAP.
-* Line endings: Dovecot stores a message in Maildir with LF line endings and
-  serves BODY[] with every LF turned into CRLF; a lone CR is kept as-is.
-  So what it serves is ``re.sub(rb"\\r?\\n", b"\\r\\n", appended)`` -- see
-  :func:`served_form`.  (Note: ``imaplib``/``IMAPClient.append`` would rewrite
+* Line endings: APPEND stores the message in Maildir with LF line endings
+  (CRLF -> LF) and silently drops a CR at the very end of the message; BODY[]
+  is served with every bare LF turned into CRLF; other lone CRs are kept.
+  So ``b"a\\rb\\r\\r\\n"`` is served as ``b"a\\rb\\r\\n"`` and ``b"x\\r"`` as ``b"x"``
+  -- see :func:`served_form`.  (Note: ``imaplib``/``IMAPClient.append`` would rewrite
   line endings *before* sending; :meth:`append` sends the literal raw.)
 * Folder names ``..``, ``a/../b`` and ``cur`` are accepted.
 * The passwd-file is re-read when its size or mtime changes; new_user()
@@ -108,12 +109,20 @@ class MailUser:
 Message = tuple[int, bytes, "set[str]", _dt.datetime]
 
 
-def served_form(data: bytes) -> bytes:
-    """What Dovecot serves as BODY[] for a message APPENDed (or written) as *data*.
+def served_form(data: bytes, *, appended: bool = True) -> bytes:
+    """What Dovecot 2.3 serves as BODY[] for a message APPENDed (or written) as *data*.
 
-    LF and CRLF become CRLF, a lone CR stays, NUL becomes 0x80.
+    Saving via APPEND stores the message with LF line endings: every CRLF
+    becomes LF and a CR at the very end of the message is dropped (a lone CR
+    elsewhere is kept).  Serving turns every LF that is not preceded by CR into
+    CRLF and every NUL into 0x80.  A file written straight into the Maildir
+    (``appended=False``) only goes through the serving step.
     """
-    return re.sub(rb"\r?\n", b"\r\n", data).replace(b"\0", b"\x80")
+    if appended:
+        data = data.replace(b"\r\n", b"\n")
+        if data.endswith(b"\r"):
+            data = data[:-1]
+    return re.sub(rb"(?<!\r)\n", b"\r\n", data).replace(b"\0", b"\x80")
 
 
 def dovecot_available() -> bool:
