@@ -12,7 +12,7 @@ Usage::
 or ``with DovecotServer(tmp_path) as server: ...``.
 
 Everything lives under one directory (``server.dir``): dovecot.conf, the
-passwd-file ``users``, ``master-users``, ``ssl/`` (``ca.pem`` is what clients
+passwd-files ``passwd.d/<user>``, ``master-users``, ``ssl/`` (``ca.pem`` is what clients
 must trust), ``run/`` (Dovecot's base_dir, with ``master.pid``), ``state/``,
 ``dovecot.log``, ``mail/<user>`` (Maildir++) and ``home/<user>``.
 
@@ -39,8 +39,9 @@ Facts about Dovecot 2.3 the tests rely on (checked in tests/test_fixtures.py)
   -- see :func:`served_form`.  (Note: ``imaplib``/``IMAPClient.append`` would rewrite
   line endings *before* sending; :meth:`append` sends the literal raw.)
 * Folder names ``..``, ``a/../b`` and ``cur`` are accepted.
-* The passwd-file is re-read when its size or mtime changes; new_user()
-  always appends a line, so the size changes and no sleep is needed.
+* A passwd-file is re-stat()ed at most once per second, so users added to
+  one shared file may stay unknown for ~1 s; hence one file per user
+  (``passwd.d/%u``), which is visible immediately.
 """
 
 from __future__ import annotations
@@ -152,6 +153,22 @@ def _port_open(port: int, host: str = "127.0.0.1") -> bool:
     return False
 
 
+def _alive(pid: int) -> bool:
+    """True while *pid* runs; a zombie counts as gone (the daemonized master is
+    not our child, so whoever reaps it may take a while)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+
 def _ensure_system_user(name: str) -> pwd.struct_passwd:
     try:
         return pwd.getpwnam(name)
@@ -213,8 +230,9 @@ class DovecotServer:
         return self.dir / "dovecot.conf"
 
     @property
-    def users_file(self) -> Path:
-        return self.dir / "users"
+    def passwd_dir(self) -> Path:
+        """One passwd-file per user: ``passwd.d/<name>`` (see new_user)."""
+        return self.dir / "passwd.d"
 
     @property
     def log_file(self) -> Path:
@@ -333,12 +351,9 @@ class DovecotServer:
             os.kill(pid, 15)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
+            if not _alive(pid):
                 break
-            # reap if it happens to be our child (it is not: dovecot daemonizes)
-            time.sleep(0.05)
+            time.sleep(0.02)
         else:
             raise DovecotError(f"dovecot pid {pid} did not exit")
         ports = (self.imap_port, self.imaps_port, self.pop3_port, self.pop3s_port)
@@ -358,13 +373,7 @@ class DovecotServer:
 
     @property
     def running(self) -> bool:
-        if self._pid is None:
-            return False
-        try:
-            os.kill(self._pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
+        return self._pid is not None and _alive(self._pid)
 
     # ---------------------------------------------------------------- config
     def _write_certs(self) -> None:
@@ -384,9 +393,9 @@ class DovecotServer:
     def _write_users(self) -> None:
         (self.dir / "master-users").write_text(
             f"{MASTER_USER}:{{PLAIN}}{MASTER_PASSWORD}::::::\n")
-        self.users_file.write_text("")
-        for p in (self.dir / "master-users", self.users_file):
-            self._make_auth_readable(p)
+        self._make_auth_readable(self.dir / "master-users")
+        self.passwd_dir.mkdir(exist_ok=True)
+        self.passwd_dir.chmod(0o755 if self.is_root else 0o700)
 
     def _make_auth_readable(self, path: Path) -> None:
         if self.is_root:
@@ -438,6 +447,8 @@ ssl_key = <{d}/ssl/server.key
 ssl_min_protocol = TLSv1.2
 disable_plaintext_auth = no
 auth_mechanisms = plain login
+# failed logins answer at once (default 2 s) to keep the suite fast
+auth_failure_delay = 0
 
 mail_location = maildir:{d}/mail/%u
 mail_plugins = $mail_plugins listescape
@@ -459,11 +470,11 @@ passdb {{
 }}
 passdb {{
   driver = passwd-file
-  args = {d}/users
+  args = {d}/passwd.d/%u
 }}
 userdb {{
   driver = passwd-file
-  args = {d}/users
+  args = {d}/passwd.d/%u
   default_fields = uid={self.mail_uid} gid={self.mail_gid} home={d}/home/%u
 }}
 
@@ -499,6 +510,13 @@ service pop3-login {{
     ssl = yes
   }}
 }}
+# No auth penalty: otherwise every failed login from 127.0.0.1 (wrong-password
+# tests) delays all following logins by up to 15 s.
+service anvil {{
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
+}}
 service imap {{
   process_limit = 256
 }}
@@ -520,15 +538,18 @@ service pop3 {{
         home = self.dir / "home" / name
         home.mkdir(exist_ok=True)
         os.chown(home, self.mail_uid, self.mail_gid)
-        # Dovecot's passwd-file driver stat()s the file on every lookup and
-        # re-reads it when mtime or size changed; appending always changes the
-        # size, so the new user is visible immediately (verified in
-        # test_fixtures.py).  Write atomically so auth never sees half a file.
-        lines = "".join(f"{u.name}:{{PLAIN}}{u.password}::::::\n" for u in self.users.values())
-        tmp = self.users_file.with_suffix(".tmp")
-        tmp.write_text(lines)
+        # One passwd-file per user (args = passwd.d/%u).  A single shared file
+        # does NOT work reliably: Dovecot 2.3's passwd-file driver stat()s the
+        # file at most once per second (last_sync_time == ioloop_time), so a
+        # user added in the same second as an earlier lookup stays "unknown
+        # user" for up to a second -- and each failed login then costs the
+        # 2 s auth_failure_delay.  A brand-new file path is opened on its first
+        # lookup, so the user is visible at once.  Written atomically.
+        path = self.passwd_dir / name
+        tmp = self.passwd_dir / f".{name}.tmp"
+        tmp.write_text(f"{name}:{{PLAIN}}{user.password}::::::\n")
         self._make_auth_readable(tmp)
-        os.replace(tmp, self.users_file)
+        os.replace(tmp, path)
         return user
 
     # --------------------------------------------------------------- clients

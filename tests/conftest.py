@@ -1,0 +1,90 @@
+"""Shared fixtures: real throwaway Dovecot servers, fresh users, a loaded corpus.
+
+* ``dovecot``      (session)  a started :class:`tests.dovecot.DovecotServer`
+* ``dovecot_new``  (session)  a second, independent server (restore/migration target)
+* ``mail_user``    (function) a fresh user with an empty mailbox on ``dovecot``
+* ``loaded_user``  (function) a fresh user on ``dovecot`` loaded with every
+  corpus folder and ``corpus.nasty_messages()``; a :class:`LoadedUser`
+* ``stress``       (session)  True when pytest runs with ``--stress``
+
+If Dovecot is not installed the server fixtures raise (the run FAILS);
+with ARCHIVER_SKIP_DOVECOT=1 they skip instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests import corpus
+from tests.dovecot import (
+    DovecotMissing,
+    DovecotServer,
+    MailUser,
+    dovecot_available,
+    skip_requested,
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--stress", action="store_true", default=False,
+                     help="longer, heavier runs of the stress/kill-loop tests")
+
+
+@pytest.fixture(scope="session")
+def stress(request: pytest.FixtureRequest) -> bool:
+    return bool(request.config.getoption("--stress"))
+
+
+def _start_server(base: Path) -> DovecotServer:
+    if not dovecot_available():
+        if skip_requested():
+            pytest.skip("Dovecot not installed and ARCHIVER_SKIP_DOVECOT=1")
+        raise DovecotMissing(
+            "Dovecot (/usr/sbin/dovecot, /usr/bin/doveadm) is not installed: run scripts/test "
+            "as root to install it, or `apt-get install dovecot-imapd dovecot-pop3d`; "
+            "ARCHIVER_SKIP_DOVECOT=1 skips the server tests instead.")
+    return DovecotServer(base).start()
+
+
+@pytest.fixture(scope="session")
+def dovecot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DovecotServer]:
+    server = _start_server(tmp_path_factory.mktemp("dovecot"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def dovecot_new(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DovecotServer]:
+    server = _start_server(tmp_path_factory.mktemp("dovecot-new"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def mail_user(dovecot: DovecotServer) -> MailUser:
+    return dovecot.new_user()
+
+
+@dataclass
+class LoadedUser:
+    user: MailUser
+    messages: list[corpus.CorpusMessage]
+    uids: list[int]  # UID of each message, same order as ``messages``
+    folders: list[str]  # corpus.folder_names() (parents such as "Archive" also exist)
+
+
+@pytest.fixture
+def loaded_user(dovecot: DovecotServer) -> LoadedUser:
+    user = dovecot.new_user("loaded")
+    messages = corpus.nasty_messages()
+    folders = corpus.folder_names()
+    uids = corpus.load(dovecot, user, messages, folders)
+    return LoadedUser(user, messages, uids, folders)
