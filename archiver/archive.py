@@ -22,7 +22,14 @@ from typing import IO, Any, Optional
 
 from archiver.errors import DestinationError, LockedError
 from archiver.fsutil import DIR_MODE, atomic_write, fsync_dir, translate_os_errors
-from archiver.index import FORMAT_VERSION, INDEX_NAME, IndexState, IndexWriter, read_index
+from archiver.index import (
+    FORMAT_VERSION,
+    INDEX_NAME,
+    IndexState,
+    IndexWriter,
+    cut_torn_tail,
+    read_index,
+)
 
 META_DIR = ".archiver"
 
@@ -59,6 +66,7 @@ class Archive:
         self._state: Optional[IndexState] = None
         self._writer: Optional[IndexWriter] = None
         self.torn_tail = False
+        self.repaired_tail = False  # a torn index tail was cut when opening
         self.meta: dict[str, Any] = {}
 
     # ------------------------------------------------------------ opening
@@ -93,6 +101,7 @@ class Archive:
             else:
                 arc.meta = arc._read_meta()
                 arc._check_identity(fmt, source)
+                arc.repaired_tail = cut_torn_tail(arc.index_path)
         return arc
 
     @classmethod

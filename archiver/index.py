@@ -89,6 +89,41 @@ def _frames(data: bytes) -> Iterator[tuple[int, int, bytes | None]]:
         pos = end
 
 
+def valid_length(path: Path) -> tuple[int, int]:
+    """(bytes of structurally whole frames, file size), without decompressing.
+
+    Cheap enough to run at every start, so a torn tail is cut even by a run
+    that has nothing to write and never reads the index.
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return 0, 0
+    pos = 0
+    while pos < len(data):
+        if data[pos : pos + 4] != _MAGIC:
+            break
+        try:
+            pos += _frame_length(data, pos)
+        except ValueError:
+            break
+    return pos, len(data)
+
+
+def cut_torn_tail(path: Path) -> bool:
+    """Truncate an index to its last whole frame; True if something was cut."""
+    good, total = valid_length(path)
+    if good == total:
+        return False
+    fd = os.open(path, os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0))
+    try:
+        os.ftruncate(fd, good)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return True
+
+
 @dataclass
 class ReadResult:
     records: list[dict[str, Any]]

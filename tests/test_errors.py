@@ -67,7 +67,7 @@ def test_starttls_is_used_on_imap_urls(dovecot: DovecotServer, mail_user: MailUs
     assert code == 0, err
 
 
-def _fake_imap_without_starttls() -> tuple[socket.socket, threading.Thread]:
+def _fake_imap_without_starttls() -> tuple[socket.socket, list[bytes]]:
     """A scripted server that offers no STARTTLS (a downgrade): we must not log in."""
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
@@ -97,14 +97,12 @@ def _fake_imap_without_starttls() -> tuple[socket.socket, threading.Thread]:
                     else:
                         conn.sendall(tag + b" NO not here\r\n")
 
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    srv.seen = seen  # type: ignore[attr-defined]
-    return srv, t
+    threading.Thread(target=serve, daemon=True).start()
+    return srv, seen
 
 
 def test_plaintext_is_refused_without_starttls(tmp_path: Path) -> None:
-    srv, t = _fake_imap_without_starttls()
+    srv, seen = _fake_imap_without_starttls()
     pw = tmp_path / "pw"
     pw.write_text("secret-pw\n")
     port = srv.getsockname()[1]
@@ -112,7 +110,7 @@ def test_plaintext_is_refused_without_starttls(tmp_path: Path) -> None:
                             "--password-file", str(pw), "--timeout", "5"])
     srv.close()
     assert code == 5 and "STARTTLS" in _one_line(err)
-    assert not any(b"LOGIN" in line.upper() for line in srv.seen)  # type: ignore[attr-defined]
+    assert not any(b"LOGIN" in line.upper() for line in seen)
 
 
 def test_unknown_host_exits_5(tmp_path: Path) -> None:
