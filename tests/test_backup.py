@@ -169,7 +169,7 @@ def test_zero_byte_and_malformed_messages_are_kept_exactly(
 
 def test_index_is_zstd_jsonl_with_the_documented_fields(
         dovecot: DovecotServer, mail_user: MailUser, tmp_path: Path) -> None:
-    dovecot.append(mail_user, "受信箱/講義", "Subject: 講義\r\n\r\n本文\r\n".encode("utf-8"),
+    dovecot.append(mail_user, "受信箱/講義", "Subject: 講義\r\n\r\n本文\r\n".encode(),
                    flags=["\\Seen"])
     dest = tmp_path / "a"
     assert backup(dovecot, mail_user, dest)[0] == 0
