@@ -135,7 +135,7 @@ def nasty_messages() -> list[CorpusMessage]:
         "shift_jis 8-bit body", ("\\Seen", "\\Answered"))
     add(JA_LAB, b"From: =?UTF-8?B?" + base64.b64encode("研究室".encode()) + b"?= <lab@example.jp>\r\n"
         + "Subject: 生の UTF-8 ヘッダ\r\n".encode()
-        + "X-SJIS-Header: ".encode() + "生のシフトJIS".encode("shift_jis") + b"\r\n"
+        + b"X-SJIS-Header: " + "生のシフトJIS".encode("shift_jis") + b"\r\n"
         + b"Message-ID: <raw8bit-headers@example.jp>\r\n\r\n"
         + "本文\r\n".encode(), "raw 8-bit UTF-8 and Shift_JIS in headers", ("$label1",))
 

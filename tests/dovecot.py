@@ -60,9 +60,9 @@ import socket
 import ssl
 import subprocess
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 import imapclient
 from imapclient import imap_utf7
@@ -421,12 +421,15 @@ first_valid_gid = {self.mail_gid}
             chroot = ""
         else:
             me = pwd.getpwuid(os.getuid()).pw_name
+            group = grp.getgrgid(os.getgid()).gr_name
             ids = f"""
 default_internal_user = {me}
+default_internal_group = {group}
 default_login_user = {me}
 first_valid_uid = 1
 first_valid_gid = 1
 """
+            # an unprivileged master cannot chroot() (login, anvil, ipc)
             chroot = "  chroot =\n"
         dh = Path("/usr/share/dovecot/dh.pem")
         dh_line = f"ssl_dh = <{dh}" if dh.exists() else ""
@@ -513,10 +516,12 @@ service pop3-login {{
 # No auth penalty: otherwise every failed login from 127.0.0.1 (wrong-password
 # tests) delays all following logins by up to 15 s.
 service anvil {{
-  unix_listener anvil-auth-penalty {{
+{chroot}  unix_listener anvil-auth-penalty {{
     mode = 0
   }}
 }}
+service ipc {{
+{chroot}}}
 service imap {{
   process_limit = 256
 }}
@@ -591,7 +596,7 @@ service pop3 {{
             with contextlib.suppress(Exception):
                 c.logout()
 
-    def pop3(self, user: MailUser, *, tls: bool = True) -> "poplib.POP3":  # noqa: F821
+    def pop3(self, user: MailUser, *, tls: bool = True) -> poplib.POP3:  # noqa: F821
         import poplib
 
         if tls:

@@ -25,7 +25,7 @@ class Spool:
     path: Path
     fd: int
     size: int = 0
-    digest: hashlib._Hash = field(default_factory=hashlib.sha256)  # type: ignore[name-defined]
+    digest: hashlib._Hash = field(default_factory=hashlib.sha256)
     head: bytes = b""  # first bytes, for header decoding
 
     @classmethod
