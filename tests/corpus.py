@@ -133,7 +133,8 @@ def nasty_messages() -> list[CorpusMessage]:
                        Content_Transfer_Encoding="8bit")
         + b"\r\n" + "ゼミの日程：表・ソ・能（ダメ文字）\r\n".encode("shift_jis"),
         "shift_jis 8-bit body", ("\\Seen", "\\Answered"))
-    add(JA_LAB, b"From: =?UTF-8?B?" + base64.b64encode("研究室".encode()) + b"?= <lab@example.jp>\r\n"
+    add(JA_LAB, b"From: =?UTF-8?B?" + base64.b64encode("研究室".encode())
+        + b"?= <lab@example.jp>\r\n"
         + "Subject: 生の UTF-8 ヘッダ\r\n".encode()
         + b"X-SJIS-Header: " + "生のシフトJIS".encode("shift_jis") + b"\r\n"
         + b"Message-ID: <raw8bit-headers@example.jp>\r\n\r\n"
@@ -164,7 +165,8 @@ def nasty_messages() -> list[CorpusMessage]:
         "broken/unclosed MIME")
     add(RND, b"From: bin@example.org\r\nSubject: binary\r\nMIME-Version: 1.0\r\n"
         b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n\r\n"
-        + bytes(range(1, 256)) + b"\r\n", "content-transfer-encoding binary (all byte values but NUL)")
+        + bytes(range(1, 256)) + b"\r\n",
+        "content-transfer-encoding binary (all byte values but NUL)")
 
     # --- framing ----------------------------------------------------------------
     add(INBOX, b"This message has no header lines at all.\r\nJust body.\r\n", "no headers at all")

@@ -333,6 +333,15 @@ class DovecotServer:
             time.sleep(0.05)
         raise DovecotError(f"dovecot did not open its ports {ports}{self._log_tail()}")
 
+    def log_problems(self) -> list[str]:
+        """Lines of dovecot.log with Error/Fatal/Panic (for post-mortems and sanity checks)."""
+        try:
+            text = self.log_file.read_text(errors="replace")
+        except OSError:
+            return []
+        return [ln for ln in text.splitlines()
+                if re.search(r": (Error|Fatal|Panic)(\(|:)", ln)]
+
     def _log_tail(self) -> str:
         try:
             return "\n--- dovecot.log ---\n" + "\n".join(
@@ -609,7 +618,8 @@ service pop3 {{
         return p
 
     # ------------------------------------------------------- mailbox helpers
-    def create_folder(self, user: MailUser, name: str, *, client: imapclient.IMAPClient | None = None) -> None:
+    def create_folder(self, user: MailUser, name: str, *,
+                      client: imapclient.IMAPClient | None = None) -> None:
         """Create (if missing) and subscribe *name* and its parents ("/" hierarchy)."""
         with _maybe_session(self, user, client) as c:
             _ensure_folder(c, name)

@@ -211,6 +211,9 @@ def test_extra_config_and_stop(tmp_path: Path) -> None:
         u = s.new_user()
         with s.session(u) as c:
             assert not c.has_capability("UIDPLUS")
+        s.fetch_all(u)
+        s.write_maildir_file(u, "X", b"x\n")
+        assert s.log_problems() == []
         pid, port, where = s._pid, s.imaps_port, s.dir
         assert s.running
     assert pid is not None and not s.running
