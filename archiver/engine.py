@@ -196,6 +196,10 @@ class Backup:
         self._crash_after = int(crash) if crash else None
         self._written = 0
         self._reused = 0  # committer-thread counter, folded into the summary at the end
+        # Folder records waiting to go out in that folder's first index frame, and the
+        # STATUS counters of folders whose pass is durable (both touched by the committer).
+        self._folder_records: dict[str, dict[str, Any]] = {}
+        self._counters: dict[str, Any] = {}
 
     # ------------------------------------------------------------ top level
 
@@ -203,6 +207,7 @@ class Backup:
         start = time.monotonic()
         committer = Committer()
         self._committer = committer
+        self._counters = self.archive.folder_counters()
         try:
             self._run_folders()
             committer.drain()
@@ -211,6 +216,8 @@ class Backup:
             committer.drain()
         finally:
             committer.stop()
+            # Counters only ever describe durable passes, so saving them is always safe.
+            self.archive.save_folder_counters(self._counters)
             self.summary.already += self._reused
             self.summary.seconds = time.monotonic() - start
         if self.summary.interrupted:
@@ -220,7 +227,6 @@ class Backup:
 
     def _run_folders(self) -> None:
         folders = self._with_reconnect(self.source.folders)
-        counters = self.archive.folder_counters()
         selected = [f for f in folders
                     if folder_selected(f.name, self.options.include, self.options.exclude)]
         selected.sort(key=lambda f: (f.name != "INBOX", f.name))
@@ -229,7 +235,7 @@ class Backup:
             self.progress.folder(folder.name)
             while True:
                 try:
-                    self._one_folder(folder, counters)
+                    self._one_folder(folder)
                     break
                 except ConnectionLost as exc:
                     self._committer.drain()
@@ -268,16 +274,16 @@ class Backup:
 
     # ------------------------------------------------------------ one folder
 
-    def _one_folder(self, folder: Folder, counters: dict[str, Any]) -> None:
+    def _one_folder(self, folder: Folder) -> None:
+        """Plan and fetch one folder; its durable end is a committer job (no waiting here)."""
         if not folder.selectable:
-            if folder.name not in counters:
-                self._ensure_folder(folder)
-                self._committer.drain()
-                counters[folder.name] = {"noselect": True}
-                self.archive.save_folder_counters(counters)
+            if folder.name not in self._counters:
+                path = self._ensure_folder(folder)
+                self._committer.submit(_Job(folder.name, path, lambda: self._finish_folder(
+                    folder.name, path, {"noselect": True})))
             return
         status = self.source.status(folder)
-        cached = counters.get(folder.name)
+        cached = self._counters.get(folder.name)
         if (status is not None and status.highestmodseq is not None
                 and cached == status.as_dict()):
             self.summary.folders_skipped += 1
@@ -297,11 +303,23 @@ class Backup:
         if plan.uidvalidity_changed and not failures:
             self._committer.submit(_Job(folder.name, path,
                                         lambda: self._retire_old(folder.name, plan)))
-        self._committer.drain()
+        done = status.as_dict() if (status is not None and not failures) else None
+        self._committer.submit(_Job(folder.name, path,
+                                    lambda: self._finish_folder(folder.name, path, done)))
+
+    def _finish_folder(self, name: str, path: str, counters: Optional[dict[str, Any]]) -> None:
+        """Committer: the folder's records are durable; remember its counters."""
+        self._record(name, [])
         self.store.forget(path)
-        if not failures and status is not None:
-            counters[folder.name] = status.as_dict()
-            self.archive.save_folder_counters(counters)
+        if counters is not None:
+            self._counters[name] = counters
+        else:
+            self._counters.pop(name, None)
+
+    def _record(self, name: str, records: list[dict[str, Any]]) -> None:
+        """Committer: append records, preceded by the folder's pending folder record."""
+        pending = self._folder_records.pop(name, None)
+        self.archive.record(([pending] if pending else []) + records)
 
     def _ensure_folder(self, folder: Folder) -> str:
         """The folder's path (assigned once, for ever) with its directories made."""
@@ -318,7 +336,7 @@ class Backup:
                "attributes": list(folder.attributes)}
         if entry is None or (entry.server_name, entry.separator, entry.attributes) != (
                 folder.server_name, folder.separator, tuple(folder.attributes)):
-            self._committer.submit(_Job(folder.name, path, lambda: self.archive.record([rec])))
+            self._folder_records[folder.name] = rec  # goes out with the folder's first frame
         return path
 
     def _fetch_all(self, folder: Folder, path: str, plan: FolderPlan) -> int:
@@ -402,7 +420,7 @@ class Backup:
                             "uidvalidity": old.uidvalidity, "uid": old.uid,
                             "reason": "uidvalidity", "replaced_by": [plan.uidvalidity, item.uid],
                             "t": _now()})
-        self.archive.record(records)
+        self._record(name, records)
         self.summary.new += len(to_write)
         self.summary.new_bytes += nbytes
         self._reused += len(reused)
@@ -441,7 +459,7 @@ class Backup:
                             "uidvalidity": old.uidvalidity, "uid": old.uid,
                             "reason": "expunged", "t": _now()})
         self.summary.gone += len(plan.gone)
-        self.archive.record(records)
+        self._record(name, records)
 
     def _retire_old(self, name: str, plan: FolderPlan) -> None:
         """After a full re-read under a new UIDVALIDITY, old copies not seen again are gone."""
@@ -450,7 +468,7 @@ class Backup:
                     "t": _now()}
                    for pool in plan.reusable.values() for old in pool]
         self.summary.gone += len(records)
-        self.archive.record(records)
+        self._record(name, records)
 
 
 def run_backup(source: Source, archive: Archive, store: Store,

@@ -289,7 +289,8 @@ class IndexState:
                 folder.messages[key].gone = True
 
     def all_paths(self) -> set[str]:
-        return {f.path for f in self.folders.values()}
+        # list() copies in one C call: safe while the committer adds a folder.
+        return {f.path for f in list(self.folders.values())}
 
     def messages(self) -> Iterator[MessageEntry]:
         for folder in self.folders.values():
