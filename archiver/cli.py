@@ -104,6 +104,9 @@ def _source_options(f: Any) -> Any:
               help="Skip folders matching GLOB; repeatable.")
 @click.option("--format", "fmt", type=click.Choice(["maildir"]), default="maildir",
               show_default=True, help="Archive format.")
+@click.option("--allow-seen", is_flag=True,
+              help="POP3 only: if the server has no TOP, read with RETR although that marks "
+                   "messages read on the server.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("--verbose", "-v", is_flag=True,
@@ -112,8 +115,8 @@ def _source_options(f: Any) -> Any:
               help="Write the log (protocol trace without passwords) to FILE.")
 def backup(source: str, dest: Path, user: Optional[str], password_file: Optional[Path],
            cafile: Optional[Path], insecure: bool, plaintext: bool, timeout: float,
-           include: tuple[str, ...], exclude: tuple[str, ...], fmt: str, quiet: bool,
-           as_json: bool, verbose: bool, log_file: Optional[Path]) -> None:
+           include: tuple[str, ...], exclude: tuple[str, ...], fmt: str, allow_seen: bool,
+           quiet: bool, as_json: bool, verbose: bool, log_file: Optional[Path]) -> None:
     """Copy every message of every folder of SOURCE into DEST.
 
     \b
@@ -127,12 +130,12 @@ def backup(source: str, dest: Path, user: Optional[str], password_file: Optional
     with _Logging(verbose, log_file):
         _backup(source, dest, user, password_file, TLSOptions(cafile=cafile, insecure=insecure,
                 plaintext=plaintext), timeout, include, exclude, fmt, quiet, as_json,
-                verbose or log_file is not None)
+                verbose or log_file is not None, allow_seen)
 
 
 def _backup(source: str, dest: Path, user: Optional[str], password_file: Optional[Path],
             tls: Any, timeout: float, include: tuple[str, ...], exclude: tuple[str, ...],
-            fmt: str, quiet: bool, as_json: bool, trace: bool) -> None:
+            fmt: str, quiet: bool, as_json: bool, trace: bool, allow_seen: bool) -> None:
     from archiver.account import parse_endpoint, read_password
     from archiver.archive import Archive
     from archiver.engine import BackupOptions, run_backup
@@ -142,8 +145,6 @@ def _backup(source: str, dest: Path, user: Optional[str], password_file: Optiona
 
     endpoint = parse_endpoint(source, user=user, tls=tls,
                               ask_user=lambda: click.prompt("User name", err=True))
-    if endpoint.protocol != "imap":
-        raise ArchiverError(f"{endpoint.scheme}:// sources are not supported yet: use imaps://")
     for note in endpoint.notes:
         _err(f"note: {note}")
     if tls.insecure:
@@ -152,7 +153,13 @@ def _backup(source: str, dest: Path, user: Optional[str], password_file: Optiona
     password = read_password(password_file, PASSWORD_ENV,
                              lambda p: click.prompt(p, hide_input=True, err=True),
                              endpoint.display())
-    src = ImapSource(endpoint, password, timeout=timeout, trace=trace)
+    src: Any
+    if endpoint.protocol == "pop3":
+        from archiver.sources.pop3 import Pop3Source
+
+        src = Pop3Source(endpoint, password, timeout=timeout, allow_seen=allow_seen)
+    else:
+        src = ImapSource(endpoint, password, timeout=timeout, trace=trace)
     src.connect()  # before touching DEST: a typo in the password creates no directory
     try:
         archive = Archive.create_or_open(dest.expanduser(), fmt,

@@ -9,7 +9,6 @@ files it names are durable.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import queue
@@ -22,7 +21,7 @@ from typing import Any, Optional, Protocol
 
 from archiver.archive import Archive
 from archiver.errors import ArchiverError, ConnectionFailed, Interrupted
-from archiver.headers import summarize
+from archiver.headers import date_from_headers, summarize
 from archiver.index import FORMAT_VERSION, MessageEntry
 from archiver.names import assign_path
 from archiver.plan import FolderPlan, batches, folder_selected, plan_folder
@@ -33,7 +32,7 @@ from archiver.sources.base import (
     FolderStatus,
     MessageMeta,
 )
-from archiver.stores.base import Incoming, Rename, Store
+from archiver.stores.base import Incoming, Rename, Store, norm_hash
 
 log = logging.getLogger("archiver.engine")
 
@@ -118,6 +117,13 @@ class Summary:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _key(entry: MessageEntry) -> dict[str, Any]:
+    """How a record names a message: its UIDL (POP3) or UIDVALIDITY and UID (IMAP)."""
+    if entry.uidl is not None:
+        return {"uidl": entry.uidl}
+    return {"uidvalidity": entry.uidvalidity, "uid": entry.uid}
 
 
 def _iso(dt: Optional[datetime]) -> Optional[str]:
@@ -360,7 +366,7 @@ class Backup:
                         continue
                     m = metas[uid]
                     items.append(Incoming(plan.uidvalidity, uid, m.flags, m.keywords,
-                                          m.internaldate, data=body))
+                                          m.internaldate, data=body, uidl=m.uidl))
             if items:
                 self._committer.submit(_Job(folder.name, path,
                                             lambda it=items: self._commit_batch(  # type: ignore[misc]
@@ -380,25 +386,38 @@ class Backup:
             os.close(spool.fd)
             raise
         return Incoming(plan.uidvalidity, meta.uid, meta.flags, meta.keywords,
-                        meta.internaldate, spool=spool)
+                        meta.internaldate, spool=spool, uidl=meta.uidl)
 
     # ------------------------------------------------------------ committer jobs
 
     def _commit_batch(self, name: str, path: str, plan: FolderPlan,
                       items: list[Incoming]) -> None:
+        """Committer: store a batch durably, then record it (reusing or linking where we can)."""
         to_write: list[Incoming] = []
-        reused: list[tuple[Incoming, MessageEntry, str]] = []
+        reused: list[tuple[Incoming, MessageEntry, str]] = []  # same bytes, new identity
+        links: list[tuple[Incoming, MessageEntry]] = []  # POP3 sight of an IMAP message
+        takeovers: list[tuple[Incoming, MessageEntry]] = []  # IMAP message of a POP3 sight
         for item in items:
+            if item.internaldate is None:
+                item.internaldate, item.date_source = date_from_headers(item.head)
             if plan.reusable:
-                digest = (item.spool.digest.hexdigest() if item.spool
-                          else hashlib.sha256(item.data or b"").hexdigest())
+                digest = item.sha256()
                 pool = plan.reusable.get(digest)
                 if pool:
                     reused.append((item, pool.pop(0), digest))
-                    if item.spool is not None:
-                        os.close(item.spool.fd)
-                        os.unlink(item.spool.path)
+                    self._drop_spool(item)
                     continue
+            other = self._cross_match(plan, item) if plan.cross else None
+            if other is not None and item.uidl is not None:
+                links.append((item, other))
+                self._drop_spool(item)
+                continue
+            if other is not None and other.sha256 == item.sha256():
+                reused.append((item, other, other.sha256))
+                self._drop_spool(item)
+                continue
+            if other is not None:
+                takeovers.append((item, other))
             to_write.append(item)
         stored = self.store.write_batch(path, to_write)
         self._written += len(to_write)
@@ -416,24 +435,67 @@ class Backup:
         for (item, old, digest), newpath in zip(reused, moved):
             records.append(self._msg_record(name, plan.uidvalidity, item, newpath or old.path,
                                             old.size, digest))
-            records.append({"v": FORMAT_VERSION, "type": "gone", "folder": name,
-                            "uidvalidity": old.uidvalidity, "uid": old.uid,
-                            "reason": "uidvalidity", "replaced_by": [plan.uidvalidity, item.uid],
-                            "t": _now()})
+            if old.uidl is not None:  # an IMAP message took over a POP3 sight's file
+                records.append(self._link_record(name, old, plan.uidvalidity, item.uid))
+            else:
+                records.append({"v": FORMAT_VERSION, "type": "gone", "folder": name,
+                                **_key(old), "reason": "uidvalidity",
+                                "replaced_by": [plan.uidvalidity, item.uid], "t": _now()})
+        for item, other in links:
+            records.append(self._link_record(name, item, other.uidvalidity, other.uid))
+        for item, old in takeovers:
+            records.append(self._link_record(name, old, plan.uidvalidity, item.uid))
+        replaced = [old.path for _, old in takeovers]  # before the link records repoint them
         self._record(name, records)
+        if replaced:  # the POP3 copy differs only in line ends: the IMAP bytes replace it
+            self.store.remove(path, replaced)
         self.summary.new += len(to_write)
         self.summary.new_bytes += nbytes
-        self._reused += len(reused)
+        self._reused += len(reused) + len(links)
         self.progress.advance(len(items), nbytes + sum(o.size for _, o, _ in reused))
+
+    def _drop_spool(self, item: Incoming) -> None:
+        if item.spool is not None:
+            os.close(item.spool.fd)
+            os.unlink(item.spool.path)
+
+    def _cross_match(self, plan: FolderPlan, item: Incoming) -> Optional[MessageEntry]:
+        """The same message seen over the other protocol (multiset, by norm hash)."""
+        if plan.cross_index is None:
+            index: dict[str, list[MessageEntry]] = {}
+            for m in plan.cross:
+                norm = m.sha256_norm
+                if not norm:
+                    try:
+                        norm = norm_hash(self.store.read(m.path))
+                    except OSError:
+                        continue
+                index.setdefault(norm, []).append(m)
+            plan.cross_index = index
+        pool = plan.cross_index.get(item.sha256_norm(lambda p: p.read_bytes()))
+        return pool.pop(0) if pool else None
+
+    def _link_record(self, name: str, sight: Any, uidvalidity: int, uid: int) -> dict[str, Any]:
+        return {"v": FORMAT_VERSION, "type": "link", "folder": name, "uidl": sight.uidl,
+                "to": [uidvalidity, uid], "t": _now()}
 
     def _msg_record(self, name: str, uidvalidity: int, item: Incoming, path: str, size: int,
                     sha256: str) -> dict[str, Any]:
-        rec: dict[str, Any] = {
-            "v": FORMAT_VERSION, "type": "msg", "folder": name, "uidvalidity": uidvalidity,
-            "uid": item.uid, "path": path, "size": size, "sha256": sha256,
+        rec: dict[str, Any] = {"v": FORMAT_VERSION, "type": "msg", "folder": name}
+        if item.uidl is not None:
+            rec["uidl"] = item.uidl
+        else:
+            rec["uidvalidity"], rec["uid"] = uidvalidity, item.uid
+        rec.update({
+            "path": path, "size": size, "sha256": sha256,
             "internaldate": _iso(item.internaldate), "flags": list(item.flags),
             "keywords": list(item.keywords),
-        }
+        })
+        if item.uidl is not None:
+            rec["flags_known"] = False  # POP3 has no flags
+            rec["internaldate_source"] = item.date_source
+            rec["sha256_norm"] = item.sha256_norm(lambda p: p.read_bytes()) \
+                if item.data is not None else ""
         rec.update(summarize(item.head))
         rec["t"] = _now()
         return rec
@@ -450,21 +512,20 @@ class Backup:
                         f"{name}: the file of UID {old.uid} is missing from the archive; "
                         "run 'archiver verify'")
                 records.append({"v": FORMAT_VERSION, "type": "flags", "folder": name,
-                                "uidvalidity": old.uidvalidity, "uid": old.uid,
+                                **_key(old),
                                 "flags": list(meta.flags), "keywords": list(meta.keywords),
                                 "path": newpath or old.path, "t": _now()})
             self.summary.flags_updated += len(plan.flag_changes)
         for old in plan.gone:
             records.append({"v": FORMAT_VERSION, "type": "gone", "folder": name,
-                            "uidvalidity": old.uidvalidity, "uid": old.uid,
-                            "reason": "expunged", "t": _now()})
+                            **_key(old), "reason": "expunged", "t": _now()})
         self.summary.gone += len(plan.gone)
         self._record(name, records)
 
     def _retire_old(self, name: str, plan: FolderPlan) -> None:
         """After a full re-read under a new UIDVALIDITY, old copies not seen again are gone."""
         records = [{"v": FORMAT_VERSION, "type": "gone", "folder": name,
-                    "uidvalidity": old.uidvalidity, "uid": old.uid, "reason": "uidvalidity",
+                    **_key(old), "reason": "uidvalidity",
                     "t": _now()}
                    for pool in plan.reusable.values() for old in pool]
         self.summary.gone += len(records)

@@ -159,6 +159,27 @@ def summarize(message: bytes) -> dict[str, Optional[str]]:
     return out
 
 
+def date_from_headers(message: bytes) -> tuple[Optional[datetime], Optional[str]]:
+    """A date for a message without INTERNALDATE (POP3): Date, else the first Received.
+
+    Returns (date, source) with source ``"date"``, ``"received"`` or None.
+    """
+    head = header_block(message)
+    fields = raw_fields(head)
+    raw = fields.get("date")
+    if raw is not None:
+        parsed = parse_iso(iso_date(decode_value(raw)))
+        if parsed is not None:
+            return parsed, "date"
+    match = re.search(rb"(?im)^received:(?:.|\r?\n[ \t])*?;\s*((?:.|\r?\n[ \t])+)", head)
+    if match:
+        text = re.sub(r"\s+", " ", match.group(1).decode("latin-1")).strip()
+        parsed = parse_iso(iso_date(text))
+        if parsed is not None:
+            return parsed, "received"
+    return None, None
+
+
 def parse_iso(value: Optional[str]) -> Optional[datetime]:
     if not value:
         return None

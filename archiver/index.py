@@ -13,18 +13,26 @@ This module only reads and writes records; what they mean for a folder is
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import zstandard
 
 from archiver.fsutil import fsync_dir, open_new, write_all
 
 FORMAT_VERSION = 1
+POP3_UIDVALIDITY = 0  # POP3 sights are keyed (0, uid_for_uidl(uidl))
+
+
+def uid_for_uidl(uidl: str) -> int:
+    """Stable positive 60-bit number for a UIDL (a UIDL may contain '/' or ':')."""
+    return int(hashlib.sha256(uidl.encode("utf-8", "surrogateescape")).hexdigest()[:15], 16)
+
 INDEX_NAME = "index.jsonl.zst"
 _MAGIC = b"\x28\xb5\x2f\xfd"
 
@@ -213,6 +221,14 @@ class MessageEntry:
     flags: tuple[str, ...]
     keywords: tuple[str, ...]
     gone: bool = False
+    uidl: Optional[str] = None  # POP3 sight
+    sha256_norm: str = ""  # see stores.base.norm_hash; recorded for POP3 sights
+    linked_to: Optional[tuple[int, int]] = None  # a POP3 sight of this IMAP message
+
+    @property
+    def counted(self) -> bool:
+        """False for a POP3 sight that is the same message as an IMAP one (a link)."""
+        return self.linked_to is None
 
 
 @dataclass
@@ -262,7 +278,10 @@ class IndexState:
         if folder is None:
             return
         try:
-            key = (int(rec["uidvalidity"]), int(rec["uid"]))
+            if isinstance(rec.get("uidl"), str):
+                key = (POP3_UIDVALIDITY, uid_for_uidl(rec["uidl"]))
+            else:
+                key = (int(rec["uidvalidity"]), int(rec["uid"]))
         except (KeyError, TypeError, ValueError):
             return
         if kind == "msg":
@@ -275,7 +294,24 @@ class IndexState:
                 sha256=str(rec.get("sha256", "")),
                 flags=tuple(rec.get("flags") or ()),
                 keywords=tuple(rec.get("keywords") or ()),
+                uidl=rec.get("uidl") if isinstance(rec.get("uidl"), str) else None,
+                sha256_norm=str(rec.get("sha256_norm") or ""),
             )
+        elif kind == "link":
+            target = rec.get("to")
+            try:
+                to = (int(target[0]), int(target[1]))  # type: ignore[index]
+            except (TypeError, ValueError, IndexError):
+                return
+            imap = folder.messages.get(to)
+            pop = folder.messages.get(key)
+            if pop is None:
+                pop = MessageEntry(name, key[0], key[1], "", 0, "", (), (),
+                                   uidl=rec.get("uidl"))
+                folder.messages[key] = pop
+            pop.linked_to = to
+            if imap is not None:
+                pop.path, pop.size, pop.sha256 = imap.path, imap.size, imap.sha256
         elif kind == "flags" and key in folder.messages:
             m = folder.messages[key]
             m.flags = tuple(rec.get("flags") or ())

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from archiver.archive import Archive
-from archiver.index import read_index
+from archiver.index import POP3_UIDVALIDITY, read_index, uid_for_uidl
 
 
 @dataclass
@@ -34,7 +34,7 @@ def list_folders(archive: Archive) -> list[FolderLine]:
     state = archive.state()
     out: list[FolderLine] = []
     for folder in state.folders.values():
-        msgs = list(folder.messages.values())
+        msgs = [m for m in folder.messages.values() if m.counted]
         out.append(FolderLine(
             name=folder.name, path=folder.path, messages=len(msgs),
             bytes=sum(m.size for m in msgs), gone=sum(1 for m in msgs if m.gone)))
@@ -55,11 +55,16 @@ def list_messages(archive: Archive, folder: str) -> Optional[list[MessageLine]]:
     for rec in read_index(archive.index_path).records:
         if rec.get("type") == "msg" and rec.get("folder") == folder:
             try:
-                headers[(int(rec["uidvalidity"]), int(rec["uid"]))] = rec
+                if isinstance(rec.get("uidl"), str):
+                    headers[(POP3_UIDVALIDITY, uid_for_uidl(rec["uidl"]))] = rec
+                else:
+                    headers[(int(rec["uidvalidity"]), int(rec["uid"]))] = rec
             except (KeyError, TypeError, ValueError):
                 continue
     out: list[MessageLine] = []
     for key, m in entry.messages.items():
+        if not m.counted:
+            continue
         rec = headers.get(key, {})
         out.append(MessageLine(
             id=m.sha256[:12], date=rec.get("date") or rec.get("internaldate"),

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Optional
 
-from archiver.index import FolderEntry, MessageEntry
+from archiver.index import POP3_UIDVALIDITY, FolderEntry, MessageEntry
 from archiver.sources.base import MessageMeta
 
 
@@ -26,6 +26,11 @@ class FolderPlan:
     # UIDVALIDITY changed: what we hold under older UIDVALIDITYs, by sha256.
     # A re-fetched message whose hash is here takes one entry over (multiset).
     reusable: dict[str, list[MessageEntry]] = field(default_factory=dict)
+    # The same folder seen over the other protocol (IMAP vs POP3): candidates to
+    # link to instead of storing twice, matched by norm hash as a multiset.
+    # Never retired: a message missing over one protocol is not gone from the other.
+    cross: list[MessageEntry] = field(default_factory=list)
+    cross_index: Optional[dict[str, list[MessageEntry]]] = None  # built by the committer
 
     @property
     def uidvalidity_changed(self) -> bool:
@@ -51,9 +56,14 @@ def plan_folder(entry: Optional[FolderEntry], uidvalidity: int,
             flag_changes.append((known, meta))
     gone = [m for uid, m in sorted(have.items()) if uid not in on_server and not m.gone]
     reusable: dict[str, list[MessageEntry]] = {}
+    cross: list[MessageEntry] = []
     if entry is not None:
         for (uv, _uid), m in sorted(entry.messages.items()):
-            if uv != uidvalidity and not m.gone and m.sha256:
+            if uv == uidvalidity or m.gone or not m.counted:
+                continue
+            if (uv == POP3_UIDVALIDITY) != (uidvalidity == POP3_UIDVALIDITY):
+                cross.append(m)
+            elif m.sha256:
                 reusable.setdefault(m.sha256, []).append(m)
     return FolderPlan(
         uidvalidity=uidvalidity,
@@ -62,6 +72,7 @@ def plan_folder(entry: Optional[FolderEntry], uidvalidity: int,
         gone=gone,
         already=len(listing) - len(to_fetch),
         reusable=reusable,
+        cross=cross,
     )
 
 

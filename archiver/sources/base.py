@@ -53,6 +53,7 @@ class MessageMeta:
     keywords: tuple[str, ...]  # everything else, sorted
     internaldate: Optional[datetime]
     size: int
+    uidl: Optional[str] = None  # POP3: the real key (``uid`` is derived from it)
 
 
 def split_flags(raw: tuple[str, ...] | list[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -74,8 +75,8 @@ def split_flags(raw: tuple[str, ...] | list[str]) -> tuple[tuple[str, ...], tupl
 class FetchFailed(Exception):
     """The server did not deliver one message; the run goes on and reports it."""
 
-    def __init__(self, uid: int, reason: str) -> None:
-        super().__init__(f"UID {uid}: {reason}")
+    def __init__(self, uid: int, reason: str, label: str = "") -> None:
+        super().__init__(f"{label or f'UID {uid}'}: {reason}")
         self.uid = uid
         self.reason = reason
 

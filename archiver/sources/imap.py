@@ -14,6 +14,7 @@ import imaplib
 import logging
 import socket
 import ssl
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, Callable, Optional
@@ -41,6 +42,26 @@ _NETWORK_ERRORS = (OSError, imaplib.IMAP4.abort, EOFError, ssl.SSLError)
 
 class ServerUnavailable(ConnectionFailed):
     """Temporary refusal (too many connections, [UNAVAILABLE]): worth a retry later."""
+
+
+class ConnectionDropped(ConnectionFailed):
+    """The server (or the network) closed the line during TLS, greeting or login.
+
+    Unlike a refused connection, an unknown host or a bad certificate this
+    says nothing about the address or the credentials, so it is worth another
+    try (and must never read as "wrong password").
+    """
+
+
+# Errors that mean "the line went dead", as opposed to "wrong place" or "not trusted".
+_DROPS = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionResetError,
+          ConnectionAbortedError, BrokenPipeError, EOFError, imaplib.IMAP4.abort)
+
+
+def _dropped(endpoint: Endpoint, what: str, exc: BaseException) -> ConnectionDropped:
+    return ConnectionDropped(f"{endpoint.host}:{endpoint.port} closed the connection during "
+                             f"{what} ({exc.__class__.__name__}: {exc}); check the network "
+                             "and run the same command again")
 
 
 def _text(value: Any) -> str:
@@ -101,6 +122,7 @@ class ImapSource:
         self.prefix = ""
         self.separator: Optional[str] = None
         self.warnings: list[str] = []
+        self._connected_once = False
 
     # ------------------------------------------------------------ connection
 
@@ -110,8 +132,32 @@ class ImapSource:
             raise ConnectionLost("not connected")
         return self._client
 
+    # The first connect of a run retries a line dropped mid-setup by itself; a
+    # reconnect does not, because the engine's reconnect loop already retries
+    # (with its own back-off and attempt budget).
+    connect_attempts = 3
+    connect_backoff = 1.0  # seconds before the 2nd attempt, doubling
+
     def connect(self) -> None:
-        """Connect, secure (TLS or STARTTLS), log in, read capabilities and namespace."""
+        """Connect, secure (TLS or STARTTLS), log in, read capabilities and namespace.
+
+        Every failure is an :class:`ArchiverError`; a line dropped during setup
+        is :class:`ConnectionDropped` and, on the first connect, retried.
+        """
+        attempts = 1 if self._connected_once else max(1, self.connect_attempts)
+        for attempt in range(1, attempts + 1):
+            try:
+                self._connect_once()
+                self._connected_once = True
+                return
+            except ConnectionDropped as exc:
+                if attempt == attempts:
+                    raise
+                delay = self.connect_backoff * 2 ** (attempt - 1)
+                log.info("%s; retrying in %.1f s", exc, delay)
+                time.sleep(delay)
+
+    def _connect_once(self) -> None:
         ep = self.endpoint
         ctx = ssl_context(ep.tls)
         try:
@@ -119,6 +165,8 @@ class ImapSource:
                 ep.host, port=ep.port, ssl=ep.implicit_tls, ssl_context=ctx,
                 timeout=imapclient.SocketTimeout(connect=self.timeout, read=self.timeout),
             )
+        except _DROPS as exc:
+            raise _dropped(ep, "the TLS handshake or greeting", exc) from None
         except (OSError, ssl.SSLError) as exc:
             raise connect_error(ep, exc) from None
         except imapclient.exceptions.IMAPClientError as exc:
@@ -133,8 +181,13 @@ class ImapSource:
             if not ep.implicit_tls:
                 self._starttls(client, ctx)
             self._login(client)
-            self.capabilities = frozenset(_text(c).upper() for c in client.capabilities())
-            self._read_namespace(client)
+            try:
+                with _network("CAPABILITY"):
+                    caps = client.capabilities()
+                self.capabilities = frozenset(_text(c).upper() for c in caps)
+                self._read_namespace(client)
+            except ConnectionLost as exc:
+                raise _dropped(ep, "the login", exc) from None
         except BaseException:
             self.close()
             raise
@@ -161,12 +214,18 @@ class ImapSource:
         try:
             client.login(ep.user, self._password)
         except imapclient.exceptions.LoginError as exc:
+            # imapclient turns *any* error during LOGIN into LoginError, a dead
+            # line included: that is not a refusal of the password.
+            if isinstance(exc.__context__, _DROPS + _NETWORK_ERRORS):
+                raise _dropped(ep, "the login", exc.__context__) from None
             text = _text(exc)
             if "UNAVAILABLE" in text.upper() or "TOO MANY" in text.upper():
                 raise ServerUnavailable(f"{ep.host} refused the login for now ({text}); "
                                         "wait a moment and rerun") from None
             raise LoginError(f"{ep.host} refused the login for user '{ep.user}': check the "
                              "user name and password") from None
+        except _DROPS as exc:
+            raise _dropped(ep, "the login", exc) from None
         except _NETWORK_ERRORS as exc:
             raise connect_error(ep, exc) from None
 

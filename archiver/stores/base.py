@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Optional, Protocol
+from typing import Callable, Optional, Protocol
 
 from archiver.fsutil import open_new, write_all
 
@@ -51,12 +51,40 @@ class Incoming:
     internaldate: Optional[datetime]
     data: Optional[bytes] = None
     spool: Optional[Spool] = None
+    uidl: Optional[str] = None  # POP3 messages
+    date_source: Optional[str] = None  # POP3: where the date came from (no INTERNALDATE)
+
+    def sha256(self) -> str:
+        if self.spool is not None:
+            return self.spool.digest.hexdigest()
+        return hashlib.sha256(self.data or b"").hexdigest()
+
+    def sha256_norm(self, store_read: Optional[Callable[[Path], bytes]] = None) -> str:
+        """Hash for matching the same message seen over IMAP and POP3 (see norm_hash)."""
+        if self.data is not None:
+            return norm_hash(self.data)
+        assert self.spool is not None and store_read is not None
+        return norm_hash(store_read(self.spool.path))
 
     @property
     def head(self) -> bytes:
         if self.data is not None:
             return self.data[: 256 * 1024]
         return self.spool.head if self.spool else b""
+
+
+def norm_hash(data: bytes) -> str:
+    """SHA-256 after CRLF->LF, NUL->0x80, and with a final newline ensured.
+
+    POP3 must end a message that lacks a final newline with CRLF, so the same
+    message can arrive one byte pair longer over POP3 than over IMAP; this
+    hash is equal for both.  IMAP servers may not send NUL (Dovecot sends 0x80
+    instead) while POP3 passes it.  (``sha256`` stays the hash of the stored bytes.)
+    """
+    text = data.replace(b"\r\n", b"\n").replace(b"\0", b"\x80")
+    if not text.endswith(b"\n"):
+        text += b"\n"
+    return hashlib.sha256(text).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -93,6 +121,8 @@ class Store(Protocol):
     def rename(self, folder_path: str, moves: list[Rename]) -> list[str]: ...
 
     def forget(self, folder_path: str) -> None: ...
+
+    def remove(self, folder_path: str, relpaths: list[str]) -> None: ...
 
     def close(self) -> None: ...
 

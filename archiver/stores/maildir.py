@@ -180,5 +180,18 @@ class MaildirStore:
             fsync_dir(d / "cur")
         return out
 
+    def remove(self, folder_path: str, relpaths: list[str]) -> None:
+        """Delete files the index no longer points to (a POP3 copy replaced by IMAP's)."""
+        existing = self.existing(folder_path)
+        with translate_os_errors(f"removing in {self._dir(folder_path)}"):
+            for rel in relpaths:
+                target = self.root.joinpath(*rel.split("/"))
+                try:
+                    os.unlink(target)
+                except FileNotFoundError:
+                    pass
+                existing.pop(target.name.split(":", 1)[0], None)
+            fsync_dir(self._dir(folder_path) / "cur")
+
     def read(self, relpath: str) -> bytes:
         return self.root.joinpath(*relpath.split("/")).read_bytes()

@@ -1,0 +1,349 @@
+"""POP3 source: the INBOX of a POP-only user, read without changing anything.
+
+Never DELE.  Messages are read with ``TOP n <huge>``, which Dovecot (and
+most servers) serve without marking the message seen, unlike RETR; if TOP
+is missing the user must allow RETR with ``--allow-seen``.  Commands are
+pipelined when the server offers PIPELINING (RFC 2449).  A POP3 message is
+keyed by its UIDL; the engine sees it as UIDVALIDITY 0 and a UID derived from
+a hash of the UIDL (see :func:`uid_for_uidl`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import ssl
+from collections.abc import Iterator
+from typing import Callable, Optional
+
+from archiver.account import Endpoint, ssl_context
+from archiver.errors import ConnectionFailed, LoginError, ServerError, TLSError, UsageError
+from archiver.index import POP3_UIDVALIDITY, uid_for_uidl
+from archiver.sources.base import (
+    ConnectionLost,
+    FetchFailed,
+    Folder,
+    FolderStatus,
+    MessageMeta,
+)
+from archiver.sources.imap import connect_error
+
+log = logging.getLogger("archiver.pop3")
+
+TOP_ALL_LINES = 2**31 - 1
+_CHUNK = 1 << 20
+_MAX_LINE = 64 * 1024
+
+
+class _Reader:
+    """Buffered reads of lines and dot-terminated blocks from a socket."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = bytearray()
+
+    def _fill(self) -> None:
+        data = self.sock.recv(_CHUNK)
+        if not data:
+            raise ConnectionLost("the server closed the connection")
+        self.buf += data
+
+    def line(self) -> bytes:
+        while True:
+            cut = self.buf.find(b"\r\n")
+            if cut >= 0:
+                out = bytes(self.buf[:cut])
+                del self.buf[: cut + 2]
+                return out
+            if len(self.buf) > _MAX_LINE:
+                raise ServerError("the POP3 server sent an over-long status line")
+            self._fill()
+
+    def block(self, write: Callable[[bytes], None]) -> int:
+        """Read a multi-line response body up to ``.CRLF``, dot-unstuffed; returns its size.
+
+        Works chunk by chunk (memory stays flat for huge messages): the text is
+        cut just before a CRLF, so every ``CRLF..`` stuffing sits inside one piece.
+        """
+        total = 0
+        at_start = True
+        while True:
+            if at_start:
+                while len(self.buf) < 3:
+                    self._fill()
+                if self.buf[:3] == b".\r\n":
+                    del self.buf[:3]
+                    return total
+                if self.buf[:2] == b"..":
+                    del self.buf[:1]
+                at_start = False
+            end = self.buf.find(b"\r\n.\r\n")
+            if end >= 0:
+                piece = bytes(self.buf[: end + 2])
+                del self.buf[: end + 5]
+                piece = piece.replace(b"\r\n..", b"\r\n.")
+                write(piece)
+                return total + len(piece)
+            cut = self.buf.rfind(b"\r\n", 0, max(0, len(self.buf) - 4))
+            if cut > 0:
+                piece = bytes(self.buf[:cut]).replace(b"\r\n..", b"\r\n.")
+                del self.buf[:cut]
+                write(piece)
+                total += len(piece)
+            self._fill()
+
+
+class Pop3Source:
+    """One POP3 session on the account's INBOX (the engine's one folder)."""
+
+    protocol = "pop3"
+
+    def __init__(self, endpoint: Endpoint, password: str, timeout: float = 60.0,
+                 allow_seen: bool = False) -> None:
+        self.endpoint = endpoint
+        self._password = password
+        self.timeout = timeout
+        self.allow_seen = allow_seen
+        self._sock: Optional[socket.socket] = None
+        self._reader: Optional[_Reader] = None
+        self.capabilities: frozenset[str] = frozenset()
+        self.warnings: list[str] = []
+        self._numbers: dict[int, int] = {}  # uid -> message number in this session
+        self._sizes: dict[int, int] = {}
+        self._uidls: dict[int, str] = {}
+        self.use_top = True
+        self.prefix = ""
+
+    # ------------------------------------------------------------ connection
+
+    def connect(self) -> None:
+        ep = self.endpoint
+        ctx = ssl_context(ep.tls)
+        try:
+            raw = socket.create_connection((ep.host, ep.port), timeout=self.timeout)
+            sock: socket.socket = raw
+            if ep.implicit_tls:
+                sock = ctx.wrap_socket(raw, server_hostname=ep.host)
+        except (OSError, ssl.SSLError) as exc:
+            raise connect_error(ep, exc) from None
+        self._sock, self._reader = sock, _Reader(sock)
+        try:
+            greeting = self._line("greeting")
+            if not greeting.startswith(b"+OK"):
+                raise ConnectionFailed(f"{ep.host}:{ep.port} is not a POP3 server "
+                                       f"(it said {greeting[:60]!r})")
+            self._read_capa()
+            if not ep.implicit_tls:
+                self._stls(ctx)
+            self._login()
+            self._read_capa()
+            self._choose_fetch()
+        except BaseException:
+            self.close(quit_=False)
+            raise
+
+    def _line(self, what: str) -> bytes:
+        assert self._reader is not None
+        try:
+            return self._reader.line()
+        except (OSError, ssl.SSLError) as exc:
+            raise ConnectionLost(f"{what}: {exc.__class__.__name__}: {exc}") from exc
+
+    def _send(self, text: str) -> None:
+        assert self._sock is not None
+        try:
+            self._sock.sendall(text.encode("utf-8") + b"\r\n")
+        except (OSError, ssl.SSLError) as exc:
+            raise ConnectionLost(f"sending {text.split(' ', 1)[0]}: {exc}") from exc
+
+    def _command(self, text: str, what: Optional[str] = None) -> bytes:
+        self._send(text)
+        reply = self._line(what or text.split(" ", 1)[0])
+        if not reply.startswith(b"+OK"):
+            raise ServerError(f"{what or text.split(' ', 1)[0]}: the server said "
+                              f"{reply.decode('utf-8', 'replace')[:200]}")
+        return reply
+
+    def _multiline(self, text: str) -> list[bytes]:
+        self._command(text)
+        lines: list[bytes] = []
+        assert self._reader is not None
+        try:
+            self._reader.block(lines.append)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConnectionLost(f"{text}: {exc}") from exc
+        return b"".join(lines).split(b"\r\n")
+
+    def _read_capa(self) -> None:
+        try:
+            lines = self._multiline("CAPA")
+        except ServerError:
+            self.capabilities = frozenset()
+            return
+        self.capabilities = frozenset(
+            line.decode("ascii", "replace").strip().upper() for line in lines if line.strip())
+
+    def _stls(self, ctx: ssl.SSLContext) -> None:
+        ep = self.endpoint
+        if "STLS" not in self.capabilities:
+            if not ep.tls.plaintext:
+                raise TLSError(
+                    f"{ep.host}:{ep.port} does not offer STLS, so the password would travel "
+                    "unencrypted: use pop3s:// (port 995), or --plaintext if you accept that")
+            self.warnings.append(f"WARNING: {ep.host} offers no STLS; logging in over an "
+                                 "UNENCRYPTED connection (--plaintext)")
+            return
+        self._command("STLS")
+        assert self._sock is not None
+        try:
+            self._sock = ctx.wrap_socket(self._sock, server_hostname=ep.host)
+        except (OSError, ssl.SSLError) as exc:
+            raise connect_error(ep, exc) from None
+        self._reader = _Reader(self._sock)
+
+    def _login(self) -> None:
+        ep = self.endpoint
+        try:
+            self._command(f"USER {ep.user}", "USER")
+            self._command(f"PASS {self._password}", "PASS")
+        except ServerError as exc:
+            text = str(exc)
+            if "IN-USE" in text.upper() or "SYS/TEMP" in text.upper():
+                raise ConnectionFailed(f"{ep.host} refused the login for now ({text}); wait "
+                                       "a moment and rerun") from None
+            raise LoginError(f"{ep.host} refused the login for user '{ep.user}': check the "
+                             "user name and password") from None
+
+    def _choose_fetch(self) -> None:
+        if "TOP" in self.capabilities:
+            return
+        # No CAPA (or TOP not listed): probe it on the first message, if any.
+        stat = self._command("STAT").split()
+        if len(stat) >= 2 and stat[1] != b"0":
+            try:
+                self._multiline("TOP 1 0")
+                return
+            except ServerError:
+                pass
+        else:
+            return
+        if not self.allow_seen:
+            raise UsageError(
+                f"{self.endpoint.host} has no usable TOP command, so reading mail would mark it "
+                "read on the server: rerun with --allow-seen to accept that")
+        self.use_top = False
+        self.warnings.append("note: the server has no TOP; messages were read with RETR, "
+                             "which marks them read on the server (--allow-seen)")
+
+    def close(self, quit_: bool = True) -> None:
+        sock, self._sock = self._sock, None
+        if sock is None:
+            return
+        if quit_:
+            with contextlib.suppress(Exception):
+                sock.sendall(b"QUIT\r\n")
+                sock.recv(512)
+        with contextlib.suppress(Exception):
+            sock.close()
+
+    # ------------------------------------------------------------ engine API
+
+    def folders(self) -> list[Folder]:
+        return [Folder("INBOX", b"INBOX", None, (), ("INBOX",))]
+
+    def status(self, folder: Folder) -> Optional[FolderStatus]:
+        return None  # listing UIDLs is the cheap check on POP3
+
+    def open_folder(self, folder: Folder) -> FolderStatus:
+        stat = self._command("STAT").split()
+        try:
+            count = int(stat[1])
+        except (IndexError, ValueError):
+            raise ServerError("STAT: the server's answer did not parse") from None
+        return FolderStatus(uidvalidity=POP3_UIDVALIDITY, uidnext=0, messages=count)
+
+    def list_messages(self, count: int) -> list[MessageMeta]:
+        if count == 0:
+            return []
+        sizes: dict[int, int] = {}
+        for line in self._multiline("LIST"):
+            parts = line.split()
+            if len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit():
+                sizes[int(parts[0])] = int(parts[1])
+        uidls: dict[int, str] = {}
+        if "UIDL" in self.capabilities or not self.capabilities:
+            try:
+                for line in self._multiline("UIDL"):
+                    parts = line.split(None, 1)
+                    if len(parts) == 2 and parts[0].isdigit():
+                        uidls[int(parts[0])] = parts[1].strip().decode("utf-8", "surrogateescape")
+            except ServerError:
+                uidls = {}
+        if not uidls:
+            raise ServerError("the POP3 server does not support UIDL, which archiver needs to "
+                              "know which messages it already has")
+        self._numbers.clear()
+        self._sizes.clear()
+        out: list[MessageMeta] = []
+        seen: set[str] = set()
+        for num in sorted(uidls):
+            uidl = uidls[num]
+            if uidl in seen:
+                continue  # a server that lies: never two messages under one key
+            seen.add(uidl)
+            uid = uid_for_uidl(uidl)
+            self._numbers[uid] = num
+            self._uidls[uid] = uidl
+            self._sizes[uid] = sizes.get(num, 0)
+            out.append(MessageMeta(uid=uid, flags=(), keywords=(), internaldate=None,
+                                   size=sizes.get(num, 0), uidl=uidl))
+        return out
+
+    def _fetch_command(self, uid: int) -> str:
+        num = self._numbers[uid]
+        return f"TOP {num} {TOP_ALL_LINES}" if self.use_top else f"RETR {num}"
+
+    def fetch(self, uids: list[int]) -> Iterator[tuple[int, bytes | FetchFailed]]:
+        """Pipelined TOP (or RETR) for a batch; one reply per message, in order."""
+        if "PIPELINING" in self.capabilities:
+            assert self._sock is not None
+            try:
+                self._sock.sendall("".join(self._fetch_command(u) + "\r\n"
+                                           for u in uids).encode())
+            except (OSError, ssl.SSLError) as exc:
+                raise ConnectionLost(f"sending TOP: {exc}") from exc
+            for uid in uids:
+                yield uid, self._read_message(uid)
+        else:
+            for uid in uids:
+                self._send(self._fetch_command(uid))
+                yield uid, self._read_message(uid)
+
+    def _read_message(self, uid: int,
+                      write: Optional[Callable[[bytes], None]] = None) -> bytes | FetchFailed:
+        reply = self._line("TOP")
+        label = f"message {self._uidls.get(uid, uid)} (UIDL)"
+        if not reply.startswith(b"+OK"):
+            return FetchFailed(uid, f"the server said {reply.decode('utf-8', 'replace')[:200]}",
+                               label)
+        pieces: list[bytes] = []
+        assert self._reader is not None
+        try:
+            size = self._reader.block(write or pieces.append)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConnectionLost(f"reading a message: {exc}") from exc
+        expected = self._sizes.get(uid, 0)
+        # +2: a message without a final newline must be ended with CRLF on the wire.
+        if expected and size not in (expected, expected + 2):
+            return FetchFailed(uid, f"the server announced {expected} bytes but sent {size}; "
+                                    "not saved", label)
+        return b"" if write else b"".join(pieces)
+
+    def fetch_stream(self, uid: int, size_hint: int, write: Callable[[bytes], None],
+                     chunk: int = 0) -> int:
+        self._send(self._fetch_command(uid))
+        result = self._read_message(uid, write)
+        if isinstance(result, FetchFailed):
+            raise result
+        return size_hint
