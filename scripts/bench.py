@@ -74,8 +74,6 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 try:
-    from imapclient import imap_utf7
-
     from tests.dovecot import DovecotServer, MailUser
 except ImportError as _exc:  # pragma: no cover
     sys.exit(f"bench.py: {_exc}; run it with the project's virtualenv: "
@@ -385,6 +383,15 @@ def run_measured(args: list[str], work: Path, label: str) -> dict:
             "stderr_tail": err.splitlines()[-10:]}
 
 
+def code_state() -> dict:
+    """Which archiver was measured: HEAD and whether archiver/ has uncommitted edits."""
+    def git(*args: str) -> str:
+        r = subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True)
+        return r.stdout.strip() if r.returncode == 0 else ""
+    return {"commit": git("rev-parse", "--short", "HEAD") or None,
+            "archiver_dirty": bool(git("status", "--porcelain", "--", "archiver"))}
+
+
 def count_files(dest: Path) -> int:
     n = 0
     for root, dirs, files in os.walk(dest):
@@ -436,6 +443,7 @@ def main() -> int:
                                 "kernel": platform.release(),
                                 "note": "page cache warm (corpus just written); "
                                         "shared machine, numbers are noisy"},
+                    "code": code_state(),
                     "args": {"messages": a.messages, "folders": a.folders, "huge": a.huge,
                              "seed": a.seed}}
     rc = 1
@@ -508,6 +516,9 @@ def main() -> int:
         print(f"backup / raw fetch = {result['ratio_backup_to_raw']:.2f}x   "
               f"({a.messages} messages, {raw['bytes'] / MB:.0f} MB, {corpus['folders']} folders; "
               f"{os.cpu_count()} CPUs; page cache warm)")
+        code = result["code"]
+        print(f"archiver at {code['commit']}"
+              + (" + uncommitted changes in archiver/" if code["archiver_dirty"] else ""))
         print("(e) checks: " + ", ".join(f"{k}={v}" for k, v in checks.items()))
         for label, r in (("backup", first), ("no-op", noop), ("verify", ver)):
             if r["exit"] != 0 or r["stderr_tail"]:
