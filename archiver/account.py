@@ -100,7 +100,12 @@ def parse_endpoint(
             f"'{spec}' is not a server: use imaps://USER@HOST (or imap://, pop3s://, pop3://) "
             f"or a preset ({', '.join(sorted(PRESETS))})"
         )
-    parts = urlsplit(spec)
+    try:
+        parts = urlsplit(spec)
+        parts.port  # noqa: B018 - parses (and validates) the port now
+    except ValueError as exc:
+        raise UsageError(f"'{spec}' is not a valid URL ({exc}): write it as "
+                         "imaps://USER@HOST[:PORT]") from None
     scheme = parts.scheme.lower()
     if scheme not in DEFAULT_PORTS:
         raise UsageError(

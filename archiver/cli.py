@@ -27,6 +27,10 @@ from archiver.errors import (
 PASSWORD_ENV = "ARCHIVER_PASSWORD"
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def _err(text: str) -> None:
     click.echo(text, err=True)
 
@@ -182,7 +186,7 @@ def _backup(source: str, dest: Path, user: Optional[str], password_file: Optiona
     if as_json:
         click.echo(json.dumps(summary.as_dict(), ensure_ascii=False))
     elif not quiet:
-        _err(f"{summary.folders} folders ({summary.folders_skipped} unchanged), "
+        _err(f"{_plural(summary.folders, 'folder')} ({summary.folders_skipped} unchanged), "
              f"{summary.new} new messages ({summary.new_bytes / 1e6:.1f} MB), "
              f"{summary.already} already archived, {summary.flags_updated} flag updates, "
              f"{summary.gone} gone from server, {summary.seconds:.1f} s")
@@ -223,13 +227,21 @@ def verify(dest: Path, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
 def ls_command(dest: Path, folder: Optional[str], as_json: bool) -> None:
     """List DEST's folders (counts, sizes), or the messages of FOLDER."""
+    from archiver.archive import Archive
+
+    archive = Archive.open_existing(dest.expanduser())
+    try:
+        _ls(archive, dest, folder, as_json)
+    except BrokenPipeError:  # `archiver ls DEST | head`: the reader is done, so are we
+        _silence_stdout()
+
+
+def _ls(archive: Any, dest: Path, folder: Optional[str], as_json: bool) -> None:
     from dataclasses import asdict
 
-    from archiver.archive import Archive
     from archiver.errors import UsageError
     from archiver.listing import list_folders, list_messages
 
-    archive = Archive.open_existing(dest.expanduser())
     if folder is None:
         for f in list_folders(archive):
             if as_json:
@@ -246,9 +258,25 @@ def ls_command(dest: Path, folder: Optional[str], as_json: bool) -> None:
             click.echo(json.dumps(asdict(m), ensure_ascii=False))
         else:
             date = (m.date or "")[:10]
-            sender = (m.sender or "")[:30]
-            click.echo(f"{m.id}  {date:10}  {sender:30}  {m.subject or ''}"
+            click.echo(f"{m.id}  {date:10}  {_fit(m.sender or '', 32)}  {m.subject or ''}"
                        + ("  [gone]" if m.gone else ""))
+
+
+def _fit(text: str, width: int) -> str:
+    """Pad or cut to ``width`` terminal columns (Japanese characters take two)."""
+    import unicodedata
+
+    out: list[str] = []
+    used = 0
+    for ch in text:
+        w = 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+        if used + w > width - (1 if len(text) > len(out) + 1 else 0):
+            out.append("…")
+            used += 1
+            break
+        out.append(ch)
+        used += w
+    return "".join(out) + " " * max(0, width - used)
 
 
 def run(argv: Optional[list[str]] = None) -> int:
@@ -258,6 +286,9 @@ def run(argv: Optional[list[str]] = None) -> int:
     except click.exceptions.Abort:
         _err("archiver: interrupted")
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        _silence_stdout()
+        return 0
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except click.ClickException as exc:
@@ -271,9 +302,18 @@ def run(argv: Optional[list[str]] = None) -> int:
         return EXIT_INTERRUPTED
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    except BrokenPipeError:
-        return 0
     return 0
+
+
+def _silence_stdout() -> None:
+    """After a closed pipe (``archiver ls | head``), keep Python from complaining at exit."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def main(argv: Optional[list[str]] = None) -> None:

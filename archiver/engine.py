@@ -197,6 +197,7 @@ class Backup:
         self.progress: Progress = progress or NullProgress()
         self.summary = Summary()
         self._assigned: set[str] = set()
+        self._paths: dict[str, str] = {}  # folder name -> path given in this run
         self._reconnects = 0
         crash = os.environ.get(CRASH_ENV)
         self._crash_after = int(crash) if crash else None
@@ -333,10 +334,15 @@ class Backup:
         entry = state.folders.get(folder.name)
         if entry is not None and entry.path:
             path = entry.path
+        elif folder.name in self._paths:
+            # Given earlier in this run, its record still pending (the pass was cut
+            # before its first frame): the retry must not take a second, suffixed path.
+            path = self._paths[folder.name]
         else:
             path = assign_path(folder.components, state.all_paths() | self._assigned)
         self._assigned.add(path)
-        self.store.prepare_folder(path)
+        self._paths[folder.name] = path
+        self.store.prepare_folder(path, mailbox=folder.selectable)
         rec = {"v": FORMAT_VERSION, "type": "folder", "folder": folder.name, "dir": path,
                "server_name": folder.server_name, "separator": folder.separator,
                "attributes": list(folder.attributes)}

@@ -183,3 +183,36 @@ def test_index_is_zstd_jsonl_with_the_documented_fields(
     assert msg["subject"] == "講義"
     assert datetime.fromisoformat(msg["internaldate"]).tzinfo is not None
     assert datetime.fromisoformat(msg["t"]) <= datetime.now(timezone.utc)
+
+
+def test_noselect_parent_becomes_a_plain_directory(
+        dovecot: DovecotServer, mail_user: MailUser, tmp_path: Path) -> None:
+    with dovecot.session(mail_user) as c:
+        c.create_folder("講座/2004")  # Dovecot lists the parent "講座" as \Noselect
+        c.append("講座/2004", b"Subject: x\r\n\r\nx\r\n")
+    dest = tmp_path / "a"
+    assert backup(dovecot, mail_user, dest)[0] == 0
+    assert (dest / "講座").is_dir() and not (dest / "講座" / "cur").exists()
+    assert len(list((dest / "講座" / "2004" / "cur").iterdir())) == 1
+    assert run_cli(["verify", str(dest)])[0] == 0
+
+
+def test_ls_lists_folders_and_decoded_japanese_messages(
+        dovecot: DovecotServer, mail_user: MailUser, tmp_path: Path) -> None:
+    import base64
+
+    subject = "=?ISO-2022-JP?B?" + base64.b64encode("ゼミの資料".encode("iso2022_jp")).decode() + "?="
+    dovecot.append(mail_user, "研究室/ゼミ 資料",
+                   f"From: =?UTF-8?B?{base64.b64encode('山田'.encode()).decode()}?= <y@x.jp>\r\n"
+                   f"Subject: {subject}\r\nDate: Tue, 2 Mar 2004 10:00:00 +0900\r\n\r\n本文\r\n"
+                   .encode())
+    dest = tmp_path / "a"
+    assert backup(dovecot, mail_user, dest)[0] == 0
+    code, out, _ = run_cli(["ls", str(dest)])
+    assert code == 0 and "研究室/ゼミ 資料" in out
+    code, out, _ = run_cli(["ls", str(dest), "研究室/ゼミ 資料"])
+    assert code == 0 and "ゼミの資料" in out and "山田" in out and "2004-03-02" in out
+    code, out, err = run_cli(["ls", str(dest), "No such"])
+    assert code == 2 and "no folder" in err
+    code, out, _ = run_cli(["ls", str(dest), "--json"])
+    assert any(json.loads(line)["name"] == "研究室/ゼミ 資料" for line in out.splitlines())

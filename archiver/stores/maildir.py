@@ -71,11 +71,18 @@ class MaildirStore:
     def _dir(self, folder_path: str) -> Path:
         return self.root.joinpath(*folder_path.split("/"))
 
-    def prepare_folder(self, folder_path: str) -> None:
-        """Create the folder's cur/new/tmp (0700), durably, and clear stale tmp files."""
+    def prepare_folder(self, folder_path: str, mailbox: bool = True) -> None:
+        """Create the folder's cur/new/tmp (0700), durably, and clear stale tmp files.
+
+        ``mailbox=False`` (a \\Noselect folder, which holds only children) makes a
+        plain directory.
+        """
         d = self._dir(folder_path)
         with translate_os_errors(f"creating {d}"):
             created: list[Path] = []
+            if not mailbox:
+                fsync_created(ensure_dir(d, self.root))
+                return
             for sub in ("cur", "new", "tmp"):
                 created += ensure_dir(d / sub, self.root)
             fsync_created(created)
