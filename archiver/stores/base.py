@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable, Optional, Protocol
 
 from archiver.fsutil import open_new, write_all
+from archiver.index import MessageEntry
 
 
 @dataclass
@@ -127,6 +128,10 @@ class Store(Protocol):
     def close(self) -> None: ...
 
     def read(self, relpath: str) -> bytes: ...
+
+    def read_message(self, entry: MessageEntry) -> bytes:
+        """The exact bytes archived for ``entry`` (what its ``sha256`` covers)."""
+        ...
 
 
 def set_mtime(path: Path, when: Optional[datetime]) -> None:

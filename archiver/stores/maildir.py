@@ -23,6 +23,7 @@ from archiver.fsutil import (
     translate_os_errors,
     write_all,
 )
+from archiver.index import MessageEntry
 from archiver.stores.base import Incoming, Rename, Spool, Stored, set_mtime
 
 INFO_SEP = ":2,"
@@ -199,6 +200,9 @@ class MaildirStore:
                     pass
                 existing.pop(target.name.split(":", 1)[0], None)
             fsync_dir(self._dir(folder_path) / "cur")
+
+    def read_message(self, entry: MessageEntry) -> bytes:
+        return self.read(entry.path)
 
     def read(self, relpath: str) -> bytes:
         return self.root.joinpath(*relpath.split("/")).read_bytes()

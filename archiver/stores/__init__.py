@@ -1,0 +1,19 @@
+"""Stores keep message bytes on disk; :func:`open_store` picks one by archive format."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from archiver.errors import DestinationError
+from archiver.stores.base import Store
+
+FORMATS = ("maildir",)
+
+
+def open_store(root: Path, fmt: str) -> Store:
+    """The store that reads and writes an archive of format ``fmt`` under ``root``."""
+    if fmt == "maildir":
+        from archiver.stores.maildir import MaildirStore
+
+        return MaildirStore(root)
+    raise DestinationError(f"{root} uses the unknown format '{fmt}': upgrade archiver")
