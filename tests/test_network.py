@@ -51,6 +51,7 @@ class Filled:
     fingerprint: str
     setup_bytes: int  # server->client bytes of handshake + login + CAPABILITY/NAMESPACE
     total_bytes: int  # server->client bytes of a whole clean run (one connection)
+    paths: frozenset[str] = frozenset()  # message files of a clean run (folder dirs, names)
 
 
 def _message(rng: random.Random, i: int, size: int) -> bytes:
@@ -110,7 +111,9 @@ def filled(dovecot: DovecotServer, tmp_path_factory: pytest.TempPathFactory) -> 
         assert len(proxy.connections) == 2
         total = proxy.down_bytes(2)
     assert 1000 < setup < 20_000 < total
-    return Filled(dovecot, user, expected, fp, setup, total)
+    paths = frozenset(archived_files(dest))
+    assert len(paths) == sum(expected.values())
+    return Filled(dovecot, user, expected, fp, setup, total, paths)
 
 
 @pytest.fixture
@@ -134,7 +137,10 @@ def _assert_consistent(filled: Filled, dest: Path) -> None:
 
 def _assert_complete(filled: Filled, dest: Path) -> None:
     _assert_consistent(filled, dest)
-    assert Counter(archived_files(dest).values()) == filled.expected, "archive incomplete"
+    files = archived_files(dest)
+    assert Counter(files.values()) == filled.expected, "archive incomplete"
+    assert set(files) == filled.paths, "files are not where a clean run puts them"
+    assert not [p for p in dest.rglob("tmp/*")], "a partial file was left in tmp/"
 
 
 def _assert_one_line_error(err: str, start: str) -> None:
