@@ -29,13 +29,21 @@ from tests.proxy import Fault, FaultProxy, first
 MB = 1 << 20
 BIG = 64 * MB
 
-# Runs the CLI, then writes this process's peak RSS (KiB on Linux) to argv[1].
+# Runs the CLI, then writes this process's peak RSS in KiB to argv[1]: VmHWM,
+# the high-water mark of this process's own memory.  (ru_maxrss is no good
+# here: Linux carries the forking parent's peak -- pytest holding the 64 MB
+# message -- over fork and exec into the child's ru_maxrss.)
 _WRAPPER = (
     "import resource, sys\n"
     "from archiver.cli import run\n"
     "code = run(sys.argv[2:])\n"
+    "try:\n"
+    "    with open('/proc/self/status') as f:\n"
+    "        kib = next(int(x.split()[1]) for x in f if x.startswith('VmHWM:'))\n"
+    "except (OSError, StopIteration):\n"
+    "    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
     "with open(sys.argv[1], 'w') as f:\n"
-    "    f.write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))\n"
+    "    f.write(str(kib))\n"
     "sys.exit(code)\n"
 )
 
@@ -93,9 +101,10 @@ def test_big_message_is_streamed_with_bounded_memory(big: Big, tmp_path: Path) -
     baseline = _peak_rss_kib(big.server, big.small, tmp_path / "small") * 1024
     peak = _peak_rss_kib(big.server, big.user, tmp_path / "big") * 1024
     extra = peak - baseline
+    print(f"peak RSS: baseline {baseline / MB:.1f} MB, 64 MB message {peak / MB:.1f} MB")
     # 4 MB pieces: the piece, imaplib's read buffer and the parser's copy, a
-    # few MB of TLS buffers -- far below the 64 MB message.
-    assert extra < 32 * MB, (f"peak RSS {peak / MB:.0f} MB = baseline {baseline / MB:.0f} MB "
+    # few MB of TLS buffers -- far below the 64 MB message (measured: +8 MB).
+    assert extra < 24 * MB, (f"peak RSS {peak / MB:.0f} MB = baseline {baseline / MB:.0f} MB "
                              f"+ {extra / MB:.0f} MB for a {len(big.served) / MB:.0f} MB message")
     files = archived_files(tmp_path / "big")
     assert list(files.values()) == [big.served]
