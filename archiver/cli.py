@@ -106,8 +106,10 @@ def _source_options(f: Any) -> Any:
               help="Only folders matching GLOB (decoded name, '/' between levels); repeatable.")
 @click.option("--exclude", multiple=True, metavar="GLOB",
               help="Skip folders matching GLOB; repeatable.")
-@click.option("--format", "fmt", type=click.Choice(["maildir"]), default="maildir",
-              show_default=True, help="Archive format.")
+@click.option("--format", "fmt", type=click.Choice(["maildir", "mbox"]), default="maildir",
+              show_default=True,
+              help="Archive format: a Maildir per folder, or one mbox file per folder laid out "
+                   "like Thunderbird's Local Folders.")
 @click.option("--allow-seen", is_flag=True,
               help="POP3 only: if the server has no TOP, read with RETR although that marks "
                    "messages read on the server.")
@@ -145,7 +147,7 @@ def _backup(source: str, dest: Path, user: Optional[str], password_file: Optiona
     from archiver.engine import BackupOptions, run_backup
     from archiver.progress import TerminalProgress
     from archiver.sources.imap import ImapSource
-    from archiver.stores.maildir import MaildirStore
+    from archiver.stores import open_store
 
     endpoint = parse_endpoint(source, user=user, tls=tls,
                               ask_user=lambda: click.prompt("User name", err=True))
@@ -173,9 +175,9 @@ def _backup(source: str, dest: Path, user: Optional[str], password_file: Optiona
         src.close()
         raise
     show_bar = not quiet and not as_json and sys.stderr.isatty()
-    progress = TerminalProgress(show_bar)
+    progress = TerminalProgress(show_bar, quiet=quiet)
     try:
-        summary = run_backup(src, archive, MaildirStore(archive.dest),
+        summary = run_backup(src, archive, open_store(archive.dest, fmt),
                              BackupOptions(include=list(include), exclude=list(exclude)),
                              progress, connect=False)
     finally:
@@ -277,6 +279,8 @@ def _fit(text: str, width: int) -> str:
         out.append(ch)
         used += w
     return "".join(out) + " " * max(0, width - used)
+
+
 
 
 def run(argv: Optional[list[str]] = None) -> int:

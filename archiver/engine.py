@@ -339,10 +339,13 @@ class Backup:
             # before its first frame): the retry must not take a second, suffixed path.
             path = self._paths[folder.name]
         else:
-            path = assign_path(folder.components, state.all_paths() | self._assigned)
+            path = assign_path(folder.components, state.all_paths() | self._assigned,
+                               self.store.path_for(folder.components))
         self._assigned.add(path)
         self._paths[folder.name] = path
         self.store.prepare_folder(path, mailbox=folder.selectable)
+        # Always: a folder cut before its first frame has bytes but no records yet.
+        self.store.repair(path, list(entry.messages.values()) if entry is not None else [])
         rec = {"v": FORMAT_VERSION, "type": "folder", "folder": folder.name, "dir": path,
                "server_name": folder.server_name, "separator": folder.separator,
                "attributes": list(folder.attributes)}
@@ -374,6 +377,7 @@ class Backup:
                     items.append(Incoming(plan.uidvalidity, uid, m.flags, m.keywords,
                                           m.internaldate, data=body, uidl=m.uidl))
             if items:
+                self._reconnects = 0  # progress: a flaky line gets a fresh retry budget
                 self._committer.submit(_Job(folder.name, path,
                                             lambda it=items: self._commit_batch(  # type: ignore[misc]
                                                 folder.name, path, plan, it)))
@@ -436,11 +440,11 @@ class Backup:
         nbytes = 0
         for item, st in zip(to_write, stored):
             records.append(self._msg_record(name, plan.uidvalidity, item, st.path, st.size,
-                                            st.sha256))
+                                            st.sha256, st.offset, st.length))
             nbytes += st.size
         for (item, old, digest), newpath in zip(reused, moved):
             records.append(self._msg_record(name, plan.uidvalidity, item, newpath or old.path,
-                                            old.size, digest))
+                                            old.size, digest, old.offset, old.length))
             if old.uidl is not None:  # an IMAP message took over a POP3 sight's file
                 records.append(self._link_record(name, old, plan.uidvalidity, item.uid))
             else:
@@ -486,7 +490,8 @@ class Backup:
                 "to": [uidvalidity, uid], "t": _now()}
 
     def _msg_record(self, name: str, uidvalidity: int, item: Incoming, path: str, size: int,
-                    sha256: str) -> dict[str, Any]:
+                    sha256: str, offset: Optional[int] = None,
+                    length: Optional[int] = None) -> dict[str, Any]:
         rec: dict[str, Any] = {"v": FORMAT_VERSION, "type": "msg", "folder": name}
         if item.uidl is not None:
             rec["uidl"] = item.uidl
@@ -494,6 +499,7 @@ class Backup:
             rec["uidvalidity"], rec["uid"] = uidvalidity, item.uid
         rec.update({
             "path": path, "size": size, "sha256": sha256,
+            **({"offset": offset, "length": length} if offset is not None else {}),
             "internaldate": _iso(item.internaldate), "flags": list(item.flags),
             "keywords": list(item.keywords),
         })

@@ -224,6 +224,8 @@ class MessageEntry:
     uidl: Optional[str] = None  # POP3 sight
     sha256_norm: str = ""  # see stores.base.norm_hash; recorded for POP3 sights
     linked_to: Optional[tuple[int, int]] = None  # a POP3 sight of this IMAP message
+    offset: Optional[int] = None  # mbox: start of the quoted message in the file
+    length: Optional[int] = None  # mbox: quoted length
 
     @property
     def counted(self) -> bool:
@@ -244,6 +246,13 @@ class FolderEntry:
 
     def current(self, uidvalidity: int) -> dict[int, MessageEntry]:
         return {uid: m for (uv, uid), m in self.messages.items() if uv == uidvalidity}
+
+
+def _int_or_none(value: Any) -> Optional[int]:
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
 
 
 class IndexState:
@@ -296,6 +305,8 @@ class IndexState:
                 keywords=tuple(rec.get("keywords") or ()),
                 uidl=rec.get("uidl") if isinstance(rec.get("uidl"), str) else None,
                 sha256_norm=str(rec.get("sha256_norm") or ""),
+                offset=_int_or_none(rec.get("offset")),
+                length=_int_or_none(rec.get("length")),
             )
         elif kind == "link":
             target = rec.get("to")
@@ -312,6 +323,7 @@ class IndexState:
             pop.linked_to = to
             if imap is not None:
                 pop.path, pop.size, pop.sha256 = imap.path, imap.size, imap.sha256
+                pop.offset, pop.length = imap.offset, imap.length
         elif kind == "flags" and key in folder.messages:
             m = folder.messages[key]
             m.flags = tuple(rec.get("flags") or ())

@@ -182,13 +182,15 @@ def fold_key(relpath: str) -> str:
     return unicodedata.normalize("NFC", relpath).casefold()
 
 
-def assign_path(components: Sequence[str], taken: Iterable[str]) -> str:
+def assign_path(components: Sequence[str], taken: Iterable[str],
+                base: str | None = None) -> str:
     """The path for a new folder, distinct (after case/Unicode folding) from ``taken``.
 
     ``taken`` holds the paths already given to other folders (their history
     lives in the index), so a folder keeps its directory for ever once chosen.
+    ``base`` is the store's own path for the name (default: the Maildir one).
     """
-    base = folder_path(components)
+    base = base if base is not None else folder_path(components)
     folded = {fold_key(p) for p in taken}
     if fold_key(base) not in folded:
         return base

@@ -9,8 +9,9 @@ from typing import Any, Optional
 class TerminalProgress:
     """Engine progress shown with tqdm; notes are printed above the bar."""
 
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, enabled: bool, quiet: bool = False) -> None:
         self._bar: Optional[Any] = None
+        self._quiet = quiet
         self._enabled = enabled
         if enabled:
             from tqdm import tqdm
@@ -49,7 +50,7 @@ class TerminalProgress:
     def note(self, text: str) -> None:
         if self._bar is not None:
             self._bar.write(text, file=sys.stderr)
-        else:
+        elif not self._quiet:
             print(text, file=sys.stderr)
 
     def close(self) -> None:

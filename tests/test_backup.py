@@ -201,7 +201,8 @@ def test_ls_lists_folders_and_decoded_japanese_messages(
         dovecot: DovecotServer, mail_user: MailUser, tmp_path: Path) -> None:
     import base64
 
-    subject = "=?ISO-2022-JP?B?" + base64.b64encode("ゼミの資料".encode("iso2022_jp")).decode() + "?="
+    encoded = base64.b64encode("ゼミの資料".encode("iso2022_jp")).decode()
+    subject = f"=?ISO-2022-JP?B?{encoded}?="
     dovecot.append(mail_user, "研究室/ゼミ 資料",
                    f"From: =?UTF-8?B?{base64.b64encode('山田'.encode()).decode()}?= <y@x.jp>\r\n"
                    f"Subject: {subject}\r\nDate: Tue, 2 Mar 2004 10:00:00 +0900\r\n\r\n本文\r\n"

@@ -7,7 +7,7 @@ from pathlib import Path
 from archiver.errors import DestinationError
 from archiver.stores.base import Store
 
-FORMATS = ("maildir",)
+FORMATS = ("maildir", "mbox")
 
 
 def open_store(root: Path, fmt: str) -> Store:
@@ -16,4 +16,8 @@ def open_store(root: Path, fmt: str) -> Store:
         from archiver.stores.maildir import MaildirStore
 
         return MaildirStore(root)
+    if fmt == "mbox":
+        from archiver.stores.mbox import MboxStore
+
+        return MboxStore(root)
     raise DestinationError(f"{root} uses the unknown format '{fmt}': upgrade archiver")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -95,6 +96,8 @@ class Stored:
     path: str  # relative to DEST, '/'-separated
     size: int
     sha256: str
+    offset: Optional[int] = None  # mbox: where the (quoted) message starts in the file
+    length: Optional[int] = None  # mbox: its quoted length
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,15 @@ class Rename:
 class Store(Protocol):
     format: str
 
+    def path_for(self, components: tuple[str, ...]) -> str:
+        """The store's own relative path for a folder (before collision handling)."""
+        ...
+
     def prepare_folder(self, folder_path: str, mailbox: bool = True) -> None: ...
+
+    def repair(self, folder_path: str, entries: Iterable[MessageEntry]) -> None:
+        """Undo what a crash left between "durable" and "recorded" (mbox: a torn tail)."""
+        ...
 
     def spool(self, folder_path: str, uidvalidity: int, uid: int) -> Spool: ...
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional
@@ -24,6 +25,7 @@ from archiver.fsutil import (
     write_all,
 )
 from archiver.index import MessageEntry
+from archiver.names import folder_path
 from archiver.stores.base import Incoming, Rename, Spool, Stored, set_mtime
 
 INFO_SEP = ":2,"
@@ -71,6 +73,12 @@ class MaildirStore:
 
     def _dir(self, folder_path: str) -> Path:
         return self.root.joinpath(*folder_path.split("/"))
+
+    def path_for(self, components: tuple[str, ...]) -> str:
+        return folder_path(components)
+
+    def repair(self, folder_path: str, entries: Iterable[MessageEntry]) -> None:
+        """Nothing to do: a file renamed into cur/ but not recorded is rewritten by name."""
 
     def prepare_folder(self, folder_path: str, mailbox: bool = True) -> None:
         """Create the folder's cur/new/tmp (0700), durably, and clear stale tmp files.

@@ -1,0 +1,256 @@
+"""mbox store: one mboxrd file per folder, laid out like Thunderbird's Local Folders.
+
+Folder ``A`` is the file ``DEST/A``; its children live in ``DEST/A.sbd/``.
+Each message is appended as a ``From `` line (envelope sender from
+Return-Path, else ``MAILER-DAEMON``, and the INTERNALDATE -- never the
+current time), the message bytes with mboxrd quoting (a line matching
+``>*From `` gets one more ``>``, reversibly), and a blank line.  The index
+records where the quoted bytes start (``offset``) and how long they are
+(``length``), so one message is read without scanning, and flags live in the
+index only: the message bytes stay exact.
+
+Append-only and durable like Maildir: a batch is appended and fsynced before
+its index frame is written; bytes past the last recorded message (a crash
+between the two) are cut off when the folder is next opened (:meth:`repair`).
+Written over bytes by hand: the stdlib ``mailbox`` module writes mboxo,
+rescans whole files and invents ``From `` dates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import time
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import Optional
+
+from archiver.fsutil import (
+    ensure_dir,
+    fsync_created,
+    fsync_dir,
+    open_new,
+    translate_os_errors,
+    write_all,
+)
+from archiver.index import MessageEntry
+from archiver.names import encode_component
+from archiver.stores.base import Incoming, Rename, Spool, Stored
+
+_QUOTE = re.compile(rb"^(>*From )", re.MULTILINE)
+_UNQUOTE = re.compile(rb"^>(>*From )", re.MULTILINE)
+_RETURN_PATH = re.compile(rb"(?im)^return-path:[ \t]*<?([^>\r\n]*)>?")
+_APPEND = os.O_WRONLY | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+
+
+def quote(data: bytes) -> bytes:
+    """mboxrd quoting: every line matching ``>*From `` gets one more ``>``."""
+    return _QUOTE.sub(rb">\1", data)
+
+
+def unquote(data: bytes) -> bytes:
+    """Reverse :func:`quote` exactly."""
+    return _UNQUOTE.sub(rb"\1", data)
+
+
+def from_line(message_head: bytes, when: Optional[datetime]) -> bytes:
+    """``From sender asctime`` from Return-Path and INTERNALDATE (UTC)."""
+    match = _RETURN_PATH.search(message_head.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0])
+    sender = match.group(1).strip() if match else b""
+    if not sender or b" " in sender:
+        sender = b"MAILER-DAEMON"
+    try:
+        stamp = when.timestamp() if when is not None else 0.0
+        text = time.asctime(time.gmtime(stamp))
+    except (OverflowError, OSError, ValueError):
+        text = time.asctime(time.gmtime(0))
+    return b"From " + sender + b" " + text.encode("ascii") + b"\n"
+
+
+def tail_for(quoted: bytes, has_cr: bool | None = None) -> bytes:
+    """What follows a message: an LF line end if it lacks one, then the blank separator line.
+
+    A message with CRs in it gets one LF more: GNU mailutils (checked with 3.15)
+    misses the next ``From `` line after such a message unless the separator
+    is more than one empty line.  Readers that use our offsets are unaffected.
+    """
+    if has_cr is None:
+        has_cr = b"\r" in quoted
+    ends_lf = quoted.endswith(b"\n")
+    return b"\n" * ((1 if ends_lf else 2) + (1 if has_cr else 0))
+
+
+def component_name(component: str) -> str:
+    """A folder component as a file name; ``x.sbd``/``x.msf`` would clash with Thunderbird's."""
+    name = encode_component(component)
+    if name.lower().endswith((".sbd", ".msf")):
+        name = name[:-4] + "%2E" + name[-3:]
+    return name
+
+
+def mbox_path(components: Iterable[str]) -> str:
+    """Relative path of a folder's mbox file: ``A.sbd/B`` for ``A/B``."""
+    names = [component_name(c) for c in components]
+    return "/".join([n + ".sbd" for n in names[:-1]] + names[-1:])
+
+
+class MboxStore:
+    """Appends batches to per-folder mboxrd files, fsynced before they are recorded."""
+
+    format = "mbox"
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.tmp = root / ".archiver" / "tmp"
+
+    def close(self) -> None:
+        pass
+
+    def path_for(self, components: tuple[str, ...]) -> str:
+        return mbox_path(components)
+
+    def _file(self, folder_path: str) -> Path:
+        return self.root.joinpath(*folder_path.split("/"))
+
+    def prepare_folder(self, folder_path: str, mailbox: bool = True) -> None:
+        """Create the parent ``.sbd`` directories and the (empty) mbox file, durably."""
+        f = self._file(folder_path)
+        with translate_os_errors(f"creating {f}"):
+            created = ensure_dir(f.parent, self.root) if f.parent != self.root else []
+            created += ensure_dir(self.tmp, self.root)
+            fsync_created(created)
+            if mailbox and not f.exists():
+                os.close(open_new(f))
+                fsync_dir(f.parent)
+            elif f.is_symlink():
+                raise OSError(40, "refusing to write through a symlink", str(f))
+
+    def recorded_end(self, folder_path: str, entries: Iterable[MessageEntry]) -> int:
+        """Where the last recorded message (with its separator) ends in the file."""
+        last_entry: Optional[MessageEntry] = None
+        for e in entries:
+            if e.offset is None or e.length is None or e.path != folder_path:
+                continue
+            if last_entry is None or e.offset > (last_entry.offset or 0):
+                last_entry = e
+        if last_entry is None or last_entry.offset is None or last_entry.length is None:
+            return 0
+        with open(self._file(folder_path), "rb") as fh:
+            fh.seek(last_entry.offset)
+            has_cr = False
+            left = last_entry.length
+            tail = b""
+            while left > 0:  # piecewise: the message may be large
+                piece = fh.read(min(left, 1 << 20))
+                if not piece:
+                    break
+                has_cr = has_cr or b"\r" in piece
+                tail = (tail + piece)[-2:]
+                left -= len(piece)
+        return last_entry.offset + last_entry.length + len(tail_for(tail, has_cr))
+
+    def repair(self, folder_path: str, entries: Iterable[MessageEntry]) -> None:
+        """Cut bytes appended after the last recorded message (an interrupted batch)."""
+        f = self._file(folder_path)
+        with translate_os_errors(f"repairing {f}"):
+            if not f.exists():
+                return
+            end = self.recorded_end(folder_path, entries)
+            if f.stat().st_size > end:
+                fd = os.open(f, os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0))
+                try:
+                    os.ftruncate(fd, end)
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+
+    def base_name(self, uidvalidity: int, uid: int) -> str:
+        return f"{uidvalidity}.{uid}"
+
+    def forget(self, folder_path: str) -> None:
+        pass
+
+    def spool(self, folder_path: str, uidvalidity: int, uid: int) -> Spool:
+        path = self.tmp / f"{uidvalidity}.{uid}.spool"
+        with translate_os_errors(f"writing {path}"):
+            return Spool.create(path)
+
+    def write_batch(self, folder_path: str, items: list[Incoming]) -> list[Stored]:
+        if not items:
+            return []
+        f = self._file(folder_path)
+        results: list[Stored] = []
+        with translate_os_errors(f"appending to {f}"):
+            fd = os.open(f, _APPEND)
+            try:
+                pos = os.fstat(fd).st_size
+                for item in items:
+                    head = from_line(item.head, item.internaldate)
+                    if item.spool is not None:
+                        quoted_len, size, digest, tail_len = self._append_spool(fd, head,
+                                                                                item.spool)
+                    else:
+                        data = item.data or b""
+                        quoted = quote(data)
+                        write_all(fd, head + quoted + tail_for(quoted))
+                        quoted_len, size = len(quoted), len(data)
+                        digest = hashlib.sha256(data).hexdigest()
+                        tail_len = len(tail_for(quoted))
+                    offset = pos + len(head)
+                    results.append(Stored(folder_path, size, digest, offset, quoted_len))
+                    pos = offset + quoted_len + tail_len
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        return results
+
+    def _append_spool(self, fd: int, head: bytes, spool: Spool) -> tuple[int, int, str, int]:
+        """Quote and append a streamed message piece by piece (memory stays flat)."""
+        os.close(spool.fd)
+        spool.fd = -1
+        write_all(fd, head)
+        quoted_len = 0
+        last = b""  # the last quoted bytes and any CR decide the separator
+        has_cr = False
+        with open(spool.path, "rb") as fh:
+            carry = b""
+            while True:
+                chunk = fh.read(1 << 20)
+                data = carry + chunk
+                if not chunk:
+                    piece, carry = data, b""
+                else:
+                    cut = data.rfind(b"\n")  # quote whole lines only
+                    piece, carry = (data[: cut + 1], data[cut + 1 :]) if cut >= 0 else (b"", data)
+                if piece:
+                    q = quote(piece)
+                    write_all(fd, q)
+                    quoted_len += len(q)
+                    last = (last + q)[-2:]
+                    has_cr = has_cr or b"\r" in q
+                if not chunk:
+                    break
+        tail = tail_for(last, has_cr)
+        write_all(fd, tail)
+        os.unlink(spool.path)
+        return quoted_len, spool.size, spool.digest.hexdigest(), len(tail)
+
+    def rename(self, folder_path: str, moves: list[Rename]) -> list[str]:
+        """Flags live in the index: nothing on disk changes."""
+        return [folder_path for _ in moves]
+
+    def remove(self, folder_path: str, relpaths: list[str]) -> None:
+        """Bytes in the middle of an mbox are not removed (append-only); see docs/FORMAT.md."""
+
+    def read(self, relpath: str) -> bytes:
+        return self._file(relpath).read_bytes()
+
+    def read_message(self, entry: MessageEntry) -> bytes:
+        if entry.offset is None or entry.length is None:
+            raise ValueError(f"no offset recorded for a message in {entry.path}")
+        with open(self._file(entry.path), "rb") as fh:
+            fh.seek(entry.offset)
+            return unquote(fh.read(entry.length))
+
