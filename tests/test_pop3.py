@@ -231,3 +231,28 @@ def test_dot_unstuffing_across_chunk_boundaries() -> None:
         assert b"".join(out) == expected, step
         assert size == len(expected)
         assert reader.line() == b"NEXT"
+
+
+def test_pop3_without_uidl_matches_by_header_hash_and_keeps_twins(tmp_path: Path) -> None:
+    body = b"Subject: twin\r\n\r\nsame\r\n"
+
+    def no_uidl(line: bytes) -> bytes:
+        cmd = line.split(b" ", 1)[0].upper()
+        if cmd == b"UIDL":
+            return b"-ERR not supported\r\n"
+        if cmd == b"STAT":
+            return b"+OK 2 %d\r\n" % (2 * len(body))
+        if cmd == b"LIST":
+            return b"+OK\r\n1 %d\r\n2 %d\r\n.\r\n" % (len(body), len(body))
+        if cmd == b"TOP" and line.endswith(b" 0"):
+            return b"+OK\r\nSubject: twin\r\n\r\n.\r\n"
+        return _mailbox(line, body)
+
+    for run in range(2):
+        srv = _fake_pop3(no_uidl, b"USER\r\nTOP\r\n")
+        code, out, err = run_cli(_fake_args(srv, tmp_path) + ["--plaintext", "--json"])
+        srv.close()
+        assert code == 0, err
+        assert "no UIDL" in err
+        assert json.loads(out)["new"] == (2 if run == 0 else 0)
+    assert list(archived_files(tmp_path / "a").values()) == [body, body]

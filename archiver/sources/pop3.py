@@ -11,9 +11,11 @@ a hash of the UIDL (see :func:`uid_for_uidl`).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import socket
 import ssl
+from collections import Counter
 from collections.abc import Iterator
 from typing import Callable, Optional
 
@@ -112,6 +114,7 @@ class Pop3Source:
         self._numbers: dict[int, int] = {}  # uid -> message number in this session
         self._sizes: dict[int, int] = {}
         self._uidls: dict[int, str] = {}
+        self._list_sizes: dict[int, int] = {}
         self.use_top = True
         self.prefix = ""
 
@@ -271,6 +274,7 @@ class Pop3Source:
             parts = line.split()
             if len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit():
                 sizes[int(parts[0])] = int(parts[1])
+        self._list_sizes = sizes
         uidls: dict[int, str] = {}
         if "UIDL" in self.capabilities or not self.capabilities:
             try:
@@ -281,17 +285,18 @@ class Pop3Source:
             except ServerError:
                 uidls = {}
         if not uidls:
-            raise ServerError("the POP3 server does not support UIDL, which archiver needs to "
-                              "know which messages it already has")
+            uidls = self._content_keys(sorted(sizes))
         self._numbers.clear()
         self._sizes.clear()
         out: list[MessageMeta] = []
-        seen: set[str] = set()
+        seen: Counter[str] = Counter()
         for num in sorted(uidls):
             uidl = uidls[num]
-            if uidl in seen:
-                continue  # a server that lies: never two messages under one key
-            seen.add(uidl)
+            seen[uidl] += 1
+            if seen[uidl] > 1:
+                # A server listing one UIDL twice (or two identical messages keyed by
+                # content): both are kept, the later ones as "UIDL#2", "UIDL#3", ...
+                uidl = f"{uidl}#{seen[uidl]}"
             uid = uid_for_uidl(uidl)
             self._numbers[uid] = num
             self._uidls[uid] = uidl
@@ -299,6 +304,32 @@ class Pop3Source:
             out.append(MessageMeta(uid=uid, flags=(), keywords=(), internaldate=None,
                                    size=sizes.get(num, 0), uidl=uidl))
         return out
+
+    def _content_keys(self, numbers: list[int]) -> dict[int, str]:
+        """Keys for a server without UIDL: a hash of each message's header block and size.
+
+        Costs one ``TOP n 0`` per message and run; said once, so the user knows.
+        """
+        if not self.use_top:
+            raise ServerError("the POP3 server supports neither UIDL nor TOP, so archiver "
+                              "cannot tell which messages it already has")
+        self.warnings.append("note: the server has no UIDL; messages are recognised by a hash "
+                             "of their headers and size instead")
+        keys: dict[int, str] = {}
+        assert self._reader is not None
+        for num in numbers:
+            self._send(f"TOP {num} 0")
+            reply = self._line("TOP")
+            if not reply.startswith(b"+OK"):
+                continue
+            pieces: list[bytes] = []
+            try:
+                self._reader.block(pieces.append)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConnectionLost(f"TOP {num} 0: {exc}") from exc
+            digest = hashlib.sha256(b"".join(pieces)).hexdigest()
+            keys[num] = f"hdr-sha256:{digest}:{self._list_sizes.get(num, 0)}"
+        return keys
 
     def _fetch_command(self, uid: int) -> str:
         num = self._numbers[uid]
