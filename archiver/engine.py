@@ -9,6 +9,7 @@ files it names are durable.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import queue
@@ -207,6 +208,8 @@ class Backup:
         # STATUS counters of folders whose pass is durable (both touched by the committer).
         self._folder_records: dict[str, dict[str, Any]] = {}
         self._counters: dict[str, Any] = {}
+        self._statuses: dict[str, Optional[FolderStatus]] = {}
+        self._estimates: dict[str, tuple[int, int]] = {}
 
     # ------------------------------------------------------------ top level
 
@@ -237,6 +240,7 @@ class Backup:
         selected = [f for f in folders
                     if folder_selected(f.name, self.options.include, self.options.exclude)]
         selected.sort(key=lambda f: (f.name != "INBOX", f.name))
+        self._statuses = self._prefetch_status(selected)
         for folder in selected:
             self.summary.folders += 1
             self.progress.folder(folder.name)
@@ -251,6 +255,24 @@ class Backup:
                 except FetchFailed as exc:
                     self.summary.problems.append(f"{folder.name}: {exc}")
                     break
+
+    def _prefetch_status(self, folders: list[Folder]) -> dict[str, Optional[FolderStatus]]:
+        """STATUS of every folder up front, so the progress bar knows the size of a first run.
+
+        A folder never completed before is expected to be fetched whole; the
+        estimate is corrected when the folder is planned.
+        """
+        out: dict[str, Optional[FolderStatus]] = {}
+        for folder in folders:
+            if not folder.selectable:
+                continue
+            status = self._with_reconnect(functools.partial(self.source.status, folder))
+            out[folder.name] = status
+            if status is not None and folder.name not in self._counters:
+                estimate = (status.messages, status.size or 0)
+                self._estimates[folder.name] = estimate
+                self.progress.add_total(*estimate)
+        return out
 
     def _with_reconnect(self, call: Callable[[], Any]) -> Any:
         while True:
@@ -289,7 +311,7 @@ class Backup:
                 self._committer.submit(_Job(folder.name, path, lambda: self._finish_folder(
                     folder.name, path, {"noselect": True})))
             return
-        status = self.source.status(folder)
+        status = self._statuses.pop(folder.name, None) or self.source.status(folder)
         cached = self._counters.get(folder.name)
         if (status is not None and status.highestmodseq is not None
                 and cached == status.as_dict()):
@@ -302,7 +324,9 @@ class Backup:
         entry = self.archive.state().folders.get(folder.name)
         plan = plan_folder(entry, opened.uidvalidity, listing)
         self.summary.already += plan.already
-        self.progress.add_total(len(plan.to_fetch), plan.fetch_bytes())
+        est_messages, est_bytes = self._estimates.pop(folder.name, (0, 0))
+        self.progress.add_total(len(plan.to_fetch) - est_messages,
+                                plan.fetch_bytes() - est_bytes)
         if plan.flag_changes or plan.gone:
             self._committer.submit(_Job(folder.name, path,
                                         lambda: self._commit_changes(folder.name, path, plan)))

@@ -38,6 +38,7 @@ class FolderStatus:
     uidnext: int
     messages: int
     highestmodseq: Optional[int] = None
+    size: Optional[int] = None  # STATUS=SIZE (RFC 8438): only for progress estimates
 
     def as_dict(self) -> dict[str, Optional[int]]:
         return {"uidvalidity": self.uidvalidity, "uidnext": self.uidnext,

@@ -271,6 +271,8 @@ class ImapSource:
         items = [b"MESSAGES", b"UIDNEXT", b"UIDVALIDITY"]
         if "CONDSTORE" in self.capabilities:
             items.append(b"HIGHESTMODSEQ")
+        if "STATUS=SIZE" in self.capabilities:
+            items.append(b"SIZE")
         try:
             with _network(f"STATUS {folder.server_name}"):
                 res = self.client.folder_status(folder.raw_name, items)
@@ -408,4 +410,5 @@ def _status_from(res: dict[Any, Any], exists_key: bytes = b"MESSAGES") -> Option
         uidnext=num(b"UIDNEXT") or 0,
         messages=num(exists_key) or 0,
         highestmodseq=num(b"HIGHESTMODSEQ"),
+        size=num(b"SIZE"),
     )
