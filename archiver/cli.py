@@ -281,6 +281,9 @@ def _fit(text: str, width: int) -> str:
     return "".join(out) + " " * max(0, width - used)
 
 
+from archiver.cli_offline import register  # noqa: E402
+
+register(cli)
 
 
 def run(argv: Optional[list[str]] = None) -> int:
