@@ -1,0 +1,378 @@
+"""Rebuild a lost or damaged index from the message files (``archiver reindex``).
+
+A Maildir archive is readable without its index, and most of the index can
+be recovered from it:
+
+* folders: every directory under DEST (``.archiver`` aside) holding ``cur/``;
+  the folder name is the path with each component's escapes reversed
+  (:func:`archiver.names.decode_component`);
+* messages: ``<uidvalidity>.<uid>.archiver:2,<info>`` gives UIDVALIDITY, UID
+  and the flags (``P`` is the keyword ``$Forwarded``); the bytes give size,
+  SHA-256 and the decoded headers; the file's mtime is the INTERNALDATE.
+
+Only the index knows keywords other than ``$Forwarded``, the real name of a
+folder whose path was cut (over 200 bytes) or suffixed, a folder's server
+name, separator and attributes (``\\Noselect`` folders have no ``cur/``), POP3
+UIDLs (a POP3 file is named by a hash of its UIDL), the IMAP/POP3 ``link``s
+and which messages are ``gone`` from the server.  :func:`write_snapshot` saves
+exactly those facts, compactly, in ``.archiver/snapshot.json.zst``;
+:func:`rebuild_index` uses the snapshot when present.
+
+The old index is never deleted: it is renamed ``index.jsonl.zst.damaged-<UTC
+time>``.  The new one is written with :class:`archiver.index.IndexWriter` in
+batches into a temporary file and renamed into place, under the archive lock.
+``folders.json`` (a cache) is removed, so the next backup re-lists every
+folder and brings back flags, keywords and gone marks of what is still on
+the server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any, Optional
+
+import zstandard
+
+from archiver.archive import META_DIR, Archive
+from archiver.errors import LockedError, UsageError
+from archiver.fsutil import atomic_write, fsync_dir, translate_os_errors
+from archiver.headers import summarize
+from archiver.index import (
+    FORMAT_VERSION,
+    POP3_UIDVALIDITY,
+    IndexState,
+    IndexWriter,
+    read_index,
+    uid_for_uidl,
+)
+from archiver.names import decode_component
+
+SNAPSHOT_NAME = "snapshot.json.zst"
+BATCH = 1000  # records per index frame
+HEAD_BYTES = 256 * 1024
+_FILE_RE = re.compile(r"^(\d+)\.(\d+)\.archiver(?::2,([A-Za-z]*))?$")
+_LETTERS = {"D": "\\Draft", "F": "\\Flagged", "R": "\\Answered", "S": "\\Seen",
+            "T": "\\Deleted"}
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# ---------------------------------------------------------------- snapshot
+
+
+@dataclass
+class SnapshotInfo:
+    path: Path
+    folders: int
+    messages: int  # message notes (keywords, UIDL, gone) saved
+    size: int
+
+
+def snapshot_path(archive: Archive) -> Path:
+    return archive.meta_dir / SNAPSHOT_NAME
+
+
+def write_snapshot(archive: Archive) -> SnapshotInfo:
+    """Save what only the index knows, so a later :func:`rebuild_index` recovers it.
+
+    One zstd-compressed JSON object: the folder records, and for each message
+    that has any, its keywords (other than ``$Forwarded``), UIDL, POP3 date
+    source, gone mark, plus the ``link`` records.  Written atomically.
+    """
+    res = read_index(archive.index_path)
+    if not res.records:
+        raise UsageError(f"{archive.index_path} is missing or empty: nothing to snapshot "
+                         "(rebuild it first with 'archiver reindex')")
+    state = IndexState()
+    folders: dict[str, dict[str, Any]] = {}
+    sources: dict[tuple[str, str], Any] = {}
+    links: list[dict[str, Any]] = []
+    for rec in res.records:
+        state.apply(rec)
+        kind = rec.get("type")
+        if kind == "folder" and isinstance(rec.get("folder"), str):
+            old = folders.get(rec["folder"], {})
+            folders[rec["folder"]] = {k: rec.get(k, old.get(k)) for k in
+                                      ("folder", "dir", "server_name", "separator",
+                                       "attributes")}
+            if old.get("dir"):
+                folders[rec["folder"]]["dir"] = old["dir"]  # a folder's path never changes
+        elif kind == "msg" and isinstance(rec.get("uidl"), str):
+            sources[(str(rec.get("folder")), rec["uidl"])] = rec.get("internaldate_source")
+        elif kind == "link":
+            links.append({k: rec.get(k) for k in ("folder", "uidl", "to")})
+    notes: list[dict[str, Any]] = []
+    for m in state.messages():
+        if not m.sha256:
+            continue  # a linked POP3 sight: kept as its link
+        keywords = [k for k in m.keywords if k != "$Forwarded"]
+        if not (keywords or m.uidl or m.gone):
+            continue
+        note: dict[str, Any] = {"folder": m.folder, "uidvalidity": m.uidvalidity, "uid": m.uid,
+                                "sha256": m.sha256}
+        if keywords:
+            note["keywords"] = keywords
+        if m.uidl is not None:
+            note["uidl"] = m.uidl
+            note["internaldate_source"] = sources.get((m.folder, m.uidl))
+        if m.gone:
+            note["gone"] = True
+        notes.append(note)
+    snap = {"v": FORMAT_VERSION, "type": "snapshot", "t": _now(),
+            "index_bytes": res.good_length, "folders": list(folders.values()),
+            "messages": notes, "links": links}
+    data = zstandard.ZstdCompressor(level=9).compress(
+        json.dumps(snap, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    path = snapshot_path(archive)
+    with translate_os_errors(f"writing {path}"):
+        atomic_write(path, data)
+    return SnapshotInfo(path, len(folders), len(notes), len(data))
+
+
+def read_snapshot(archive: Archive) -> Optional[dict[str, Any]]:
+    """The snapshot, or None if there is none or it cannot be read."""
+    path = snapshot_path(archive)
+    try:
+        raw = zstandard.ZstdDecompressor().decompressobj().decompress(path.read_bytes())
+        snap = json.loads(raw)
+    except (OSError, ValueError, zstandard.ZstdError):
+        return None
+    return snap if isinstance(snap, dict) and snap.get("type") == "snapshot" else None
+
+
+# ---------------------------------------------------------------- rebuild
+
+
+@dataclass
+class ReindexReport:
+    folders: int = 0
+    messages: int = 0
+    moved_aside: Optional[Path] = None
+    snapshot_time: Optional[str] = None
+    skipped: list[str] = field(default_factory=list)  # files that are not archiver's
+
+
+def _lock(archive: Archive) -> IO[bytes]:
+    """Hold DEST's lock (a backup must not append while the index is rebuilt)."""
+    path = archive.meta_dir / "lock"
+    fh = open(path, "ab")  # noqa: SIM115 - returned to the caller, who closes it
+    if sys.platform != "win32":
+        import fcntl
+
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.close()
+            raise LockedError(f"another archiver is already working on {archive.dest}: wait "
+                              "for it to finish (or stop it) and rerun") from None
+    return fh
+
+
+def _index_is_sound(archive: Archive) -> bool:
+    res = read_index(archive.index_path)
+    return bool(res.records) and not res.torn and not res.bad_lines
+
+
+def folder_dirs(dest: Path) -> list[str]:
+    """Every folder directory (holding ``cur``) under DEST, relative, '/'-separated."""
+    found: list[str] = []
+    for root, dirs, _files in os.walk(dest):
+        rel = Path(root).relative_to(dest)
+        if rel == Path("."):
+            dirs[:] = [d for d in dirs if d != META_DIR]
+        if "cur" in dirs and Path(root, "cur").is_dir():
+            found.append(rel.as_posix())
+        dirs[:] = sorted(d for d in dirs if d not in ("cur", "new", "tmp"))
+    return [f for f in found if f != "."]
+
+
+def _hash_file(path: Path) -> tuple[int, str, bytes]:
+    digest = hashlib.sha256()
+    head = b""
+    size = 0
+    with open(path, "rb") as fh:
+        while True:
+            chunk = fh.read(1 << 20)
+            if not chunk:
+                break
+            digest.update(chunk)
+            size += len(chunk)
+            if len(head) < HEAD_BYTES:
+                head += chunk[: HEAD_BYTES - len(head)]
+    return size, digest.hexdigest(), head
+
+
+def _msg_records(dest: Path, name: str, rel: str, notes: dict[tuple[int, int], dict[str, Any]],
+                 report: ReindexReport) -> list[dict[str, Any]]:
+    """The ``msg`` (and ``gone``) records of one folder directory."""
+    from archiver.stores.base import norm_hash
+
+    out: list[dict[str, Any]] = []
+    folder_dir = dest.joinpath(*rel.split("/"))
+    for sub in ("cur", "new"):
+        try:
+            names = sorted(os.listdir(folder_dir / sub))
+        except FileNotFoundError:
+            continue
+        for fname in names:
+            path = folder_dir / sub / fname
+            match = _FILE_RE.match(fname)
+            if match is None or not path.is_file():
+                report.skipped.append(f"{rel}/{sub}/{fname} (not a file archiver wrote)")
+                continue
+            uidvalidity, uid, info = int(match.group(1)), int(match.group(2)), match.group(3)
+            info = info or ""
+            st = path.stat()
+            size, sha, head = _hash_file(path)
+            note = notes.get((uidvalidity, uid))
+            if note is not None and note.get("sha256") not in (None, sha):
+                note = None  # the snapshot speaks of other bytes
+            keywords = list((note or {}).get("keywords") or [])
+            if "P" in info:
+                keywords.insert(0, "$Forwarded")
+            rec: dict[str, Any] = {"v": FORMAT_VERSION, "type": "msg", "folder": name}
+            pop3 = uidvalidity == POP3_UIDVALIDITY
+            uidl = (note or {}).get("uidl") if pop3 else None
+            if isinstance(uidl, str) and uid_for_uidl(uidl) == uid:
+                rec["uidl"] = uidl
+            else:
+                rec["uidvalidity"], rec["uid"] = uidvalidity, uid
+            rec.update({
+                "path": f"{rel}/{sub}/{fname}", "size": size, "sha256": sha,
+                "internaldate": datetime.fromtimestamp(st.st_mtime, timezone.utc).isoformat(),
+                "flags": sorted(_LETTERS[c] for c in set(info) if c in _LETTERS),
+                "keywords": keywords,
+            })
+            if pop3:
+                rec["flags_known"] = False
+                rec["internaldate_source"] = (note or {}).get("internaldate_source")
+                rec["sha256_norm"] = norm_hash(path.read_bytes())
+            rec.update(summarize(head))
+            rec["reindexed"] = True
+            rec["t"] = _now()
+            out.append(rec)
+            if note is not None and note.get("gone"):
+                key = {"uidl": rec["uidl"]} if "uidl" in rec else {"uidvalidity": uidvalidity,
+                                                                   "uid": uid}
+                out.append({"v": FORMAT_VERSION, "type": "gone", "folder": name, **key,
+                            "reason": "expunged", "reindexed": True, "t": _now()})
+    return out
+
+
+def rebuild_index(archive: Archive, *, force: bool = False) -> ReindexReport:
+    """Rebuild ``archive``'s index from its Maildir files (and snapshot, if any)."""
+    if archive.format != "maildir":
+        raise UsageError(f"{archive.dest} is a {archive.format} archive: reindex supports only "
+                         "maildir archives so far")
+    report = ReindexReport()
+    lock = _lock(archive)
+    try:
+        if archive.index_path.exists() and not force and _index_is_sound(archive):
+            raise UsageError(f"the index of {archive.dest} reads cleanly: nothing to repair "
+                             "(--force rebuilds it anyway, keeping the old one)")
+        snap = read_snapshot(archive)
+        if snap is not None:
+            report.snapshot_time = str(snap.get("t"))
+        with translate_os_errors(f"rebuilding {archive.index_path}"):
+            tmp = archive.index_path.with_name(archive.index_path.name + ".reindex-tmp")
+            if tmp.exists():
+                tmp.unlink()
+            writer = IndexWriter(tmp, 0)
+            try:
+                _write_records(archive, snap, writer, report)
+            finally:
+                writer.close()
+            if archive.index_path.exists():
+                stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+                aside = archive.index_path.with_name(f"{archive.index_path.name}.damaged-{stamp}")
+                n = 1
+                while aside.exists():
+                    n += 1
+                    aside = aside.with_name(f"{archive.index_path.name}.damaged-{stamp}-{n}")
+                os.replace(archive.index_path, aside)
+                report.moved_aside = aside
+            os.replace(tmp, archive.index_path)
+            try:
+                os.unlink(archive.folders_path)  # a cache: the next backup re-lists all
+            except FileNotFoundError:
+                pass
+            fsync_dir(archive.meta_dir)
+    finally:
+        lock.close()
+    return report
+
+
+def _write_records(archive: Archive, snap: Optional[dict[str, Any]], writer: IndexWriter,
+                   report: ReindexReport) -> None:
+    dest = archive.dest
+    by_dir: dict[str, dict[str, Any]] = {}
+    notes: dict[str, dict[tuple[int, int], dict[str, Any]]] = {}
+    if snap is not None:
+        for frec in snap.get("folders") or []:
+            if isinstance(frec, dict) and isinstance(frec.get("dir"), str):
+                by_dir[frec["dir"]] = frec
+        for note in snap.get("messages") or []:
+            try:
+                notes.setdefault(str(note["folder"]), {})[
+                    (int(note["uidvalidity"]), int(note["uid"]))] = note
+            except (KeyError, TypeError, ValueError):
+                continue
+    on_disk = folder_dirs(dest)
+    pending: list[dict[str, Any]] = []
+
+    def emit(recs: list[dict[str, Any]]) -> None:
+        pending.extend(recs)
+        if len(pending) >= BATCH:
+            writer.append(pending)
+            pending.clear()
+
+    names: dict[str, str] = {}  # dir -> folder name
+    taken: set[str] = set()
+    for rel in on_disk:
+        frec = by_dir.get(rel)
+        if frec is not None and isinstance(frec.get("folder"), str):
+            name = frec["folder"]
+        else:
+            name = "/".join(decode_component(c) for c in rel.split("/"))
+            if name in taken:  # two cut/suffixed paths decode alike: keep them apart
+                name = rel
+        taken.add(name)
+        names[rel] = name
+    # \Noselect folders (plain directories) are known only from the snapshot.
+    for rel, frec in by_dir.items():
+        if rel not in names and isinstance(frec.get("folder"), str) \
+                and dest.joinpath(*rel.split("/")).is_dir():
+            names[rel] = frec["folder"]
+    for rel in sorted(names, key=lambda r: (r.count("/"), r)):
+        name = names[rel]
+        frec = by_dir.get(rel) or {}
+        emit([{"v": FORMAT_VERSION, "type": "folder", "folder": name, "dir": rel,
+               "server_name": frec.get("server_name") or name,
+               "separator": frec.get("separator"),
+               "attributes": list(frec.get("attributes") or []),
+               "reindexed": True, "t": _now()}])
+        report.folders += 1
+    for rel in on_disk:
+        name = names[rel]
+        recs = _msg_records(dest, name, rel, notes.get(name, {}), report)
+        report.messages += sum(1 for r in recs if r["type"] == "msg")
+        emit(recs)
+    if snap is not None:
+        links = []
+        for link in snap.get("links") or []:
+            if isinstance(link, dict) and link.get("folder") in taken:
+                links.append({"v": FORMAT_VERSION, "type": "link", **link, "reindexed": True,
+                              "t": _now()})
+        emit(links)
+    if pending:
+        writer.append(pending)
+
