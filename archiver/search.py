@@ -253,7 +253,7 @@ def _body_has(store: Any, entry: MessageEntry, terms: list[str]) -> bool:
 
     try:
         data = store.read_message(entry)
-    except OSError:
+    except (OSError, ValueError):
         return False  # a missing file is `archiver verify`'s business
     text = normalise(body_text(data))
     return all(t in text for t in terms)

@@ -300,9 +300,10 @@ def read(archive: Archive, item: Item) -> bytes:
     store = open_store(archive.dest, archive.format)
     try:
         return bytes(store.read_message(item.entry))
-    except FileNotFoundError:
-        raise UsageError(f"the file of message {item.id} is missing ({item.entry.path}): "
-                         "run 'archiver verify'") from None
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"message {item.id} cannot be read from {item.entry.path} "
+                         f"({getattr(exc, 'strerror', None) or exc}): run 'archiver verify'"
+                         ) from None
     finally:
         store.close()
 

@@ -227,7 +227,7 @@ def test_show_bad_ids_are_one_line_usage_errors(archive_dir: Path, tmp_path: Pat
     code, _out, err = run_cli(["show", str(dest), "abcdef"])
     assert code == 2 and "ambiguous" in err and err.count("\n") == 1
     code, _out, err = run_cli(["show", str(dest), "abcdef02"])
-    assert code == 2 and "missing" in err  # known ID, but its file is not there
+    assert code == 2 and "cannot be read" in err  # known ID, but its file is not there
 
 
 # ---------------------------------------------------------------- synthetic indexes

@@ -1,0 +1,64 @@
+"""A plain Maildir tree: the archive's own layout, byte-exact, flags in the file names.
+
+Folder paths follow the archive's rule (:func:`archiver.names.assign_path`),
+file names are ``<uidvalidity>.<uid>.archiver:2,<info>`` with the standard
+info letters, the mtime is the INTERNALDATE.  Keywords other than
+``$Forwarded`` have no place in a Maildir file name and are not exported.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from archiver.export import FolderJob, make_dirs, received, set_mtime
+from archiver.fsutil import open_new, write_all
+from archiver.names import assign_path
+from archiver.search import Item
+
+_LETTERS = {"\\Draft": "D", "\\Flagged": "F", "$Forwarded": "P", "\\Answered": "R",
+            "\\Seen": "S", "\\Deleted": "T"}
+
+
+def info(flags: tuple[str, ...], keywords: tuple[str, ...]) -> str:
+    present = set(flags) | {k for k in keywords if k == "$Forwarded"}
+    return "".join(sorted(_LETTERS[f] for f in present if f in _LETTERS))
+
+
+class MaildirWriter:
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.dirs: dict[str, Path] = {}
+        self.current: Path = out
+
+    def folders(self, jobs: list[FolderJob]) -> None:
+        taken: set[str] = set()
+        for job in jobs:
+            rel = assign_path(job.components, taken)
+            taken.add(rel)
+            d = self.out.joinpath(*rel.split("/"))
+            self.dirs[job.name] = d
+            make_dirs(d)
+            if job.selectable:
+                for sub in ("cur", "new", "tmp"):
+                    make_dirs(d / sub)
+
+    def begin(self, job: FolderJob) -> None:
+        self.current = self.dirs[job.name] / "cur"
+        if not self.current.is_dir():  # messages in a folder known only as a parent
+            for sub in ("cur", "new", "tmp"):
+                make_dirs(self.dirs[job.name] / sub)
+
+    def add(self, item: Item, data: bytes) -> None:
+        e = item.entry
+        path = self.current / f"{e.uidvalidity}.{e.uid}.archiver:2,{info(e.flags, e.keywords)}"
+        fd = open_new(path)
+        try:
+            write_all(fd, data)
+        finally:
+            import os
+
+            os.close(fd)
+        set_mtime(path, received(item))
+
+    def end(self) -> None:
+        pass
