@@ -271,8 +271,8 @@ def _msg_records(dest: Path, name: str, rel: str, notes: dict[tuple[int, int], d
 def rebuild_index(archive: Archive, *, force: bool = False) -> ReindexReport:
     """Rebuild ``archive``'s index from its Maildir files (and snapshot, if any)."""
     if archive.format != "maildir":
-        raise UsageError(f"{archive.dest} is a {archive.format} archive: reindex supports only "
-                         "maildir archives so far")
+        raise UsageError(f"{archive.dest} is an archive in {archive.format} format: reindex "
+                         "supports only maildir archives so far")
     report = ReindexReport()
     lock = _lock(archive)
     try:
