@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import click
 
@@ -21,6 +21,15 @@ EXPORT_KINDS = ("thunderbird", "mbox", "maildir", "eml")
 
 def _err(text: str) -> None:
     click.echo(text, err=True)
+
+
+def _require_index(archive: Any, dest: Path) -> None:
+    """A missing index makes an archive look empty: say so, and how to rebuild it."""
+    from archiver.errors import UsageError
+
+    if not archive.index_path.exists():
+        raise UsageError(f"{dest} has no index ({archive.index_path} is missing): "
+                         f"'archiver reindex {dest}' rebuilds it from the message files")
 
 
 @click.command()
@@ -57,6 +66,7 @@ def search(dest: Path, text: tuple[str, ...], sender: Optional[str], subject: Op
         raise UsageError("--body searches the message text for TEXT: give TEXT "
                          "(e.g. archiver search DEST --body 議事録)")
     archive = Archive.open_existing(dest.expanduser())
+    _require_index(archive, dest)
     hits = list(run_search(archive, query))
     if as_json:
         for item in hits:
@@ -83,6 +93,7 @@ def show(dest: Path, message_id: str, raw: bool) -> None:
     from archiver.show import find, read, render
 
     archive = Archive.open_existing(dest.expanduser())
+    _require_index(archive, dest)
     items = find(archive, message_id)
     data = read(archive, items[0])
     if raw:
@@ -146,6 +157,7 @@ def export(dest: Path, out: Path, kind: str, quiet: bool) -> None:
     from archiver.export import export_archive
 
     archive = Archive.open_existing(dest.expanduser())
+    _require_index(archive, dest)
     report = export_archive(archive, out.expanduser(), kind)
     if not quiet:
         _err(f"exported {report.messages} messages ({report.bytes / 1e6:.1f} MB) from "

@@ -279,3 +279,12 @@ def test_search_20000_records_is_fast(tmp_path: Path) -> None:
     assert hits and all(h.text("subject").startswith("ｶﾀｶﾅ") for h in hits)
     print(f"search over 20,000 records: {best:.3f} s")
     assert best < 1.5  # ~0.2 s on the 2-core test machine; generous for slow CI
+
+
+def test_a_missing_index_is_named_with_the_fix(tmp_path: Path) -> None:
+    dest = synthetic_archive(tmp_path / "syn", [msg_record("INBOX", 1)])
+    (dest / ".archiver" / "index.jsonl.zst").unlink()
+    for args in (["search", str(dest), "x"], ["show", str(dest), "abcdef"],
+                 ["export", str(dest), str(tmp_path / "out"), "--to", "eml"]):
+        code, _out, err = run_cli(args)
+        assert code == 2 and "archiver reindex" in err and err.count("\n") == 1, (args, err)
