@@ -12,8 +12,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import queue
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +23,7 @@ from archiver.errors import ArchiverError, ConnectionFailed, Interrupted
 from archiver.headers import date_from_headers, summarize
 from archiver.index import FORMAT_VERSION, MessageEntry
 from archiver.names import assign_path
+from archiver.pipeline import Job, Pipeline
 from archiver.plan import FolderPlan, batches, folder_selected, plan_folder
 from archiver.sources.base import (
     ConnectionLost,
@@ -135,51 +134,20 @@ def _iso(dt: Optional[datetime]) -> Optional[str]:
 
 
 @dataclass
-class _Job:
-    folder: str
+class _Staged:
+    """A batch between the stage and sync threads (see archiver.pipeline)."""
+
+    name: str
     path: str
-    run: Callable[[], None]
-
-
-class Committer:
-    """Background thread: store batches durably, then append their index frames."""
-
-    def __init__(self) -> None:
-        self._q: queue.Queue[Optional[_Job]] = queue.Queue(maxsize=2)
-        self._error: Optional[BaseException] = None
-        self._thread = threading.Thread(target=self._loop, name="committer", daemon=True)
-        self._thread.start()
-
-    def _loop(self) -> None:
-        while True:
-            job = self._q.get()
-            try:
-                if job is None:
-                    return
-                if self._error is None:
-                    job.run()
-            except BaseException as exc:  # noqa: BLE001 - handed to the main thread
-                self._error = exc
-            finally:
-                self._q.task_done()
-
-    def _check(self) -> None:
-        if self._error is not None:
-            err, self._error = self._error, None
-            raise err
-
-    def submit(self, job: _Job) -> None:
-        self._check()
-        self._q.put(job)
-
-    def drain(self) -> None:
-        """Wait until every submitted job is durable (or failed); re-raise its error."""
-        self._q.join()
-        self._check()
-
-    def stop(self) -> None:
-        self._q.put(None)
-        self._thread.join()
+    plan: FolderPlan
+    count: int
+    to_write: list[Incoming] = field(default_factory=list)
+    reused: list[tuple[Incoming, MessageEntry, str]] = field(default_factory=list)
+    links: list[tuple[Incoming, MessageEntry]] = field(default_factory=list)  # POP3 -> IMAP
+    takeovers: list[tuple[Incoming, MessageEntry]] = field(default_factory=list)  # IMAP->POP3
+    staged: Any = None
+    records: list[dict[str, Any]] = field(default_factory=list)
+    nbytes: int = 0
 
 
 # ---------------------------------------------------------------- engine
@@ -215,7 +183,7 @@ class Backup:
 
     def run(self) -> Summary:
         start = time.monotonic()
-        committer = Committer()
+        committer = Pipeline()
         self._committer = committer
         self._counters = self.archive.folder_counters()
         try:
@@ -308,7 +276,7 @@ class Backup:
         if not folder.selectable:
             if folder.name not in self._counters:
                 path = self._ensure_folder(folder)
-                self._committer.submit(_Job(folder.name, path, lambda: self._finish_folder(
+                self._committer.submit(Job(folder.name, path, lambda _: self._finish_folder(
                     folder.name, path, {"noselect": True})))
             return
         status = self._statuses.pop(folder.name, None) or self.source.status(folder)
@@ -328,18 +296,18 @@ class Backup:
         self.progress.add_total(len(plan.to_fetch) - est_messages,
                                 plan.fetch_bytes() - est_bytes)
         if plan.flag_changes or plan.gone:
-            self._committer.submit(_Job(folder.name, path,
-                                        lambda: self._commit_changes(folder.name, path, plan)))
+            self._committer.submit(Job(folder.name, path,
+                                       lambda _: self._commit_changes(folder.name, path, plan)))
         failures = self._fetch_all(folder, path, plan)
         if plan.uidvalidity_changed and not failures:
-            self._committer.submit(_Job(folder.name, path,
-                                        lambda: self._retire_old(folder.name, plan)))
+            self._committer.submit(Job(folder.name, path,
+                                       lambda _: self._retire_old(folder.name, plan)))
         done = status.as_dict() if (status is not None and not failures) else None
-        self._committer.submit(_Job(folder.name, path,
-                                    lambda: self._finish_folder(folder.name, path, done)))
+        self._committer.submit(Job(folder.name, path,
+                                   lambda _: self._finish_folder(folder.name, path, done)))
 
     def _finish_folder(self, name: str, path: str, counters: Optional[dict[str, Any]]) -> None:
-        """Committer: the folder's records are durable; remember its counters."""
+        """Sync thread: the folder's records are durable; remember its counters."""
         self._record(name, [])
         self.store.forget(path)
         if counters is not None:
@@ -348,7 +316,7 @@ class Backup:
             self._counters.pop(name, None)
 
     def _record(self, name: str, records: list[dict[str, Any]]) -> None:
-        """Committer: append records, preceded by the folder's pending folder record."""
+        """Sync thread: append records, preceded by the folder's pending folder record."""
         pending = self._folder_records.pop(name, None)
         self.archive.record(([pending] if pending else []) + records)
 
@@ -402,9 +370,10 @@ class Backup:
                                           m.internaldate, data=body, uidl=m.uidl))
             if items:
                 self._reconnects = 0  # progress: a flaky line gets a fresh retry budget
-                self._committer.submit(_Job(folder.name, path,
-                                            lambda it=items: self._commit_batch(  # type: ignore[misc]
-                                                folder.name, path, plan, it)))
+                self._committer.submit(Job(
+                    folder.name, path, finish=self._finish_batch,
+                    prepare=functools.partial(self._stage_batch, folder.name, path, plan,
+                                              items)))
         return failures
 
     def _stream_one(self, path: str, plan: FolderPlan, meta: MessageMeta) -> Optional[Incoming]:
@@ -424,13 +393,10 @@ class Backup:
 
     # ------------------------------------------------------------ committer jobs
 
-    def _commit_batch(self, name: str, path: str, plan: FolderPlan,
-                      items: list[Incoming]) -> None:
-        """Committer: store a batch durably, then record it (reusing or linking where we can)."""
-        to_write: list[Incoming] = []
-        reused: list[tuple[Incoming, MessageEntry, str]] = []  # same bytes, new identity
-        links: list[tuple[Incoming, MessageEntry]] = []  # POP3 sight of an IMAP message
-        takeovers: list[tuple[Incoming, MessageEntry]] = []  # IMAP message of a POP3 sight
+    def _stage_batch(self, name: str, path: str, plan: FolderPlan,
+                     items: list[Incoming]) -> _Staged:
+        """Stage thread: decide reuse/links, write new files (not yet durable), build records."""
+        st = _Staged(name, path, plan, len(items))
         for item in items:
             if item.internaldate is None:
                 item.internaldate, item.date_source = date_from_headers(item.head)
@@ -438,35 +404,41 @@ class Backup:
                 digest = item.sha256()
                 pool = plan.reusable.get(digest)
                 if pool:
-                    reused.append((item, pool.pop(0), digest))
+                    st.reused.append((item, pool.pop(0), digest))
                     self._drop_spool(item)
                     continue
             other = self._cross_match(plan, item) if plan.cross else None
             if other is not None and item.uidl is not None:
-                links.append((item, other))
+                st.links.append((item, other))
                 self._drop_spool(item)
                 continue
             if other is not None and other.sha256 == item.sha256():
-                reused.append((item, other, other.sha256))
+                st.reused.append((item, other, other.sha256))
                 self._drop_spool(item)
                 continue
             if other is not None:
-                takeovers.append((item, other))
-            to_write.append(item)
-        stored = self.store.write_batch(path, to_write)
-        self._written += len(to_write)
+                st.takeovers.append((item, other))
+            st.to_write.append(item)
+        st.staged, stored = self.store.stage_batch(path, st.to_write)
+        for item, done in zip(st.to_write, stored):
+            st.records.append(self._msg_record(name, plan.uidvalidity, item, done.path,
+                                               done.size, done.sha256, done.offset, done.length))
+            st.nbytes += done.size
+            item.data = None  # in the page cache now; keep memory flat
+        return st
+
+    def _finish_batch(self, st: _Staged) -> None:
+        """Sync thread: make the staged files durable, then append their index frame."""
+        name, path, plan = st.name, st.path, st.plan
+        self.store.commit_staged(st.staged)
+        self._written += len(st.to_write)
         if self._crash_after is not None and self._written >= self._crash_after:
             os._exit(137)  # test hook: files durable, index frame not yet written
         moves = [Rename(self.store.base_name(old.uidvalidity, old.uid), plan.uidvalidity,
-                        item.uid, item.flags, item.keywords) for item, old, _ in reused]
+                        item.uid, item.flags, item.keywords) for item, old, _ in st.reused]
         moved = self.store.rename(path, moves) if moves else []
-        records: list[dict[str, Any]] = []
-        nbytes = 0
-        for item, st in zip(to_write, stored):
-            records.append(self._msg_record(name, plan.uidvalidity, item, st.path, st.size,
-                                            st.sha256, st.offset, st.length))
-            nbytes += st.size
-        for (item, old, digest), newpath in zip(reused, moved):
+        records = st.records
+        for (item, old, digest), newpath in zip(st.reused, moved):
             records.append(self._msg_record(name, plan.uidvalidity, item, newpath or old.path,
                                             old.size, digest, old.offset, old.length))
             if old.uidl is not None:  # an IMAP message took over a POP3 sight's file
@@ -475,18 +447,18 @@ class Backup:
                 records.append({"v": FORMAT_VERSION, "type": "gone", "folder": name,
                                 **_key(old), "reason": "uidvalidity",
                                 "replaced_by": [plan.uidvalidity, item.uid], "t": _now()})
-        for item, other in links:
+        for item, other in st.links:
             records.append(self._link_record(name, item, other.uidvalidity, other.uid))
-        for item, old in takeovers:
+        for item, old in st.takeovers:
             records.append(self._link_record(name, old, plan.uidvalidity, item.uid))
-        replaced = [old.path for _, old in takeovers]  # before the link records repoint them
+        replaced = [old.path for _, old in st.takeovers]  # before the links repoint them
         self._record(name, records)
         if replaced:  # the POP3 copy differs only in line ends: the IMAP bytes replace it
             self.store.remove(path, replaced)
-        self.summary.new += len(to_write)
-        self.summary.new_bytes += nbytes
-        self._reused += len(reused) + len(links)
-        self.progress.advance(len(items), nbytes + sum(o.size for _, o, _ in reused))
+        self.summary.new += len(st.to_write)
+        self.summary.new_bytes += st.nbytes
+        self._reused += len(st.reused) + len(st.links)
+        self.progress.advance(st.count, st.nbytes + sum(o.size for _, o, _ in st.reused))
 
     def _drop_spool(self, item: Incoming) -> None:
         if item.spool is not None:

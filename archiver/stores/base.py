@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Callable, Optional, Protocol
+from typing import Any, Callable, Optional, Protocol
 
 from archiver.fsutil import open_new, write_all
 from archiver.index import MessageEntry
@@ -127,6 +127,15 @@ class Store(Protocol):
     def spool(self, folder_path: str, uidvalidity: int, uid: int) -> Spool: ...
 
     def write_batch(self, folder_path: str, items: list[Incoming]) -> list[Stored]: ...
+
+    def stage_batch(self, folder_path: str, items: list[Incoming]
+                    ) -> tuple[Any, list[Stored]]:
+        """Write a batch (not yet durable); returns a token for commit_staged and results."""
+        ...
+
+    def commit_staged(self, staged: Any) -> None:
+        """Make a staged batch durable (fsync, rename, fsync the directory)."""
+        ...
 
     def base_name(self, uidvalidity: int, uid: int) -> str: ...
 

@@ -13,6 +13,7 @@ import hashlib
 import os
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -52,6 +53,15 @@ def base_name(uidvalidity: int, uid: int) -> str:
 def file_name(uidvalidity: int, uid: int, flags: tuple[str, ...],
               keywords: tuple[str, ...] = ()) -> str:
     return base_name(uidvalidity, uid) + INFO_SEP + info_letters(flags, keywords)
+
+
+@dataclass
+class _Staged:
+    """Files written into tmp/ but not yet durable: open fds and the renames to do."""
+
+    folder_dir: Path
+    fds: list[int] = field(default_factory=list)
+    moves: list[tuple[Path, Path, Optional[Path]]] = field(default_factory=list)
 
 
 class MaildirStore:
@@ -128,10 +138,16 @@ class MaildirStore:
             return Spool.create(path)
 
     def write_batch(self, folder_path: str, items: list[Incoming]) -> list[Stored]:
+        staged, results = self.stage_batch(folder_path, items)
+        self.commit_staged(staged)
+        return results
+
+    def stage_batch(self, folder_path: str, items: list[Incoming]
+                    ) -> tuple[_Staged, list[Stored]]:
+        """Write every file into tmp/ (page cache only); names and hashes are known now."""
         d = self._dir(folder_path)
+        staged = _Staged(d)
         results: list[Stored] = []
-        fds: list[int] = []
-        moves: list[tuple[Path, Path, Optional[Path]]] = []
         existing = self.existing(folder_path)
         with translate_os_errors(f"writing into {d}"):
             try:
@@ -147,30 +163,41 @@ class MaildirStore:
                         fd = open_new(tmp)
                         write_all(fd, item.data)
                         size, digest = len(item.data), hashlib.sha256(item.data).hexdigest()
-                    fds.append(fd)
+                    staged.fds.append(fd)
                     set_mtime(tmp, item.internaldate)
                     name = file_name(item.uidvalidity, item.uid, item.flags, item.keywords)
                     old = existing.get(base)
                     stale = d / old if old and old != f"cur/{name}" else None
-                    moves.append((tmp, d / "cur" / name, stale))
+                    staged.moves.append((tmp, d / "cur" / name, stale))
                     existing[base] = f"cur/{name}"
                     results.append(Stored(f"{folder_path}/cur/{name}", size, digest))
-                if self._pool is not None and len(fds) > 1:
-                    list(self._pool.map(os.fsync, fds))
+            except BaseException:
+                for fd in staged.fds:
+                    os.close(fd)
+                raise
+        return staged, results
+
+    def commit_staged(self, staged: _Staged) -> None:
+        """fsync every file (a few threads), rename into cur/, fsync the directory."""
+        d = staged.folder_dir
+        with translate_os_errors(f"writing into {d}"):
+            try:
+                if self._pool is not None and len(staged.fds) > 1:
+                    list(self._pool.map(os.fsync, staged.fds))
                 else:
-                    for fd in fds:
+                    for fd in staged.fds:
                         os.fsync(fd)
             finally:
-                for fd in fds:
+                for fd in staged.fds:
                     os.close(fd)
-            for tmp, final, stale in moves:
+            for tmp, final, stale in staged.moves:
                 os.replace(tmp, final)
                 if stale is not None and stale.exists():
                     os.unlink(stale)  # an earlier, unrecorded copy with other flags
-            fsync_dir(d / "cur")
-            if any(stale for _, _, stale in moves):
+            if staged.moves:
+                fsync_dir(d / "cur")
+            if any(stale for _, _, stale in staged.moves):
                 fsync_dir(d / "new")
-        return results
 
     def rename(self, folder_path: str, moves: list[Rename]) -> list[str]:
         """Give files new names (new flags, or a new UIDVALIDITY); returns new relpaths.

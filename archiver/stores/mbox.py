@@ -178,8 +178,15 @@ class MboxStore:
             return Spool.create(path)
 
     def write_batch(self, folder_path: str, items: list[Incoming]) -> list[Stored]:
+        staged, results = self.stage_batch(folder_path, items)
+        self.commit_staged(staged)
+        return results
+
+    def stage_batch(self, folder_path: str, items: list[Incoming]
+                    ) -> tuple[Optional[int], list[Stored]]:
+        """Append the batch (page cache only); returns the open fd to fsync and the offsets."""
         if not items:
-            return []
+            return None, []
         f = self._file(folder_path)
         results: list[Stored] = []
         with translate_os_errors(f"appending to {f}"):
@@ -194,17 +201,27 @@ class MboxStore:
                     else:
                         data = item.data or b""
                         quoted = quote(data)
-                        write_all(fd, head + quoted + tail_for(quoted))
+                        tail = tail_for(quoted)
+                        write_all(fd, head + quoted + tail)
                         quoted_len, size = len(quoted), len(data)
                         digest = hashlib.sha256(data).hexdigest()
-                        tail_len = len(tail_for(quoted))
+                        tail_len = len(tail)
                     offset = pos + len(head)
                     results.append(Stored(folder_path, size, digest, offset, quoted_len))
                     pos = offset + quoted_len + tail_len
-                os.fsync(fd)
-            finally:
+            except BaseException:
                 os.close(fd)
-        return results
+                raise
+        return fd, results
+
+    def commit_staged(self, staged: Optional[int]) -> None:
+        if staged is None:
+            return
+        with translate_os_errors("syncing an mbox file"):
+            try:
+                os.fsync(staged)
+            finally:
+                os.close(staged)
 
     def _append_spool(self, fd: int, head: bytes, spool: Spool) -> tuple[int, int, str, int]:
         """Quote and append a streamed message piece by piece (memory stays flat)."""
