@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Optional
 
 from archiver.fsutil import (
+    FileSystemSync,
     ensure_dir,
     fsync_created,
     fsync_dir,
@@ -69,8 +70,9 @@ class MaildirStore:
 
     format = "maildir"
 
-    def __init__(self, root: Path, fsync_threads: int = 4) -> None:
+    def __init__(self, root: Path, fsync_threads: int = 4, syncfs: bool = True) -> None:
         self.root = root
+        self._syncfs = FileSystemSync(enabled=syncfs)
         self._pool: Optional[ThreadPoolExecutor] = (
             ThreadPoolExecutor(fsync_threads, thread_name_prefix="fsync") if fsync_threads > 1
             else None)
@@ -181,8 +183,11 @@ class MaildirStore:
         """fsync every file (a few threads), rename into cur/, fsync the directory."""
         d = staged.folder_dir
         with translate_os_errors(f"writing into {d}"):
+            bulk = self._syncfs.available and len(staged.fds) > 8
             try:
-                if self._pool is not None and len(staged.fds) > 1:
+                if bulk:
+                    self._syncfs.sync(staged.fds[0])
+                elif self._pool is not None and len(staged.fds) > 1:
                     list(self._pool.map(os.fsync, staged.fds))
                 else:
                     for fd in staged.fds:
@@ -195,7 +200,7 @@ class MaildirStore:
                 if stale is not None and stale.exists():
                     os.unlink(stale)  # an earlier, unrecorded copy with other flags
             if staged.moves:
-                fsync_dir(d / "cur")
+                fsync_dir(d / "cur")  # also commits the journal: the renames are durable
             if any(stale for _, _, stale in staged.moves):
                 fsync_dir(d / "new")
 
