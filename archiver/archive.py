@@ -29,6 +29,7 @@ from archiver.index import (
     IndexWriter,
     cut_torn_tail,
     read_index,
+    valid_length,
 )
 
 META_DIR = ".archiver"
@@ -178,8 +179,20 @@ class Archive:
         return self._state
 
     def writer(self) -> IndexWriter:
+        """The index writer; refuses to open when a frame *before* the end is damaged.
+
+        The writer cuts the file to the last readable frame.  That is right for a
+        torn tail, but a damaged frame in the middle is followed by whole, good
+        frames, and cutting there would silently drop every later record.
+        """
         if self._writer is None:
             self.state()
+            whole, _ = valid_length(self.index_path)
+            if whole > self._good_length:
+                raise DestinationError(
+                    f"{self.index_path} is damaged at byte {self._good_length} (not just an "
+                    "interrupted end); nothing was changed: run 'archiver verify', then "
+                    "'archiver reindex --force' to rebuild it from the message files")
             with translate_os_errors(f"opening {self.index_path}"):
                 self._writer = IndexWriter(self.index_path, self._good_length)
         return self._writer

@@ -1,0 +1,41 @@
+"""README.md documents every command and option the CLI has (docs checked against --help)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import click
+
+from archiver.cli import cli
+from archiver.errors import (
+    EXIT_CONNECTION,
+    EXIT_DESTINATION,
+    EXIT_INTERRUPTED,
+    EXIT_LOGIN,
+    EXIT_PARTIAL,
+    EXIT_USAGE,
+    EXIT_VERIFY_PROBLEMS,
+)
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+
+
+def test_every_command_and_option_is_in_the_readme() -> None:
+    missing = []
+    for name, command in cli.commands.items():
+        if f"archiver {name}" not in README:
+            missing.append(f"command {name}")
+        for param in command.params:
+            if isinstance(param, click.Option):
+                for opt in param.opts:
+                    if opt.startswith("--") and opt != "--help" and not re.search(
+                            re.escape(opt) + r"(?![\w-])", README):
+                        missing.append(f"{name} {opt}")
+    assert not missing, f"README.md lacks: {missing}"
+
+
+def test_exit_codes_table_matches_errors_module() -> None:
+    for code in (0, EXIT_VERIFY_PROBLEMS, EXIT_USAGE, EXIT_PARTIAL, EXIT_LOGIN, EXIT_CONNECTION,
+                 EXIT_DESTINATION, EXIT_INTERRUPTED):
+        assert f"\n| {code} |" in README, code
