@@ -71,7 +71,7 @@ class _Logging:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="archiver")
 def cli() -> None:
-    """Back up a whole IMAP mailbox into local Maildir files, safely and resumably.
+    """Back up a whole IMAP or POP3 mailbox into local files, safely and resumably.
 
     \b
     Quick start (the old ECCS server, before it is switched off):
@@ -90,7 +90,8 @@ def _source_options(f: Any) -> Any:
         click.option("--insecure", is_flag=True,
                      help="Do not verify the server's certificate (prints a warning)."),
         click.option("--plaintext", is_flag=True,
-                     help="Allow imap:// without STARTTLS: the password travels unencrypted."),
+                     help="Allow imap:// (pop3://) without STARTTLS (STLS): the password "
+                          "travels unencrypted."),
         click.option("--timeout", type=click.FloatRange(1, 3600), default=60.0,
                      show_default=True, help="Seconds to wait for the server on any operation."),
     ]):
@@ -127,7 +128,8 @@ def backup(source: str, dest: Path, user: Optional[str], password_file: Optional
 
     \b
     SOURCE is imaps://USER@HOST[:PORT], imap://USER@HOST[:PORT] (STARTTLS),
-    or a preset: ecc-old, ecc-new.  DEST is a directory (created if missing).
+    pop3s://USER@HOST[:PORT], pop3://USER@HOST[:PORT] (STLS), or a preset:
+    ecc-old, ecc-old-pop, ecc-new.  DEST is a directory (created if missing).
     Rerun the same command at any time: it fetches only what is new, picks up
     flag changes, and repairs an interrupted run.
     """

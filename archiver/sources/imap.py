@@ -379,7 +379,10 @@ def _uid_fetch(client: imapclient.IMAPClient, uid_set: str, items: str) -> dict[
 
 
 _FETCH_HEAD = re.compile(rb"^\d+ FETCH \((.*)\{(\d+)\}$", re.DOTALL)
-_UID_ITEM = re.compile(rb"(?:^|[ (])UID (\d+)")
+# The fast path takes exactly ``UID n BODY[] `` before the literal: searching for "UID n"
+# anywhere took a keyword pair such as ``FLAGS (UID 99)`` for the message's UID and
+# filed the body under another message's name.
+_UID_ITEM = re.compile(rb"UID (\d+) BODY\[\] ")
 
 
 def _uid_fetch_bodies(client: imapclient.IMAPClient, uid_set: str) -> dict[int, Any]:
@@ -405,8 +408,8 @@ def _uid_fetch_bodies(client: imapclient.IMAPClient, uid_set: str) -> dict[int, 
         if isinstance(item, tuple) and len(item) == 2:
             head = _FETCH_HEAD.match(item[0])
             tail = data[i + 1] if i + 1 < len(data) else None
-            if head and tail == b")" and head.group(1).endswith(b"BODY[] "):
-                found = _UID_ITEM.search(head.group(1))
+            if head and tail == b")":
+                found = _UID_ITEM.fullmatch(head.group(1))
                 if found is not None and len(item[1]) == int(head.group(2)):
                     out[int(found.group(1))] = {b"BODY[]": item[1]}
                     i += 2
