@@ -178,6 +178,9 @@ class Backup:
         self._counters: dict[str, Any] = {}
         self._statuses: dict[str, Optional[FolderStatus]] = {}
         self._estimates: dict[str, tuple[int, int]] = {}
+        # Called with a folder's name once everything the archive holds of it is durable
+        # (from the sync thread, or at once for an unchanged folder): migrate restores it.
+        self.on_folder_done: Optional[Callable[[str], None]] = None
 
     # ------------------------------------------------------------ top level
 
@@ -285,6 +288,8 @@ class Backup:
                 and cached == status.as_dict()):
             self.summary.folders_skipped += 1
             self.summary.already += status.messages
+            if self.on_folder_done is not None:
+                self.on_folder_done(folder.name)
             return
         path = self._ensure_folder(folder)
         opened = self.source.open_folder(folder)
@@ -314,6 +319,8 @@ class Backup:
             self._counters[name] = counters
         else:
             self._counters.pop(name, None)
+        if self.on_folder_done is not None:
+            self.on_folder_done(name)
 
     def _record(self, name: str, records: list[dict[str, Any]]) -> None:
         """Sync thread: append records, preceded by the folder's pending folder record."""
@@ -543,13 +550,24 @@ class Backup:
 def run_backup(source: Source, archive: Archive, store: Store,
                options: Optional[BackupOptions] = None,
                progress: Optional[Progress] = None, connect: bool = True) -> Summary:
-    """Library entry point: connect (unless done), back up, close the source and the store."""
+    """Library entry point: connect (unless done), back up, close the source and the store.
+
+    A run that changed the index also refreshes the compact snapshot beside it
+    (keywords, UIDLs, gone marks), so a lost index can be rebuilt from the
+    message files with little loss (``archiver reindex``).
+    """
     try:
         if connect:
             source.connect()
-        return Backup(source, archive, store, options, progress).run()
-    except ArchiverError:
-        raise
+        summary = Backup(source, archive, store, options, progress).run()
     finally:
         source.close()
         store.close()
+    if summary.new or summary.flags_updated or summary.gone:
+        from archiver.reindex import write_snapshot
+
+        try:
+            write_snapshot(archive)
+        except (ArchiverError, OSError, ValueError) as exc:
+            log.warning("could not refresh the index snapshot: %s", exc)
+    return summary
