@@ -36,6 +36,7 @@ log = logging.getLogger("archiver.pop3")
 TOP_ALL_LINES = 2**31 - 1
 _CHUNK = 1 << 20
 _MAX_LINE = 64 * 1024
+_MAX_PENDING = 4 * _CHUNK  # bytes of one message line held before passing them on
 
 
 class _Reader:
@@ -91,6 +92,17 @@ class _Reader:
             if cut > 0:
                 piece = bytes(self.buf[:cut]).replace(b"\r\n..", b"\r\n.")
                 del self.buf[:cut]
+                write(piece)
+                total += len(piece)
+            elif len(self.buf) > _MAX_PENDING:
+                # One endless line (no CRLF to cut at): without this the whole of it
+                # was buffered, and a hostile server could exhaust memory.  Pass on
+                # all but the last bytes, which might begin a "CRLF." sequence.
+                keep = len(self.buf) - 4
+                while keep > 0 and self.buf[keep - 1] == 0x0D:
+                    keep -= 1
+                piece = bytes(self.buf[:keep]).replace(b"\r\n..", b"\r\n.")
+                del self.buf[:keep]
                 write(piece)
                 total += len(piece)
             self._fill()
