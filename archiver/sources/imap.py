@@ -107,10 +107,12 @@ def _network(what: str) -> Iterator[None]:
         raise ConnectionLost(f"{what}: {exc.__class__.__name__}: {exc}") from exc
 
 
-class ImapSource:
-    """One IMAP connection to the account being archived."""
+class ImapSession:
+    """One logged-in IMAP connection: TLS or STARTTLS, login, capabilities, namespace.
 
-    protocol = "imap"
+    Shared by the read-only :class:`ImapSource` and the restore target
+    (:mod:`archiver.sinks.imap`), so the TLS and error rules live in one place.
+    """
 
     def __init__(self, endpoint: Endpoint, password: str, timeout: float = 60.0,
                  trace: bool = False) -> None:
@@ -248,6 +250,12 @@ class ImapSource:
             client.logout()
         with contextlib.suppress(Exception):
             client.shutdown()
+
+
+class ImapSource(ImapSession):
+    """One IMAP connection to the account being archived (never writes, see above)."""
+
+    protocol = "imap"
 
     # ------------------------------------------------------------ folders
 
