@@ -284,8 +284,10 @@ def _fit(text: str, width: int) -> str:
 
 
 from archiver.cli_offline import register  # noqa: E402
+from archiver.cli_restore import register as register_restore  # noqa: E402
 
 register(cli)
+register_restore(cli)
 
 
 def run(argv: Optional[list[str]] = None) -> int:

@@ -229,6 +229,8 @@ class MessageEntry:
     linked_to: Optional[tuple[int, int]] = None  # a POP3 sight of this IMAP message
     offset: Optional[int] = None  # mbox: start of the quoted message in the file
     length: Optional[int] = None  # mbox: quoted length
+    internaldate: Optional[str] = None  # ISO 8601, as recorded (restore sends it back)
+    message_id: Optional[str] = None  # as recorded (restore matches the target with it)
 
     @property
     def counted(self) -> bool:
@@ -256,6 +258,10 @@ def _int_or_none(value: Any) -> Optional[int]:
         return int(value) if value is not None else None
     except (TypeError, ValueError):
         return None
+
+
+def _str_or_none(value: Any) -> Optional[str]:
+    return value if isinstance(value, str) else None
 
 
 class IndexState:
@@ -320,6 +326,8 @@ class IndexState:
                 sha256_norm=str(rec.get("sha256_norm") or ""),
                 offset=_int_or_none(rec.get("offset")),
                 length=_int_or_none(rec.get("length")),
+                internaldate=_str_or_none(rec.get("internaldate")),
+                message_id=_str_or_none(rec.get("message_id")),
             )
         elif kind == "link":
             target = rec.get("to")

@@ -1,0 +1,492 @@
+"""Restore: upload an archive's folders and messages to an IMAP account.
+
+For each archived folder: map its name (``--map``, ``--special-use``,
+``--prefix``, the target's namespace and separator), create it (and its
+parents) if missing, SELECT it, and upload what the journal does not record
+as landed.  Before uploading into a folder the target's listing is compared
+with the archive (:mod:`archiver.sinks.match`): mail dragged across by hand,
+or APPENDed by a run that was killed before its journal record, is recorded
+as found instead of uploaded twice.  Uploads go through the pipelined
+:class:`~archiver.sinks.imap.AppendWriter`; each answer is journalled
+(:mod:`archiver.sinks.journal`) in frames.
+
+What is uploaded: every archived message of the folder, including those
+marked gone (expunged on the old server after they were archived: they are
+the user's mail, and the archive is the only copy), except messages flagged
+``\\Deleted`` unless ``include_deleted``.  POP3 sights linked to their IMAP
+twin are the same message and go once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Optional
+
+from archiver.archive import Archive
+from archiver.engine import NullProgress, Progress
+from archiver.errors import ConnectionFailed, Interrupted
+from archiver.index import FORMAT_VERSION, FolderEntry, MessageEntry
+from archiver.names import encode_mutf7
+from archiver.plan import folder_selected
+from archiver.sinks.imap import AppendItem, AppendResult, ImapTarget, TargetFolder, valid_keyword
+from archiver.sinks.journal import Landed, RestoreJournal, now
+from archiver.sinks.match import Candidate, epoch, ident_of, match
+from archiver.sources.base import ConnectionLost
+from archiver.stores.base import Store
+
+log = logging.getLogger("archiver.restore")
+
+CRASH_ENV = "ARCHIVER_TEST_RESTORE_CRASH_AFTER"  # test hook: exit after N landed, unjournalled
+JOURNAL_EVERY = 200  # landed records per journal frame (a crash loses at most these: found again)
+
+# Well-known names of special folders (top level, case-insensitive) when the old
+# server did not mark them with SPECIAL-USE attributes.
+_ROLE_NAMES = {
+    "\\Sent": ("sent", "sent items", "sent messages", "sent mail", "送信済み", "送信済みメール",
+               "送信箱"),
+    "\\Drafts": ("drafts", "draft", "下書き"),
+    "\\Trash": ("trash", "deleted items", "deleted messages", "ゴミ箱", "ごみ箱"),
+    "\\Junk": ("junk", "spam", "junk e-mail", "junk mail", "迷惑メール"),
+    "\\Archive": ("archive", "archives", "アーカイブ"),
+}
+
+
+@dataclass
+class RestoreOptions:
+    prefix: str = ""
+    maps: tuple[tuple[str, str], ...] = ()
+    special_use: bool = False
+    include_deleted: bool = False
+    dedup: bool = True
+    dry_run: bool = False
+    include: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)
+    max_reconnects: int = 5
+    backoff: float = 1.0
+    writer: dict[str, Any] = field(default_factory=dict)  # AppendWriter tuning
+
+
+@dataclass
+class RestoreSummary:
+    """What a restore did (or, with ``dry_run``, would do); ``as_dict`` is ``--json``."""
+
+    dry_run: bool = False
+    folders: int = 0
+    created: list[str] = field(default_factory=list)
+    uploaded: int = 0
+    uploaded_bytes: int = 0
+    already: int = 0  # the journal says they landed earlier
+    found: int = 0  # already on the target (by hand, or a killed run): not uploaded again
+    skipped_deleted: int = 0
+    keywords_dropped: int = 0
+    refused: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    interrupted: bool = False
+
+    @property
+    def status(self) -> str:
+        if self.interrupted:
+            return "interrupted"
+        return "partial" if self.refused or self.problems else "ok"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "dry_run": self.dry_run, "folders": self.folders,
+                "created": self.created, "uploaded": self.uploaded,
+                "uploaded_bytes": self.uploaded_bytes, "already": self.already,
+                "found": self.found, "skipped_deleted": self.skipped_deleted,
+                "keywords_dropped": self.keywords_dropped, "refused": self.refused,
+                "problems": self.problems, "seconds": round(self.seconds, 3)}
+
+
+def wanted(entry: FolderEntry, include_deleted: bool) -> tuple[list[MessageEntry], int]:
+    """The folder's messages to put on the target, and how many \\Deleted ones are left out."""
+    out: list[MessageEntry] = []
+    deleted = 0
+    for m in entry.messages.values():
+        if not m.counted:
+            continue
+        if "\\Deleted" in m.flags and not include_deleted:
+            deleted += 1
+            continue
+        out.append(m)
+    out.sort(key=lambda m: (m.uidvalidity, m.uid))
+    return out, deleted
+
+
+def parse_date(text: Optional[str]) -> Optional[datetime]:
+    if not text:
+        return None
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return dt if dt.tzinfo is not None else None
+
+
+class FolderMapper:
+    """Archive folder name -> target folder (components, server name, wire name)."""
+
+    def __init__(self, options: RestoreOptions, listing: list[TargetFolder],
+                 ns_prefix: str, separator: Optional[str],
+                 sources: dict[str, FolderEntry]) -> None:
+        self.options = options
+        self.prefix = ns_prefix
+        self.sep = separator or next((f.separator for f in listing if f.separator), None) or "/"
+        self.sources = sources
+        self.maps = sorted(((tuple(a.strip("/").split("/")), tuple(b.strip("/").split("/")))
+                            for a, b in options.maps), key=lambda p: -len(p[0]))
+        self.roles: dict[str, tuple[str, ...]] = {}
+        for f in listing:
+            use = f.special_use
+            if use and use not in self.roles and f.selectable:
+                self.roles[use] = self.components(f.name)
+        self.notes: list[str] = []
+
+    def components(self, server_name: str) -> tuple[str, ...]:
+        name = server_name
+        if self.prefix and name.startswith(self.prefix) and len(name) > len(self.prefix):
+            name = name[len(self.prefix):]
+        return tuple(name.split(self.sep))
+
+    def _role(self, name: str) -> Optional[str]:
+        entry = self.sources.get(name)
+        attrs = {a.lower() for a in (entry.attributes if entry else ())}
+        for role in _ROLE_NAMES:
+            if role.lower() in attrs:
+                return role
+        if "/" not in name:
+            for role, names in _ROLE_NAMES.items():
+                if name.lower() in names:
+                    return role
+        return None
+
+    def target(self, name: str) -> tuple[str, ...]:
+        comps = tuple(name.split("/"))
+        for src, dst in self.maps:
+            if comps[:len(src)] == src:
+                return dst + comps[len(src):]
+        if self.options.special_use:
+            for i in range(len(comps), 0, -1):
+                role = self._role("/".join(comps[:i]))
+                if role and role in self.roles:
+                    return self.roles[role] + comps[i:]
+        pre = tuple(p for p in self.options.prefix.strip("/").split("/") if p)
+        return pre + comps
+
+    def server_name(self, comps: tuple[str, ...]) -> str:
+        fixed = []
+        for c in comps:
+            if self.sep != "/" and self.sep in c:
+                self.notes.append(f"'{c}' contains the target's separator '{self.sep}': "
+                                  "it is written as '_'")
+                c = c.replace(self.sep, "_")
+            fixed.append(c)
+        if fixed[0].upper() == "INBOX":
+            return self.sep.join(["INBOX", *fixed[1:]])
+        return self.prefix + self.sep.join(fixed)
+
+
+class Restore:
+    """Upload ``archive`` into ``target``; one instance per run (or per migrate)."""
+
+    def __init__(self, archive: Archive, store: Store, target: ImapTarget,
+                 journal: RestoreJournal, options: Optional[RestoreOptions] = None,
+                 progress: Optional[Progress] = None) -> None:
+        self.archive = archive
+        self.store = store
+        self.target = target
+        self.journal = journal
+        self.options = options or RestoreOptions()
+        self.progress: Progress = progress or NullProgress()
+        self.summary = RestoreSummary(dry_run=self.options.dry_run)
+        self._existing: set[bytes] = set()
+        self._mapper: Optional[FolderMapper] = None
+        self._reconnects = 0
+        self._keywords_noted = False
+        crash = os.environ.get(CRASH_ENV)
+        self._crash_after = int(crash) if crash else None
+        self._landed_now = 0
+        self._done: set[str] = set()
+
+    # ------------------------------------------------------------ top level
+
+    def selected_folders(self) -> list[FolderEntry]:
+        folders = [f for f in list(self.archive.state().folders.values())
+                   if folder_selected(f.name, self.options.include, self.options.exclude)]
+        folders.sort(key=lambda f: (f.name != "INBOX", f.name))
+        return folders
+
+    def run(self) -> RestoreSummary:
+        """Restore every selected folder (the CLI's ``restore``)."""
+        start = time.monotonic()
+        try:
+            folders = self.selected_folders()
+            self._estimate(folders)
+            for folder in folders:
+                self.restore_folder(folder.name)
+        except KeyboardInterrupt:
+            self.summary.interrupted = True
+        finally:
+            self.summary.seconds = time.monotonic() - start
+        if self.summary.interrupted:
+            raise Interrupted("interrupted; what landed is recorded -- run the same command "
+                              "to go on")
+        return self.summary
+
+    def _estimate(self, folders: list[FolderEntry]) -> None:
+        count = nbytes = 0
+        for f in folders:
+            target = "/".join(self.mapper().target(f.name))
+            for m in wanted(f, self.options.include_deleted)[0]:
+                if (target, f.name, m.uidvalidity, m.uid) not in self.journal.landed:
+                    count += 1
+                    nbytes += m.size
+        self.progress.add_total(count, nbytes)
+
+    def mapper(self) -> FolderMapper:
+        if self._mapper is None:
+            listing = self._with_reconnect(self.target.list_folders)
+            self._existing = {f.raw_name for f in listing}
+            self._mapper = FolderMapper(self.options, listing, self.target.prefix,
+                                        self.target.separator, self.archive.state().folders)
+        return self._mapper
+
+    def restore_folder(self, name: str) -> None:
+        """Restore one archived folder, reconnecting (and redoing it) if the line drops."""
+        if name in self._done:
+            return
+        self._done.add(name)
+        entry = self.archive.state().folders.get(name)
+        if entry is None:
+            return
+        self.summary.folders += 1
+        self.progress.folder(name)
+        while True:
+            try:
+                self._restore_folder(entry)
+                self._reconnects = 0
+                return
+            except ConnectionLost as exc:
+                self._reconnect(exc)
+
+    def _with_reconnect(self, call: Any) -> Any:
+        while True:
+            try:
+                return call()
+            except ConnectionLost as exc:
+                self._reconnect(exc)
+
+    def _reconnect(self, exc: Exception) -> None:
+        if self._reconnects >= self.options.max_reconnects:
+            raise ConnectionFailed(f"lost the connection to the target and could not get it "
+                                   f"back ({exc}); run the same command again") from None
+        self._reconnects += 1
+        delay = self.options.backoff * 2 ** (self._reconnects - 1)
+        self.progress.note(f"target connection lost ({exc}); reconnecting in {delay:.0f} s")
+        time.sleep(delay)
+        self.target.close()
+        try:
+            self.target.connect()
+        except ConnectionFailed as again:
+            self._reconnect(again)
+
+    # ------------------------------------------------------------ one folder
+
+    def _ensure(self, comps: tuple[str, ...]) -> Optional[str]:
+        """Create the folder and missing parents; the refusal text if the server says no."""
+        mapper = self.mapper()
+        for i in range(1, len(comps) + 1):
+            server_name = mapper.server_name(comps[:i])
+            raw = encode_mutf7(server_name)
+            if raw in self._existing or (i == 1 and comps[0].upper() == "INBOX"):
+                continue
+            if not self.options.dry_run:
+                refusal = self.target.create(raw)
+                if refusal is not None:
+                    return refusal
+            self._existing.add(raw)
+            self.summary.created.append("/".join(comps[:i]))
+        return None
+
+    def _restore_folder(self, entry: FolderEntry) -> None:
+        opts = self.options
+        mapper = self.mapper()
+        comps = mapper.target(entry.name)
+        tname = "/".join(comps)
+        messages, deleted = wanted(entry, opts.include_deleted)
+        self.summary.skipped_deleted += deleted
+        noselect = any(a.lower() == "\\noselect" for a in entry.attributes)
+        if noselect and not messages:
+            return  # created as a parent of its children, if it has any
+        raw = encode_mutf7(mapper.server_name(comps))
+        existed = raw in self._existing
+        refusal = self._ensure(comps)
+        if refusal is not None:
+            self.summary.problems.append(f"{entry.name}: the target refused to create "
+                                         f"'{tname}' ({refusal}); its {len(messages)} "
+                                         "messages were not uploaded")
+            return
+        for note in mapper.notes:
+            self.progress.note(f"note: {note}")
+        mapper.notes.clear()
+        if opts.dry_run and not existed:
+            self._count_upload(entry, messages)  # a new folder: everything would go
+            return
+        selected = self.target.select(raw, readonly=opts.dry_run)
+        if self.journal.folders.get(tname) != selected.uidvalidity:
+            stale = [k for k in self.journal.landed if k[0] == tname]
+            for k in stale:  # the folder was recreated: what it held is checked afresh
+                del self.journal.landed[k]
+            if not opts.dry_run:
+                self.journal.record([{"v": FORMAT_VERSION, "type": "folder", "target": tname,
+                                      "folder": entry.name, "uidvalidity": selected.uidvalidity,
+                                      "t": now()}])
+        confirmed: list[tuple[MessageEntry, Landed]] = []
+        todo: list[MessageEntry] = []
+        for m in messages:
+            landed = self.journal.landed.get((tname, entry.name, m.uidvalidity, m.uid))
+            if landed is not None:
+                confirmed.append((m, landed))
+            else:
+                todo.append(m)
+        self.summary.already += len(confirmed)
+        if todo and opts.dedup and selected.exists:
+            todo = self._dedup(entry, tname, selected.uidvalidity, selected.exists,
+                               confirmed, todo)
+        if opts.dry_run:
+            self._count_upload(entry, todo)
+            return
+        if todo:
+            self._upload(entry, tname, raw, selected.keywords_allowed,
+                         selected.permanent_flags, todo)
+
+    def _count_upload(self, entry: FolderEntry, todo: list[MessageEntry]) -> None:
+        self.summary.uploaded += len(todo)
+        self.summary.uploaded_bytes += sum(m.size for m in todo)
+
+    def _loader(self, m: MessageEntry) -> Any:
+        return lambda: self.store.read_message(m)
+
+    def _dedup(self, entry: FolderEntry, tname: str, uidvalidity: int, exists: int,
+               confirmed: list[tuple[MessageEntry, Landed]], todo: list[MessageEntry]
+               ) -> list[MessageEntry]:
+        """Drop from ``todo`` what the target folder already holds (see sinks.match)."""
+        on_target = self.target.scan(exists)
+        known = {landed.to_uid for _, landed in confirmed
+                 if landed.to_uid is not None and landed.to_uidvalidity == uidvalidity}
+        pool = [t for t in on_target if t.uid not in known]
+        cands: list[Candidate] = []
+        for _, landed in confirmed:
+            if landed.to_uid is None or landed.to_uidvalidity != uidvalidity:
+                ident, size, ts = landed.key
+                cands.append(Candidate(ident, size, ts))
+        first = len(cands)
+        for m in todo:
+            data: Optional[bytes] = None
+            if not m.message_id:
+                try:
+                    data = self.store.read_message(m)
+                except OSError:
+                    data = b""
+            cands.append(Candidate(ident_of(m.message_id, data), m.size, epoch(m.internaldate),
+                                   self._loader(m)))
+        pairs = match(cands, pool)
+        left: list[MessageEntry] = []
+        records: list[dict[str, Any]] = []
+        for i, m in enumerate(todo):
+            t = pairs.get(first + i)
+            if t is None:
+                left.append(m)
+                continue
+            c = cands[first + i]
+            records.append(self._landed_record(entry.name, tname, m, uidvalidity, t.uid,
+                                               (c.ident, m.size, c.ts), "found"))
+        self.summary.found += len(records)
+        self.progress.advance(len(records), sum(m.size for m in todo) -
+                              sum(m.size for m in left))
+        if not self.options.dry_run:
+            self.journal.record(records)
+        return left
+
+    def _landed_record(self, folder: str, tname: str, m: MessageEntry,
+                       to_uidvalidity: Optional[int], to_uid: Optional[int],
+                       key: tuple[str, int, Optional[int]], how: str) -> dict[str, Any]:
+        return {"v": FORMAT_VERSION, "type": "landed", "target": tname, "folder": folder,
+                "uidvalidity": m.uidvalidity, "uid": m.uid, "sha256": m.sha256,
+                "to_uidvalidity": to_uidvalidity, "to_uid": to_uid, "key": list(key),
+                "how": how, "t": now()}
+
+    def _flags(self, m: MessageEntry, keywords_allowed: bool,
+               permanent: tuple[str, ...]) -> tuple[str, ...]:
+        allowed = {p.lower() for p in permanent}
+        keep: list[str] = []
+        dropped = 0
+        for kw in m.keywords:
+            if valid_keyword(kw) and (keywords_allowed or kw.lower() in allowed):
+                keep.append(kw)
+            else:
+                dropped += 1
+        if dropped:
+            self.summary.keywords_dropped += dropped
+            if not self._keywords_noted:
+                self._keywords_noted = True
+                self.progress.note("note: the target cannot store (some) keywords (no \\* in "
+                                   "PERMANENTFLAGS): they are left out and counted")
+        return tuple(m.flags) + tuple(keep)
+
+    def _upload(self, entry: FolderEntry, tname: str, raw: bytes, keywords_allowed: bool,
+                permanent: tuple[str, ...], todo: list[MessageEntry]) -> None:
+        pending: list[dict[str, Any]] = []
+
+        def items() -> Iterator[AppendItem]:
+            for m in todo:
+                try:
+                    data = self.store.read_message(m)
+                except OSError as exc:
+                    self.summary.problems.append(f"{entry.name}: cannot read the archived "
+                                                 f"message UID {m.uid} ({exc}); run "
+                                                 "'archiver verify'")
+                    continue
+                yield AppendItem(data, self._flags(m, keywords_allowed, permanent),
+                                 parse_date(m.internaldate), m)
+
+        writer = self.target.writer(**self.options.writer)
+        try:
+            for results in writer.append(raw, items()):
+                for res in results:
+                    self._result(entry, tname, res, pending)
+                if len(pending) >= JOURNAL_EVERY:
+                    self.journal.record(pending)
+                    pending.clear()
+        finally:
+            self.journal.record(pending)
+
+    def _result(self, entry: FolderEntry, tname: str, res: AppendResult,
+                pending: list[dict[str, Any]]) -> None:
+        m: MessageEntry = res.item.token
+        size = len(res.item.data)
+        if not res.ok:
+            self.summary.refused.append(f"{entry.name}: UID {m.uid} ({_describe(m)}, "
+                                        f"{size} bytes): the target refused it: {res.reason}")
+            self.progress.advance(1, size)
+            return
+        self._landed_now += 1
+        if self._crash_after is not None and self._landed_now >= self._crash_after:
+            self.journal.record(pending)
+            os._exit(137)  # test hook: this APPEND landed, its journal record is not written
+        key = (ident_of(m.message_id, res.item.data), m.size, epoch(m.internaldate))
+        pending.append(self._landed_record(entry.name, tname, m, res.uidvalidity, res.uid,
+                                           key, "append"))
+        self.summary.uploaded += 1
+        self.summary.uploaded_bytes += size
+        self.progress.advance(1, size)
+
+
+def _describe(m: MessageEntry) -> str:
+    return f"Message-ID {m.message_id}" if m.message_id else f"file {m.path}"

@@ -1,0 +1,96 @@
+"""``restore --verify``: is every archived message on the target, with its flags?
+
+Independent of the journal on purpose: it looks at what the target holds
+now, folder by folder, and matches it with the archive the same way the
+deduplication does (:mod:`archiver.sinks.match`).  Messages on the target
+that are not in the archive (new mail, other uploads) are counted, not
+errors.  Keywords are compared only where the target can store them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from archiver.names import encode_mutf7
+from archiver.restore import Restore, wanted
+from archiver.sinks.match import Candidate, epoch, ident_of, match
+
+
+@dataclass
+class TargetReport:
+    folders: int = 0
+    checked: int = 0
+    present: int = 0
+    missing: list[str] = field(default_factory=list)
+    flags_differ: list[str] = field(default_factory=list)
+    extra: int = 0  # on the target, not in the archive
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing and not self.flags_differ
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "folders": self.folders, "checked": self.checked,
+                "present": self.present, "missing": self.missing,
+                "flags_differ": self.flags_differ, "extra": self.extra}
+
+
+def verify_target(restore: Restore, limit: int = 50) -> TargetReport:
+    """Compare every selected archived folder with its target folder."""
+    report = TargetReport()
+    target = restore.target
+    mapper = restore.mapper()
+    listing = {f.raw_name for f in target.list_folders()}
+    missing_total = flags_total = 0
+    for entry in restore.selected_folders():
+        messages, _ = wanted(entry, restore.options.include_deleted)
+        if any(a.lower() == "\\noselect" for a in entry.attributes) and not messages:
+            continue
+        report.folders += 1
+        report.checked += len(messages)
+        comps = mapper.target(entry.name)
+        raw = encode_mutf7(mapper.server_name(comps))
+        if raw not in listing and comps[0].upper() != "INBOX":
+            missing_total += len(messages)
+            if len(report.missing) < limit:
+                report.missing.append(f"{entry.name}: the folder '{'/'.join(comps)}' is not "
+                                      f"on the target ({len(messages)} messages)")
+            continue
+        selected = target.select(raw)
+        on_target = target.scan(selected.exists)
+        cands = []
+        for m in messages:
+            data: Optional[bytes] = None
+            if not m.message_id:
+                try:
+                    data = restore.store.read_message(m)
+                except OSError:
+                    data = b""
+            cands.append(Candidate(ident_of(m.message_id, data), m.size, epoch(m.internaldate),
+                                   restore._loader(m)))
+        pairs = match(cands, on_target)
+        report.extra += len(on_target) - len(pairs)
+        for i, m in enumerate(messages):
+            t = pairs.get(i)
+            what = f"{entry.name}: UID {m.uid}" + (f" {m.message_id}" if m.message_id else "")
+            if t is None:
+                missing_total += 1
+                if len(report.missing) < limit:
+                    report.missing.append(f"{what} is not on the target")
+                continue
+            report.present += 1
+            want_kw = set(m.keywords) if selected.keywords_allowed else set()
+            have_kw = set(t.keywords) if selected.keywords_allowed else set()
+            if set(m.flags) != set(t.flags) or want_kw != have_kw:
+                flags_total += 1
+                if len(report.flags_differ) < limit:
+                    report.flags_differ.append(
+                        f"{what}: flags {' '.join(sorted(t.flags + t.keywords)) or '(none)'} "
+                        f"on the target, {' '.join(sorted(m.flags + m.keywords)) or '(none)'} "
+                        "archived")
+    if missing_total > len(report.missing):
+        report.missing.append(f"... {missing_total - len(report.missing)} more missing")
+    if flags_total > len(report.flags_differ):
+        report.flags_differ.append(f"... {flags_total - len(report.flags_differ)} more")
+    return report
