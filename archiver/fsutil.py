@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import sys
 from collections.abc import Iterable, Iterator
+from datetime import datetime
 from pathlib import Path
+from typing import Optional
 
 from archiver.errors import DestinationError
 
@@ -111,6 +114,44 @@ def write_all(fd: int, data: bytes | memoryview) -> None:
     while view:
         n = os.write(fd, view)
         view = view[n:]
+
+
+def truncate_durably(path: Path, length: int) -> None:
+    """Cut a file back to ``length`` bytes (a torn tail) and make that durable."""
+    fd = os.open(path, os.O_WRONLY | _NOFOLLOW | _CLOEXEC | _BINARY)
+    try:
+        os.ftruncate(fd, length)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def hash_file(path: Path, head_bytes: int = 0) -> tuple[str, int, bytes]:
+    """(sha256 hex, size, first ``head_bytes`` bytes) of a file, read in 1 MB pieces."""
+    digest = hashlib.sha256()
+    head = b""
+    size = 0
+    with open(path, "rb") as fh:
+        while True:
+            chunk = fh.read(1 << 20)
+            if not chunk:
+                break
+            digest.update(chunk)
+            size += len(chunk)
+            if len(head) < head_bytes:
+                head += chunk[: head_bytes - len(head)]
+    return digest.hexdigest(), size, head
+
+
+def set_mtime(path: Path, when: Optional[datetime]) -> None:
+    """File mtime = INTERNALDATE (what mail programs show as 'received')."""
+    if when is None:
+        return
+    try:
+        ts = when.timestamp()
+        os.utime(path, (ts, ts))
+    except (OverflowError, OSError, ValueError):
+        pass
 
 
 def atomic_write(path: Path, data: bytes) -> None:

@@ -23,7 +23,7 @@ from typing import Any, Optional
 
 import zstandard
 
-from archiver.fsutil import fsync_dir, open_new, write_all
+from archiver.fsutil import fsync_dir, open_new, truncate_durably, write_all
 
 FORMAT_VERSION = 1
 POP3_UIDVALIDITY = 0  # POP3 sights are keyed (0, uid_for_uidl(uidl))
@@ -123,12 +123,7 @@ def cut_torn_tail(path: Path) -> bool:
     good, total = valid_length(path)
     if good == total:
         return False
-    fd = os.open(path, os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0))
-    try:
-        os.ftruncate(fd, good)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    truncate_durably(path, good)
     return True
 
 

@@ -28,7 +28,6 @@ the server.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -42,7 +41,7 @@ import zstandard
 
 from archiver.archive import META_DIR, Archive
 from archiver.errors import LockedError, UsageError
-from archiver.fsutil import atomic_write, fsync_dir, translate_os_errors
+from archiver.fsutil import atomic_write, fsync_dir, hash_file, translate_os_errors
 from archiver.headers import summarize
 from archiver.index import (
     FORMAT_VERSION,
@@ -195,22 +194,6 @@ def folder_dirs(dest: Path) -> list[str]:
     return [f for f in found if f != "."]
 
 
-def _hash_file(path: Path) -> tuple[int, str, bytes]:
-    digest = hashlib.sha256()
-    head = b""
-    size = 0
-    with open(path, "rb") as fh:
-        while True:
-            chunk = fh.read(1 << 20)
-            if not chunk:
-                break
-            digest.update(chunk)
-            size += len(chunk)
-            if len(head) < HEAD_BYTES:
-                head += chunk[: HEAD_BYTES - len(head)]
-    return size, digest.hexdigest(), head
-
-
 def _msg_records(dest: Path, name: str, rel: str, notes: dict[tuple[int, int], dict[str, Any]],
                  report: ReindexReport) -> list[dict[str, Any]]:
     """The ``msg`` (and ``gone``) records of one folder directory."""
@@ -232,7 +215,7 @@ def _msg_records(dest: Path, name: str, rel: str, notes: dict[tuple[int, int], d
             uidvalidity, uid, info = int(match.group(1)), int(match.group(2)), match.group(3)
             info = info or ""
             st = path.stat()
-            size, sha, head = _hash_file(path)
+            sha, size, head = hash_file(path, HEAD_BYTES)
             note = notes.get((uidvalidity, uid))
             if note is not None and note.get("sha256") not in (None, sha):
                 note = None  # the snapshot speaks of other bytes

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from archiver.archive import Archive
+from archiver.fsutil import hash_file
 
 
 @dataclass
@@ -33,19 +34,6 @@ class VerifyReport:
         return {"ok": self.ok, "checked": self.checked, "bytes": self.bytes,
                 "missing": self.missing, "changed": self.changed, "extra": self.extra,
                 "index_problems": self.index_problems}
-
-
-def _hash_file(path: Path) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as fh:
-        while True:
-            chunk = fh.read(1 << 20)
-            if not chunk:
-                break
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
 
 
 def _message_files(root: Path, folder_path: str) -> Iterator[str]:
@@ -87,7 +75,7 @@ def _verify_maildir(archive: Archive, report: VerifyReport) -> None:
         path = archive.dest.joinpath(*entry.path.split("/"))
         report.checked += 1
         try:
-            digest, size = _hash_file(path)
+            digest, size, _ = hash_file(path)
         except FileNotFoundError:
             report.missing.append(entry.path)
             continue

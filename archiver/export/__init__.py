@@ -205,16 +205,6 @@ def asctime_utc(when: Optional[datetime]) -> str:
             f"{d.hour:02d}:{d.minute:02d}:{d.second:02d} {d.year}")
 
 
-def set_mtime(path: Path, when: Optional[datetime]) -> None:
-    if when is None:
-        return
-    try:
-        ts = when.timestamp()
-        os.utime(path, (ts, ts))
-    except (OverflowError, OSError, ValueError):
-        pass
-
-
 # ---------------------------------------------------------------- mbox framing
 
 _FROM_LINE = re.compile(rb"(?m)^(>*From )")

@@ -21,10 +21,9 @@ from archiver.export import (
     make_dirs,
     received,
     safe_name,
-    set_mtime,
     tree_names,
 )
-from archiver.fsutil import open_new, write_all
+from archiver.fsutil import open_new, set_mtime, write_all
 from archiver.search import Item
 
 EXT = ".eml"

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from archiver.export import FolderJob, make_dirs, received, set_mtime
-from archiver.fsutil import open_new, write_all
+from archiver.export import FolderJob, make_dirs, received
+from archiver.fsutil import open_new, set_mtime, write_all
 from archiver.names import assign_path
 from archiver.search import Item
 

@@ -9,7 +9,6 @@ the engine write the index frame that mentions them.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -152,14 +151,3 @@ class Store(Protocol):
     def read_message(self, entry: MessageEntry) -> bytes:
         """The exact bytes archived for ``entry`` (what its ``sha256`` covers)."""
         ...
-
-
-def set_mtime(path: Path, when: Optional[datetime]) -> None:
-    """File mtime = INTERNALDATE (what mail programs show as 'received')."""
-    if when is None:
-        return
-    try:
-        ts = when.timestamp()
-        os.utime(path, (ts, ts))
-    except (OverflowError, OSError, ValueError):
-        pass

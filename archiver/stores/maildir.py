@@ -23,12 +23,13 @@ from archiver.fsutil import (
     fsync_created,
     fsync_dir,
     open_new,
+    set_mtime,
     translate_os_errors,
     write_all,
 )
 from archiver.index import MessageEntry
 from archiver.names import folder_path
-from archiver.stores.base import Incoming, Rename, Spool, Stored, set_mtime
+from archiver.stores.base import Incoming, Rename, Spool, Stored
 
 INFO_SEP = ":2,"
 _LETTERS = {"\\Draft": "D", "\\Flagged": "F", "$Forwarded": "P", "\\Answered": "R",

@@ -33,6 +33,7 @@ from archiver.fsutil import (
     fsync_dir,
     open_new,
     translate_os_errors,
+    truncate_durably,
     write_all,
 )
 from archiver.index import MessageEntry
@@ -159,12 +160,7 @@ class MboxStore:
                 return
             end = self.recorded_end(folder_path, entries)
             if f.stat().st_size > end:
-                fd = os.open(f, os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0))
-                try:
-                    os.ftruncate(fd, end)
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+                truncate_durably(f, end)
 
     def base_name(self, uidvalidity: int, uid: int) -> str:
         return f"{uidvalidity}.{uid}"
