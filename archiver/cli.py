@@ -306,7 +306,8 @@ def run(argv: Optional[list[str]] = None) -> int:
         exc.show()
         return EXIT_USAGE if exc.exit_code == 2 else int(exc.exit_code)
     except ArchiverError as exc:
-        _err(f"archiver: error: {exc}")
+        kind = "stopped" if exc.exit_code == EXIT_INTERRUPTED else "error"
+        _err(f"archiver: {kind}: {exc}")
         return exc.exit_code
     except KeyboardInterrupt:
         _err("archiver: interrupted; run the same command to go on")
