@@ -15,6 +15,7 @@ import hashlib
 import logging
 import socket
 import ssl
+import time
 from collections import Counter
 from collections.abc import Iterator
 from typing import Callable, Optional
@@ -29,7 +30,7 @@ from archiver.sources.base import (
     FolderStatus,
     MessageMeta,
 )
-from archiver.sources.imap import connect_error
+from archiver.sources.imap import _DROPS, ConnectionDropped, _dropped, connect_error
 
 log = logging.getLogger("archiver.pop3")
 
@@ -129,10 +130,37 @@ class Pop3Source:
         self._list_sizes: dict[int, int] = {}
         self.use_top = True
         self.prefix = ""
+        self._connected_once = False
 
     # ------------------------------------------------------------ connection
 
+    # As for IMAP: the first connect of a run retries a line dropped mid-setup; a
+    # reconnect does not (the engine's reconnect loop already retries).
+    connect_attempts = 3
+    connect_backoff = 1.0  # seconds before the 2nd attempt, doubling
+
     def connect(self) -> None:
+        """Connect, secure, log in; every failure is an :class:`ArchiverError`.
+
+        A line dropped during the TLS handshake, greeting or login used to escape
+        as a bare ConnectionLost (a traceback, and on a reconnect the end of the
+        run) or read as "TLS failed, check the port"; it is now
+        :class:`ConnectionDropped`, retried on the first connect.
+        """
+        attempts = 1 if self._connected_once else max(1, self.connect_attempts)
+        for attempt in range(1, attempts + 1):
+            try:
+                self._connect_once()
+                self._connected_once = True
+                return
+            except ConnectionDropped as exc:
+                if attempt == attempts:
+                    raise
+                delay = self.connect_backoff * 2 ** (attempt - 1)
+                log.info("%s; retrying in %.1f s", exc, delay)
+                time.sleep(delay)
+
+    def _connect_once(self) -> None:
         ep = self.endpoint
         ctx = ssl_context(ep.tls)
         try:
@@ -140,6 +168,8 @@ class Pop3Source:
             sock: socket.socket = raw
             if ep.implicit_tls:
                 sock = ctx.wrap_socket(raw, server_hostname=ep.host)
+        except _DROPS as exc:
+            raise _dropped(ep, "the TLS handshake", exc) from None
         except (OSError, ssl.SSLError) as exc:
             raise connect_error(ep, exc) from None
         self._sock, self._reader = sock, _Reader(sock)
@@ -154,6 +184,9 @@ class Pop3Source:
             self._login()
             self._read_capa()
             self._choose_fetch()
+        except ConnectionLost as exc:
+            self.close(quit_=False)
+            raise _dropped(ep, "the greeting or login", exc) from None
         except BaseException:
             self.close(quit_=False)
             raise
@@ -213,6 +246,8 @@ class Pop3Source:
         assert self._sock is not None
         try:
             self._sock = ctx.wrap_socket(self._sock, server_hostname=ep.host)
+        except _DROPS as exc:
+            raise _dropped(ep, "the STLS handshake", exc) from None
         except (OSError, ssl.SSLError) as exc:
             raise connect_error(ep, exc) from None
         self._reader = _Reader(self._sock)
