@@ -285,14 +285,25 @@ class ImapSource(ImapSession):
         try:
             with _network(f"STATUS {folder.server_name}"):
                 res = self.client.folder_status(folder.raw_name, items)
-        except ServerError:
+        except (ServerError, UnicodeError):  # UnicodeError: see open_folder
             return None
         return _status_from(res)
 
     def open_folder(self, folder: Folder) -> FolderStatus:
-        """EXAMINE (read-only) the folder; returns its UIDVALIDITY etc."""
-        with _network(f"EXAMINE {folder.server_name}"):
-            res = self.client.select_folder(folder.raw_name, readonly=True)
+        """EXAMINE (read-only) the folder; returns its UIDVALIDITY etc.
+
+        A name the server listed with raw 8-bit bytes (UTF-8 without UTF8=ACCEPT)
+        cannot be sent back through imapclient, which raised UnicodeDecodeError:
+        a traceback that ended the whole run.  Such a folder is now one reported
+        problem (exit 3) and the other folders are archived.
+        """
+        try:
+            with _network(f"EXAMINE {folder.server_name}"):
+                res = self.client.select_folder(folder.raw_name, readonly=True)
+        except UnicodeError:
+            raise FetchFailed(0, "the server lists this folder with raw 8-bit bytes in its "
+                                 "name, which cannot be sent back to it; not archived",
+                              label=f"folder {folder.server_name!r}") from None
         st = _status_from(res, exists_key=b"EXISTS")
         if st is None:
             raise ServerError(f"EXAMINE {folder.server_name}: no UIDVALIDITY from the server")
