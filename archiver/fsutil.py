@@ -183,6 +183,13 @@ def translate_os_errors(what: str) -> Iterator[None]:
                 f"{what}: cannot write ({exc.strerror}: {exc.filename}); choose a "
                 "writable destination or fix its permissions"
             ) from exc
+        if exc.errno == errno.ELOOP:
+            # O_NOFOLLOW (or the mbox store's own check) met a planted symlink: this
+            # was an uncaught OSError, i.e. a traceback, instead of a one-line refusal.
+            raise DestinationError(
+                f"{what}: {exc.filename} is a symbolic link; archiver never writes through "
+                "one: remove it (check who planted it) and run the same command again"
+            ) from exc
         if exc.errno == errno.ENOENT:
             raise DestinationError(
                 f"{what}: {exc.filename} disappeared while archiving; check the "
