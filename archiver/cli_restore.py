@@ -215,7 +215,137 @@ def restore(dest: Path, target: str, target_user: Optional[str],
             sys.exit(EXIT_VERIFY_PROBLEMS)
 
 
+def default_via(host: str, user: str) -> Path:
+    """Where migrate keeps its archive when --via is not given: one directory per account."""
+    import platformdirs
+
+    from archiver.names import encode_component
+
+    return (Path(platformdirs.user_data_dir("archiver")) / encode_component(host.lower())
+            / encode_component(user))
+
+
+@click.command()
+@click.argument("source")
+@click.argument("target")
+@click.option("--via", type=click.Path(path_type=Path),
+              help="The local archive (default: HOST/USER under the user data directory).")
+@click.option("--user", "-u", help="Login name on SOURCE (overrides the one in the URL).")
+@click.option("--password-file", type=click.Path(path_type=Path),
+              help="SOURCE password from the first line of FILE (else $ARCHIVER_PASSWORD, "
+                   "else a prompt).")
+@click.option("--cafile", type=click.Path(path_type=Path),
+              help="Trust this CA certificate (PEM) for SOURCE's certificate.")
+@click.option("--insecure", is_flag=True, help="Do not verify SOURCE's certificate.")
+@click.option("--folder", "include", multiple=True, metavar="GLOB",
+              help="Only these folders (children included); repeatable.")
+@click.option("--exclude", multiple=True, metavar="GLOB", help="Skip these folders; repeatable.")
+@click.option("--timeout", type=click.FloatRange(1, 3600), default=60.0, show_default=True,
+              help="Seconds to wait for either server on any operation.")
+@_target_options
+@click.option("--no-dedup", is_flag=True,
+              help="Do not look for messages already on the target (only the journal counts).")
+@_output_options
+def migrate(source: str, target: str, via: Optional[Path], user: Optional[str],
+            password_file: Optional[Path], cafile: Optional[Path], insecure: bool,
+            include: tuple[str, ...], exclude: tuple[str, ...], timeout: float,
+            target_user: Optional[str], target_password_file: Optional[Path],
+            target_cafile: Optional[Path], target_insecure: bool, prefix: str,
+            maps: tuple[str, ...], special_use: bool, include_deleted: bool, no_dedup: bool,
+            quiet: bool, as_json: bool, verbose: bool, log_file: Optional[Path]) -> None:
+    """Move every folder of SOURCE to TARGET through a local archive, then verify.
+
+    \b
+    The backup and the upload overlap (each folder is uploaded as soon as it
+    is archived).  The archive (--via) is kept; rerun after new mail arrived
+    on SOURCE to move just the new mail.
+    """
+    from archiver.account import TLSOptions, parse_endpoint, read_password
+    from archiver.archive import Archive
+    from archiver.cli import PASSWORD_ENV, _Logging
+    from archiver.engine import BackupOptions
+    from archiver.errors import EXIT_PARTIAL, EXIT_VERIFY_PROBLEMS
+    from archiver.migrate import run_migrate
+    from archiver.progress import TerminalProgress
+    from archiver.restore import RestoreOptions
+    from archiver.sinks.journal import RestoreJournal
+    from archiver.stores import open_store
+
+    trace = verbose or log_file is not None
+    with _Logging(verbose, log_file):
+        endpoint = parse_endpoint(source, user=user, tls=TLSOptions(cafile=cafile,
+                                                                    insecure=insecure),
+                                  ask_user=lambda: click.prompt("User name", err=True))
+        for note in endpoint.notes:
+            _err(f"note: {note}")
+        if insecure:
+            _err("WARNING: --insecure: the source's certificate is NOT checked")
+        password = read_password(password_file, PASSWORD_ENV,
+                                 lambda p: click.prompt(p, hide_input=True, err=True),
+                                 endpoint.display())
+        src: Any
+        if endpoint.protocol == "pop3":
+            from archiver.sources.pop3 import Pop3Source
+
+            src = Pop3Source(endpoint, password, timeout=timeout)
+        else:
+            from archiver.sources.imap import ImapSource
+
+            src = ImapSource(endpoint, password, timeout=timeout, trace=trace)
+        src.connect()
+        sink = None
+        archive = None
+        journal = None
+        try:
+            sink = open_target(target, endpoint.user, target_user, target_password_file,
+                               target_cafile, target_insecure, timeout, trace)
+            dest = (via or default_via(endpoint.host, endpoint.user)).expanduser()
+            fmt = "maildir"
+            if (dest / ".archiver" / "archive.json").exists():
+                fmt = Archive.open_existing(dest).format
+            archive = Archive.create_or_open(dest, fmt, {"protocol": endpoint.protocol,
+                                                         "host": endpoint.host,
+                                                         "user": endpoint.user})
+            ep = sink.endpoint
+            journal = RestoreJournal(archive.meta_dir, ep.host, ep.port, ep.user).open(True)
+            show_bar = not quiet and not as_json and sys.stderr.isatty()
+            progress = TerminalProgress(show_bar, quiet=quiet)
+            try:
+                result = run_migrate(
+                    src, archive, open_store(archive.dest, fmt), sink, journal,
+                    BackupOptions(include=list(include), exclude=list(exclude)),
+                    RestoreOptions(prefix=prefix, maps=parse_maps(maps),
+                                   special_use=special_use, include_deleted=include_deleted,
+                                   dedup=not no_dedup, include=list(include),
+                                   exclude=list(exclude)),
+                    progress)
+            finally:
+                progress.close()
+        finally:
+            src.close()
+            for closable in (journal, sink, archive):
+                if closable is not None:
+                    closable.close()
+        if as_json:
+            click.echo(json.dumps(result.as_dict(), ensure_ascii=False))
+        b = result.backup
+        if not (quiet or as_json):
+            _err(f"archive {dest}: {b.new} new messages ({b.new_bytes / 1e6:.1f} MB), "
+                 f"{b.already} already archived")
+        for problem in b.problems:
+            _err(f"problem (backup): {problem}")
+        print_restore(result.restore, quiet or as_json)
+        if result.verify is not None:
+            print_verify(result.verify, quiet or as_json)
+        if not (quiet or as_json):
+            _err(f"migrate: {result.seconds:.1f} s")
+        if result.status == "partial":
+            sys.exit(EXIT_PARTIAL)
+        if result.status == "missing":
+            sys.exit(EXIT_VERIFY_PROBLEMS)
+
+
 def register(group: click.Group) -> None:
     """Add ``restore`` and ``migrate`` to the ``archiver`` group."""
-    for command in (restore,):
+    for command in (restore, migrate):
         group.add_command(command)
