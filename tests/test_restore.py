@@ -40,6 +40,12 @@ plugin {{
   quota_rule = *:storage=1G
   quota_max_mail_size = {LIMIT}
 }}
+namespace inbox {{
+  mailbox 送信済み {{
+    special_use = \\Sent
+    auto = subscribe
+  }}
+}}
 """
     server = DovecotServer(tmp_path_factory.mktemp("dovecot-min"), extra_config=extra).start()
     try:
@@ -147,7 +153,9 @@ def test_kill_mid_restore_then_rerun_has_no_duplicates(
     summary = json.loads(out)
     assert summary["found"] + summary["already"] >= crash_after
     assert summary["verify"]["ok"] and summary["verify"]["extra"] == 0, summary
-    assert contents(target, new) == contents(dovecot, old)
+    got = contents(target, new)
+    got.pop("送信済み", None)  # the minimal server's auto-created \\Sent folder
+    assert got == contents(dovecot, old)
     again = json.loads(restore(dest, target, new, "--json")[1])
     assert again["uploaded"] == 0 and again["found"] == 0
 
@@ -213,3 +221,28 @@ def test_prefix_map_and_keywords(dovecot: DovecotServer, dovecot_new: DovecotSer
     assert {"INBOX", "送信済み", "old-mail/INBOX", f"old-mail/{corpus.EMOJI}"} <= folders
     emoji = dovecot_new.fetch_all(new)[f"old-mail/{corpus.EMOJI}"]
     assert any({"$Junk", "$label1", "$Forwarded"} <= flags for _, _, flags, _ in emoji)
+
+
+def test_mbox_archive_restores_the_same(dovecot: DovecotServer, dovecot_new: DovecotServer,
+                                        tmp_path: Path) -> None:
+    old = dovecot.new_user()
+    _fill(dovecot, old, 30)
+    dest = tmp_path / "a"
+    assert backup(dovecot, old, dest, "--format", "mbox")[0] == 0
+    new = dovecot_new.new_user()
+    code, _, err = restore(dest, dovecot_new, new, "--include-deleted", "--verify")
+    assert code == 0, err
+    assert contents(dovecot_new, new) == contents(dovecot, old)
+
+
+def test_special_use_puts_sent_into_the_targets_sent_folder(
+        dovecot: DovecotServer, dovecot_min: DovecotServer, tmp_path: Path) -> None:
+    old = dovecot.new_user()
+    _fill(dovecot, old, 12)
+    dest = tmp_path / "a"
+    assert backup(dovecot, old, dest)[0] == 0
+    new = dovecot_min.new_user()
+    code, _, err = restore(dest, dovecot_min, new, "--special-use", "--verify")
+    assert code == 0, err
+    got = contents(dovecot_min, new)
+    assert "Sent" not in got and got["送信済み"] == contents(dovecot, old)["Sent"]
