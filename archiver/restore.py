@@ -268,11 +268,14 @@ class Restore:
         self.summary.folders += 1
         self.progress.folder(name)
         while True:
+            counted = (self.summary.already, self.summary.skipped_deleted)
             try:
                 self._restore_folder(entry)
                 self._reconnects = 0
                 return
             except ConnectionLost as exc:
+                # the folder is redone from the journal: count what it holds only once
+                self.summary.already, self.summary.skipped_deleted = counted
                 self._reconnect(exc)
 
     def _with_reconnect(self, call: Any) -> Any:
