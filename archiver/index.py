@@ -279,7 +279,8 @@ class IndexState:
         for rec in records:
             try:
                 state.apply(rec)
-            except (TypeError, ValueError, AttributeError, KeyError, IndexError):
+            except (TypeError, ValueError, AttributeError, KeyError, IndexError,
+                    OverflowError):  # json.loads accepts Infinity; int(inf) overflows
                 state.skipped += 1
         return state
 
