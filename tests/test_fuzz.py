@@ -20,7 +20,7 @@ from typing import Any
 
 import imapclient.exceptions
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from imapclient.response_parser import parse_fetch_response
 
@@ -231,8 +231,10 @@ RECORD = st.fixed_dictionaries(
     to=RECORD_VALUE, offset=RECORD_VALUE, attributes=RECORD_VALUE, path=RECORD_VALUE)
 
 
-@fuzz()
+@fuzz(max_examples=max(100, _n() // 3))
 @given(st.lists(RECORD, max_size=8))
+@example([{"type": "msg", "folder": "INBOX", "uidvalidity": float("inf"), "uid": 1}])
+@example([{"type": "folder", "folder": "INBOX", "attributes": 1}])
 def test_index_state_survives_any_json_record(records: list[dict[str, Any]]) -> None:
     """A record that survived the frame checks but is nonsense must not crash a backup."""
     _count("index records -> state")
