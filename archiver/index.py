@@ -251,7 +251,7 @@ class FolderEntry:
 def _int_or_none(value: Any) -> Optional[int]:
     try:
         return int(value) if value is not None else None
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
 
 
@@ -306,7 +306,7 @@ class IndexState:
                 key = (POP3_UIDVALIDITY, uid_for_uidl(rec["uidl"]))
             else:
                 key = (int(rec["uidvalidity"]), int(rec["uid"]))
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):
             return
         if kind == "msg":
             folder.messages[key] = MessageEntry(
@@ -329,7 +329,7 @@ class IndexState:
             target = rec.get("to")
             try:
                 to = (int(target[0]), int(target[1]))  # type: ignore[index]
-            except (TypeError, ValueError, IndexError):
+            except (TypeError, ValueError, IndexError, OverflowError):
                 return
             imap = folder.messages.get(to)
             pop = folder.messages.get(key)

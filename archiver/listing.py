@@ -59,7 +59,7 @@ def list_messages(archive: Archive, folder: str) -> Optional[list[MessageLine]]:
                     headers[(POP3_UIDVALIDITY, uid_for_uidl(rec["uidl"]))] = rec
                 else:
                     headers[(int(rec["uidvalidity"]), int(rec["uid"]))] = rec
-            except (KeyError, TypeError, ValueError):
+            except (KeyError, TypeError, ValueError, OverflowError):
                 continue
     out: list[MessageLine] = []
     for key, m in entry.messages.items():

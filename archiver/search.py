@@ -72,7 +72,7 @@ def record_key(rec: dict[str, Any]) -> Optional[tuple[int, int]]:
         if isinstance(rec.get("uidl"), str):
             return (POP3_UIDVALIDITY, uid_for_uidl(rec["uidl"]))
         return (int(rec["uidvalidity"]), int(rec["uid"]))
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):
         return None
 
 
