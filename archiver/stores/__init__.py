@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from archiver.errors import DestinationError
@@ -15,7 +16,8 @@ def open_store(root: Path, fmt: str) -> Store:
     if fmt == "maildir":
         from archiver.stores.maildir import MaildirStore
 
-        return MaildirStore(root)
+        # ARCHIVER_SYNC=fsync: one fsync per file instead of syncfs (docs: README).
+        return MaildirStore(root, syncfs=os.environ.get("ARCHIVER_SYNC", "auto") != "fsync")
     if fmt == "mbox":
         from archiver.stores.mbox import MboxStore
 
