@@ -32,6 +32,7 @@ from archiver.errors import DestinationError, UsageError
 from archiver.fsutil import DIR_MODE, open_new, translate_os_errors
 from archiver.index import POP3_UIDVALIDITY, FolderEntry
 from archiver.search import Item, load
+from archiver.stores.mbox import quote, unquote
 
 KINDS = ("thunderbird", "mbox", "maildir", "eml")
 
@@ -207,19 +208,9 @@ def asctime_utc(when: Optional[datetime]) -> str:
 
 # ---------------------------------------------------------------- mbox framing
 
-_FROM_LINE = re.compile(rb"(?m)^(>*From )")
-
-
-def mboxrd_quote(data: bytes) -> bytes:
-    """mboxrd: a line matching ``^>*From `` gets one more ``>`` (reversible)."""
-    return _FROM_LINE.sub(rb">\1", data)
-
-
-_QUOTED = re.compile(rb"(?m)^>(>*From )")
-
-
-def mboxrd_unquote(data: bytes) -> bytes:
-    return _QUOTED.sub(rb"\1", data)
+# One mboxrd implementation for the store and the exports.
+mboxrd_quote = quote
+mboxrd_unquote = unquote
 
 
 def line_end(data: bytes) -> bytes:
