@@ -172,10 +172,11 @@ class Archive:
     def state(self) -> IndexState:
         """The index folded into per-folder state (read once, on first use)."""
         if self._state is None:
-            res = read_index(self.index_path)
+            state = IndexState()
+            res = read_index(self.index_path, sink=state.apply)
             self.torn_tail = res.torn
             self._good_length = res.good_length
-            self._state = IndexState.from_records(res.records)
+            self._state = state
         return self._state
 
     def writer(self) -> IndexWriter:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -139,13 +139,19 @@ class ReadResult:
         return self.good_length != self.total_length
 
 
-def read_index(path: Path) -> ReadResult:
-    """Read every record; stop at (and report) a torn or corrupt tail."""
+def read_index(path: Path,
+               sink: Optional[Callable[[dict[str, Any]], None]] = None) -> ReadResult:
+    """Read every record; stop at (and report) a torn or corrupt tail.
+
+    With ``sink``, each record is handed over as it is decoded and not kept,
+    so folding a large index into state needs no list of every record.
+    """
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         return ReadResult([], 0, 0)
     records: list[dict[str, Any]] = []
+    keep = sink if sink is not None else records.append
     good = 0
     bad = 0
     for _start, end, payload in _frames(data):
@@ -160,7 +166,7 @@ def read_index(path: Path) -> ReadResult:
                 bad += 1
                 continue
             if isinstance(rec, dict):
-                records.append(rec)
+                keep(rec)
             else:
                 bad += 1
         good = end
