@@ -44,6 +44,15 @@ def plan_folder(entry: Optional[FolderEntry], uidvalidity: int,
                 listing: Sequence[MessageMeta]) -> FolderPlan:
     """Compare the server's listing with what the index holds for this folder."""
     have = entry.current(uidvalidity) if entry else {}
+    orphans: list[MessageEntry] = []
+    if uidvalidity == POP3_UIDVALIDITY and have:
+        # An mbox message reindexed without a snapshot (UIDVALIDITY 0, no UIDL, UID from
+        # its hash): a candidate for a POP3 sight to link to, never a POP3 message gone.
+        listed = {meta.uid for meta in listing}
+        orphans = [m for uid, m in sorted(have.items())
+                   if m.uidl is None and m.offset is not None and uid not in listed]
+        dropped = {m.uid for m in orphans}
+        have = {uid: m for uid, m in have.items() if uid not in dropped}
     to_fetch: list[MessageMeta] = []
     flag_changes: list[tuple[MessageEntry, MessageMeta]] = []
     on_server: set[int] = set()
@@ -56,7 +65,7 @@ def plan_folder(entry: Optional[FolderEntry], uidvalidity: int,
             flag_changes.append((known, meta))
     gone = [m for uid, m in sorted(have.items()) if uid not in on_server and not m.gone]
     reusable: dict[str, list[MessageEntry]] = {}
-    cross: list[MessageEntry] = []
+    cross: list[MessageEntry] = [m for m in orphans if not m.gone and m.counted]
     if entry is not None:
         for (uv, _uid), m in sorted(entry.messages.items()):
             if uv == uidvalidity or m.gone or not m.counted:

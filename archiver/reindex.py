@@ -32,6 +32,7 @@ import json
 import os
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -48,6 +49,7 @@ from archiver.index import (
     POP3_UIDVALIDITY,
     IndexState,
     IndexWriter,
+    MessageEntry,
     read_index,
     uid_for_uidl,
 )
@@ -110,10 +112,14 @@ def write_snapshot(archive: Archive) -> SnapshotInfo:
         elif kind == "link":
             links.append({k: rec.get(k) for k in ("folder", "uidl", "to")})
     notes: list[dict[str, Any]] = []
+    mbox = archive.format == "mbox"
     for m in state.messages():
         if not m.sha256:
             continue  # a linked POP3 sight: kept as its link
         keywords = [k for k in m.keywords if k != "$Forwarded"]
+        if mbox:
+            notes.append(_mbox_note(m, sources))
+            continue
         if not (keywords or m.uidl or m.gone):
             continue
         note: dict[str, Any] = {"folder": m.folder, "uidvalidity": m.uidvalidity, "uid": m.uid,
@@ -135,6 +141,22 @@ def write_snapshot(archive: Archive) -> SnapshotInfo:
     with translate_os_errors(f"writing {path}"):
         atomic_write(path, data)
     return SnapshotInfo(path, len(folders), len(notes), len(data))
+
+
+def _mbox_note(m: MessageEntry, sources: dict[tuple[str, str], Any]) -> dict[str, Any]:
+    """Everything an mbox message's record holds that its bytes do not: where it is, flags."""
+    note: dict[str, Any] = {"folder": m.folder, "uidvalidity": m.uidvalidity, "uid": m.uid,
+                            "sha256": m.sha256, "path": m.path, "offset": m.offset,
+                            "length": m.length, "size": m.size, "flags": list(m.flags),
+                            "keywords": list(m.keywords), "internaldate": m.internaldate}
+    if m.uidl is not None:
+        note["uidl"] = m.uidl
+        note["internaldate_source"] = sources.get((m.folder, m.uidl))
+    if m.sha256_norm:
+        note["sha256_norm"] = m.sha256_norm
+    if m.gone:
+        note["gone"] = True
+    return note
 
 
 def read_snapshot(archive: Archive) -> Optional[dict[str, Any]]:
@@ -253,9 +275,9 @@ def _msg_records(dest: Path, name: str, rel: str, notes: dict[tuple[int, int], d
 
 def rebuild_index(archive: Archive, *, force: bool = False) -> ReindexReport:
     """Rebuild ``archive``'s index from its Maildir files (and snapshot, if any)."""
-    if archive.format != "maildir":
+    if archive.format not in ("maildir", "mbox"):
         raise UsageError(f"{archive.dest} is an archive in {archive.format} format: reindex "
-                         "supports only maildir archives so far")
+                         "supports only maildir and mbox archives")
     report = ReindexReport()
     lock = _lock(archive)
     try:
@@ -296,6 +318,27 @@ def rebuild_index(archive: Archive, *, force: bool = False) -> ReindexReport:
 
 def _write_records(archive: Archive, snap: Optional[dict[str, Any]], writer: IndexWriter,
                    report: ReindexReport) -> None:
+    pending: list[dict[str, Any]] = []
+
+    def emit(recs: list[dict[str, Any]]) -> None:
+        pending.extend(recs)
+        if len(pending) >= BATCH:
+            writer.append(pending)
+            pending.clear()
+
+    if archive.format == "mbox":
+        from archiver.reindex_mbox import write_mbox_records
+
+        write_mbox_records(archive, snap, emit, report)
+    else:
+        _write_maildir_records(archive, snap, emit, report)
+    if pending:
+        writer.append(pending)
+
+
+def _write_maildir_records(archive: Archive, snap: Optional[dict[str, Any]],
+                           emit: Callable[[list[dict[str, Any]]], None],
+                           report: ReindexReport) -> None:
     dest = archive.dest
     by_dir: dict[str, dict[str, Any]] = {}
     notes: dict[str, dict[tuple[int, int], dict[str, Any]]] = {}
@@ -310,14 +353,6 @@ def _write_records(archive: Archive, snap: Optional[dict[str, Any]], writer: Ind
             except (KeyError, TypeError, ValueError):
                 continue
     on_disk = folder_dirs(dest)
-    pending: list[dict[str, Any]] = []
-
-    def emit(recs: list[dict[str, Any]]) -> None:
-        pending.extend(recs)
-        if len(pending) >= BATCH:
-            writer.append(pending)
-            pending.clear()
-
     names: dict[str, str] = {}  # dir -> folder name
     taken: set[str] = set()
     for rel in on_disk:
@@ -356,6 +391,4 @@ def _write_records(archive: Archive, snap: Optional[dict[str, Any]], writer: Ind
                 links.append({"v": FORMAT_VERSION, "type": "link", **link, "reindexed": True,
                               "t": _now()})
         emit(links)
-    if pending:
-        writer.append(pending)
 
