@@ -89,15 +89,16 @@ def write_snapshot(archive: Archive) -> SnapshotInfo:
     that has any, its keywords (other than ``$Forwarded``), UIDL, POP3 date
     source, gone mark, plus the ``link`` records.  Written atomically.
     """
-    res = read_index(archive.index_path)
-    if not res.records:
-        raise UsageError(f"{archive.index_path} is missing or empty: nothing to snapshot "
-                         "(rebuild it first with 'archiver reindex')")
     state = IndexState()
     folders: dict[str, dict[str, Any]] = {}
     sources: dict[tuple[str, str], Any] = {}
     links: list[dict[str, Any]] = []
-    for rec in res.records:
+    seen = 0
+
+    def take(rec: dict[str, Any]) -> None:
+        """Fold one record in as it is read: no list of every record (memory stays low)."""
+        nonlocal seen
+        seen += 1
         state.apply(rec)
         kind = rec.get("type")
         if kind == "folder" and isinstance(rec.get("folder"), str):
@@ -111,6 +112,11 @@ def write_snapshot(archive: Archive) -> SnapshotInfo:
             sources[(str(rec.get("folder")), rec["uidl"])] = rec.get("internaldate_source")
         elif kind == "link":
             links.append({k: rec.get(k) for k in ("folder", "uidl", "to")})
+
+    res = read_index(archive.index_path, sink=take)
+    if not seen:
+        raise UsageError(f"{archive.index_path} is missing or empty: nothing to snapshot "
+                         "(rebuild it first with 'archiver reindex')")
     notes: list[dict[str, Any]] = []
     mbox = archive.format == "mbox"
     for m in state.messages():
