@@ -65,6 +65,24 @@ def _dropped(endpoint: Endpoint, what: str, exc: BaseException) -> ConnectionDro
                              "and run the same command again")
 
 
+def retry_dropped(connect_once: Callable[[], None], attempts: int, backoff: float) -> None:
+    """Run ``connect_once``; a line dropped during setup is retried with back-off.
+
+    Shared by every protocol's first connect (later reconnects are the
+    engine's business, with its own budget).
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            connect_once()
+            return
+        except ConnectionDropped as exc:
+            if attempt == attempts:
+                raise
+            delay = backoff * 2 ** (attempt - 1)
+            log.info("%s; retrying in %.1f s", exc, delay)
+            time.sleep(delay)
+
+
 def _text(value: Any) -> str:
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
@@ -148,17 +166,8 @@ class ImapSession:
         is :class:`ConnectionDropped` and, on the first connect, retried.
         """
         attempts = 1 if self._connected_once else max(1, self.connect_attempts)
-        for attempt in range(1, attempts + 1):
-            try:
-                self._connect_once()
-                self._connected_once = True
-                return
-            except ConnectionDropped as exc:
-                if attempt == attempts:
-                    raise
-                delay = self.connect_backoff * 2 ** (attempt - 1)
-                log.info("%s; retrying in %.1f s", exc, delay)
-                time.sleep(delay)
+        retry_dropped(self._connect_once, attempts, self.connect_backoff)
+        self._connected_once = True
 
     def _connect_once(self) -> None:
         ep = self.endpoint

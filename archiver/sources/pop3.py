@@ -15,7 +15,6 @@ import hashlib
 import logging
 import socket
 import ssl
-import time
 from collections import Counter
 from collections.abc import Iterator
 from typing import Callable, Optional
@@ -30,7 +29,12 @@ from archiver.sources.base import (
     FolderStatus,
     MessageMeta,
 )
-from archiver.sources.imap import _DROPS, ConnectionDropped, _dropped, connect_error
+from archiver.sources.imap import (
+    _DROPS,
+    _dropped,
+    connect_error,
+    retry_dropped,
+)
 
 log = logging.getLogger("archiver.pop3")
 
@@ -148,17 +152,8 @@ class Pop3Source:
         :class:`ConnectionDropped`, retried on the first connect.
         """
         attempts = 1 if self._connected_once else max(1, self.connect_attempts)
-        for attempt in range(1, attempts + 1):
-            try:
-                self._connect_once()
-                self._connected_once = True
-                return
-            except ConnectionDropped as exc:
-                if attempt == attempts:
-                    raise
-                delay = self.connect_backoff * 2 ** (attempt - 1)
-                log.info("%s; retrying in %.1f s", exc, delay)
-                time.sleep(delay)
+        retry_dropped(self._connect_once, attempts, self.connect_backoff)
+        self._connected_once = True
 
     def _connect_once(self) -> None:
         ep = self.endpoint
