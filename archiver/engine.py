@@ -567,7 +567,7 @@ def run_backup(source: Source, archive: Archive, store: Store,
         from archiver.reindex import write_snapshot
 
         try:
-            write_snapshot(archive)
+            write_snapshot(archive, archive.state())
         except (ArchiverError, OSError, ValueError) as exc:
             log.warning("could not refresh the index snapshot: %s", exc)
     return summary

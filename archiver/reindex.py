@@ -82,14 +82,18 @@ def snapshot_path(archive: Archive) -> Path:
     return archive.meta_dir / SNAPSHOT_NAME
 
 
-def write_snapshot(archive: Archive) -> SnapshotInfo:
+def write_snapshot(archive: Archive, state: Optional[IndexState] = None) -> SnapshotInfo:
     """Save what only the index knows, so a later :func:`rebuild_index` recovers it.
 
     One zstd-compressed JSON object: the folder records, and for each message
     that has any, its keywords (other than ``$Forwarded``), UIDL, POP3 date
     source, gone mark, plus the ``link`` records.  Written atomically.
+
+    ``state``: the index already folded (a backup just did), so it is not built
+    a second time; the records are then only scanned for folders and links.
     """
-    state = IndexState()
+    fold = state is None
+    state = IndexState() if state is None else state
     folders: dict[str, dict[str, Any]] = {}
     sources: dict[tuple[str, str], Any] = {}
     links: list[dict[str, Any]] = []
@@ -99,7 +103,8 @@ def write_snapshot(archive: Archive) -> SnapshotInfo:
         """Fold one record in as it is read: no list of every record (memory stays low)."""
         nonlocal seen
         seen += 1
-        state.apply(rec)
+        if fold:
+            state.apply(rec)
         kind = rec.get("type")
         if kind == "folder" and isinstance(rec.get("folder"), str):
             old = folders.get(rec["folder"], {})
@@ -117,14 +122,20 @@ def write_snapshot(archive: Archive) -> SnapshotInfo:
     if not seen:
         raise UsageError(f"{archive.index_path} is missing or empty: nothing to snapshot "
                          "(rebuild it first with 'archiver reindex')")
-    notes: list[dict[str, Any]] = []
+    # Each note is encoded as soon as it is made: 20,000 small strings weigh far
+    # less than 20,000 dicts (peak memory of the backup that writes the snapshot).
+    notes: list[str] = []
+
+    def encode(note: dict[str, Any]) -> str:
+        return json.dumps(note, ensure_ascii=False, separators=(",", ":"))
+
     mbox = archive.format == "mbox"
     for m in state.messages():
         if not m.sha256:
             continue  # a linked POP3 sight: kept as its link
         keywords = [k for k in m.keywords if k != "$Forwarded"]
         if mbox:
-            notes.append(_mbox_note(m, sources))
+            notes.append(encode(_mbox_note(m, sources)))
             continue
         if not (keywords or m.uidl or m.gone):
             continue
@@ -137,16 +148,23 @@ def write_snapshot(archive: Archive) -> SnapshotInfo:
             note["internaldate_source"] = sources.get((m.folder, m.uidl))
         if m.gone:
             note["gone"] = True
-        notes.append(note)
-    snap = {"v": FORMAT_VERSION, "type": "snapshot", "t": _now(),
-            "index_bytes": res.good_length, "folders": list(folders.values()),
-            "messages": notes, "links": links}
-    data = zstandard.ZstdCompressor(level=9).compress(
-        json.dumps(snap, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+        notes.append(encode(note))
+    head = encode({"v": FORMAT_VERSION, "type": "snapshot", "t": _now(),
+                   "index_bytes": res.good_length, "folders": list(folders.values()),
+                   "links": links})
+    count = len(notes)
+    cobj = zstandard.ZstdCompressor(level=9).compressobj()
+    parts = [cobj.compress((head[:-1] + ',"messages":[').encode("utf-8"))]
+    for i, encoded in enumerate(notes):  # streamed: no second copy of the whole text
+        parts.append(cobj.compress(((", " if i else "") + encoded).encode("utf-8")))
+    parts.append(cobj.compress(b"]}"))
+    parts.append(cobj.flush())
+    del notes
+    data = b"".join(parts)
     path = snapshot_path(archive)
     with translate_os_errors(f"writing {path}"):
         atomic_write(path, data)
-    return SnapshotInfo(path, len(folders), len(notes), len(data))
+    return SnapshotInfo(path, len(folders), count, len(data))
 
 
 def _mbox_note(m: MessageEntry, sources: dict[tuple[str, str], Any]) -> dict[str, Any]:
