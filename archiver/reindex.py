@@ -78,6 +78,28 @@ class SnapshotInfo:
     size: int
 
 
+def emit_folders(names: dict[str, str], by_dir: dict[str, dict[str, Any]],
+                 emit: Callable[[list[dict[str, Any]]], None]) -> int:
+    """Folder records for the rebuilt index, parents first; shared by both formats."""
+    for rel in sorted(names, key=lambda r: (r.count("/"), r)):
+        name = names[rel]
+        frec = by_dir.get(rel) or {}
+        emit([{"v": FORMAT_VERSION, "type": "folder", "folder": name, "dir": rel,
+               "server_name": frec.get("server_name") or name,
+               "separator": frec.get("separator"),
+               "attributes": list(frec.get("attributes") or []),
+               "reindexed": True, "t": _now()}])
+    return len(names)
+
+
+def emit_links(snap: dict[str, Any], taken: set[str],
+               emit: Callable[[list[dict[str, Any]]], None]) -> None:
+    """The snapshot's IMAP/POP3 links, for folders the rebuilt index has."""
+    emit([{"v": FORMAT_VERSION, "type": "link", **link, "reindexed": True, "t": _now()}
+          for link in snap.get("links") or []
+          if isinstance(link, dict) and link.get("folder") in taken])
+
+
 def snapshot_path(archive: Archive) -> Path:
     return archive.meta_dir / SNAPSHOT_NAME
 
@@ -394,25 +416,12 @@ def _write_maildir_records(archive: Archive, snap: Optional[dict[str, Any]],
         if rel not in names and isinstance(frec.get("folder"), str) \
                 and dest.joinpath(*rel.split("/")).is_dir():
             names[rel] = frec["folder"]
-    for rel in sorted(names, key=lambda r: (r.count("/"), r)):
-        name = names[rel]
-        frec = by_dir.get(rel) or {}
-        emit([{"v": FORMAT_VERSION, "type": "folder", "folder": name, "dir": rel,
-               "server_name": frec.get("server_name") or name,
-               "separator": frec.get("separator"),
-               "attributes": list(frec.get("attributes") or []),
-               "reindexed": True, "t": _now()}])
-        report.folders += 1
+    report.folders += emit_folders(names, by_dir, emit)
     for rel in on_disk:
         name = names[rel]
         recs = _msg_records(dest, name, rel, notes.get(name, {}), report)
         report.messages += sum(1 for r in recs if r["type"] == "msg")
         emit(recs)
     if snap is not None:
-        links = []
-        for link in snap.get("links") or []:
-            if isinstance(link, dict) and link.get("folder") in taken:
-                links.append({"v": FORMAT_VERSION, "type": "link", **link, "reindexed": True,
-                              "t": _now()})
-        emit(links)
+        emit_links(snap, taken, emit)
 

@@ -45,15 +45,12 @@ from archiver.archive import META_DIR, Archive
 from archiver.headers import summarize
 from archiver.index import FORMAT_VERSION, POP3_UIDVALIDITY, uid_for_uidl
 from archiver.names import decode_component
+from archiver.reindex import _now, emit_folders, emit_links
 from archiver.stores.base import norm_hash
 from archiver.stores.mbox import tail_for, unquote
 
 HEAD_BYTES = 256 * 1024
 SBD = ".sbd"
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def mbox_tree(dest: Path) -> tuple[list[str], set[str]]:
@@ -275,24 +272,11 @@ def write_mbox_records(archive: Archive, snap: Optional[dict[str, Any]],
         if rel not in names and isinstance(frec.get("folder"), str) and rel + SBD in sbds:
             names[rel] = frec["folder"]
             taken.add(frec["folder"])
-    for rel in sorted(names, key=lambda r: (r.count("/"), r)):
-        name = names[rel]
-        frec = by_dir.get(rel) or {}
-        emit([{"v": FORMAT_VERSION, "type": "folder", "folder": name, "dir": rel,
-               "server_name": frec.get("server_name") or name,
-               "separator": frec.get("separator"),
-               "attributes": list(frec.get("attributes") or []),
-               "reindexed": True, "t": _now()}])
-        report.folders += 1
+    report.folders += emit_folders(names, by_dir, emit)
     for rel in files:
         recs = parse_file(dest.joinpath(*rel.split("/")), rel, names[rel], notes_at,
                           report.skipped)
         report.messages += sum(1 for r in recs if r["type"] == "msg")
         emit(recs)
     if snap is not None:
-        links = []
-        for link in snap.get("links") or []:
-            if isinstance(link, dict) and link.get("folder") in taken:
-                links.append({"v": FORMAT_VERSION, "type": "link", **link, "reindexed": True,
-                              "t": _now()})
-        emit(links)
+        emit_links(snap, taken, emit)

@@ -29,7 +29,7 @@ from typing import BinaryIO, Optional, Protocol
 
 from archiver.archive import Archive
 from archiver.errors import DestinationError, UsageError
-from archiver.fsutil import DIR_MODE, open_new, translate_os_errors
+from archiver.fsutil import DIR_MODE, open_new, set_mtime, translate_os_errors, write_all
 from archiver.index import POP3_UIDVALIDITY, FolderEntry
 from archiver.search import Item, load
 from archiver.stores.mbox import quote, unquote
@@ -204,6 +204,19 @@ def asctime_utc(when: Optional[datetime]) -> str:
     d = (when or EPOCH).astimezone(timezone.utc)
     return (f"{_DAYS[d.weekday()]} {_MONTHS[d.month - 1]} {d.day:2d} "
             f"{d.hour:02d}:{d.minute:02d}:{d.second:02d} {d.year}")
+
+
+def write_message_file(path: Path, data: bytes, when: Optional[datetime]) -> None:
+    """One exported message as a new 0600 file, its mtime the received date.
+
+    Not fsynced one by one: an export syncs once at the end.
+    """
+    fd = open_new(path)
+    try:
+        write_all(fd, data)
+    finally:
+        os.close(fd)
+    set_mtime(path, when)
 
 
 # ---------------------------------------------------------------- mbox framing

@@ -22,8 +22,8 @@ from archiver.export import (
     received,
     safe_name,
     tree_names,
+    write_message_file,
 )
-from archiver.fsutil import open_new, set_mtime, write_all
 from archiver.search import Item
 
 EXT = ".eml"
@@ -63,13 +63,7 @@ class EmlWriter:
 
     def add(self, item: Item, data: bytes) -> None:
         name = self.names.claim(eml_base(item), EXT)
-        path = self.current / name
-        fd = open_new(path)
-        try:
-            write_all(fd, data)
-        finally:
-            os.close(fd)
-        set_mtime(path, received(item))
+        write_message_file(self.current / name, data, received(item))
 
     def end(self) -> None:
         pass

@@ -10,18 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from archiver.export import FolderJob, make_dirs, received
-from archiver.fsutil import open_new, set_mtime, write_all
+from archiver.export import FolderJob, make_dirs, received, write_message_file
 from archiver.names import assign_path
 from archiver.search import Item
-
-_LETTERS = {"\\Draft": "D", "\\Flagged": "F", "$Forwarded": "P", "\\Answered": "R",
-            "\\Seen": "S", "\\Deleted": "T"}
-
-
-def info(flags: tuple[str, ...], keywords: tuple[str, ...]) -> str:
-    present = set(flags) | {k for k in keywords if k == "$Forwarded"}
-    return "".join(sorted(_LETTERS[f] for f in present if f in _LETTERS))
+from archiver.stores.maildir import file_name
 
 
 class MaildirWriter:
@@ -50,15 +42,8 @@ class MaildirWriter:
 
     def add(self, item: Item, data: bytes) -> None:
         e = item.entry
-        path = self.current / f"{e.uidvalidity}.{e.uid}.archiver:2,{info(e.flags, e.keywords)}"
-        fd = open_new(path)
-        try:
-            write_all(fd, data)
-        finally:
-            import os
-
-            os.close(fd)
-        set_mtime(path, received(item))
+        write_message_file(self.current / file_name(e.uidvalidity, e.uid, e.flags, e.keywords),
+                           data, received(item))
 
     def end(self) -> None:
         pass
