@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any, Optional
 
@@ -29,6 +28,7 @@ from archiver.index import (
     IndexWriter,
     cut_torn_tail,
     read_index,
+    timestamp,
     valid_length,
 )
 
@@ -95,7 +95,7 @@ class Archive:
             if fresh:
                 arc.meta = {
                     "v": FORMAT_VERSION, "format": fmt, "source": source,
-                    "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "created": timestamp(),
                 }
                 atomic_write(arc.meta_path, json.dumps(arc.meta, indent=1,
                                                        ensure_ascii=False).encode())

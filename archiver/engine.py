@@ -15,13 +15,13 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Optional, Protocol
 
 from archiver.archive import Archive
 from archiver.errors import ArchiverError, ConnectionFailed, Interrupted
 from archiver.headers import date_from_headers, summarize
-from archiver.index import FORMAT_VERSION, MessageEntry
+from archiver.index import FORMAT_VERSION, MessageEntry, timestamp
 from archiver.names import assign_path
 from archiver.pipeline import Job, Pipeline
 from archiver.plan import FolderPlan, batches, folder_selected, plan_folder
@@ -114,9 +114,6 @@ class Summary:
             "seconds": round(self.seconds, 3),
         }
 
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def _key(entry: MessageEntry) -> dict[str, Any]:
@@ -453,7 +450,7 @@ class Backup:
             else:
                 records.append({"v": FORMAT_VERSION, "type": "gone", "folder": name,
                                 **_key(old), "reason": "uidvalidity",
-                                "replaced_by": [plan.uidvalidity, item.uid], "t": _now()})
+                                "replaced_by": [plan.uidvalidity, item.uid], "t": timestamp()})
         for item, other in st.links:
             records.append(self._link_record(name, item, other.uidvalidity, other.uid))
         for item, old in st.takeovers:
@@ -490,7 +487,7 @@ class Backup:
 
     def _link_record(self, name: str, sight: Any, uidvalidity: int, uid: int) -> dict[str, Any]:
         return {"v": FORMAT_VERSION, "type": "link", "folder": name, "uidl": sight.uidl,
-                "to": [uidvalidity, uid], "t": _now()}
+                "to": [uidvalidity, uid], "t": timestamp()}
 
     def _msg_record(self, name: str, uidvalidity: int, item: Incoming, path: str, size: int,
                     sha256: str, offset: Optional[int] = None,
@@ -512,7 +509,7 @@ class Backup:
             rec["sha256_norm"] = item.sha256_norm(lambda p: p.read_bytes()) \
                 if item.data is not None else ""
         rec.update(summarize(item.head))
-        rec["t"] = _now()
+        rec["t"] = timestamp()
         return rec
 
     def _commit_changes(self, name: str, path: str, plan: FolderPlan) -> None:
@@ -529,11 +526,11 @@ class Backup:
                 records.append({"v": FORMAT_VERSION, "type": "flags", "folder": name,
                                 **_key(old),
                                 "flags": list(meta.flags), "keywords": list(meta.keywords),
-                                "path": newpath or old.path, "t": _now()})
+                                "path": newpath or old.path, "t": timestamp()})
             self.summary.flags_updated += len(plan.flag_changes)
         for old in plan.gone:
             records.append({"v": FORMAT_VERSION, "type": "gone", "folder": name,
-                            **_key(old), "reason": "expunged", "t": _now()})
+                            **_key(old), "reason": "expunged", "t": timestamp()})
         self.summary.gone += len(plan.gone)
         self._record(name, records)
 
@@ -541,7 +538,7 @@ class Backup:
         """After a full re-read under a new UIDVALIDITY, old copies not seen again are gone."""
         records = [{"v": FORMAT_VERSION, "type": "gone", "folder": name,
                     **_key(old), "reason": "uidvalidity",
-                    "t": _now()}
+                    "t": timestamp()}
                    for pool in plan.reusable.values() for old in pool]
         self.summary.gone += len(records)
         self._record(name, records)

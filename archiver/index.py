@@ -18,6 +18,7 @@ import json
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
 
@@ -27,6 +28,11 @@ from archiver.fsutil import fsync_dir, open_new, truncate_durably, write_all
 
 FORMAT_VERSION = 1
 POP3_UIDVALIDITY = 0  # POP3 sights are keyed (0, uid_for_uidl(uidl))
+
+
+def timestamp() -> str:
+    """Now, UTC, ISO 8601 to the second: the ``t`` of every record we write."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def uid_for_uidl(uidl: str) -> int:

@@ -51,6 +51,7 @@ from archiver.index import (
     IndexWriter,
     MessageEntry,
     read_index,
+    timestamp,
     uid_for_uidl,
 )
 from archiver.names import decode_component
@@ -62,9 +63,6 @@ _FILE_RE = re.compile(r"^(\d+)\.(\d+)\.archiver(?::2,([A-Za-z]*))?$")
 _LETTERS = {"D": "\\Draft", "F": "\\Flagged", "R": "\\Answered", "S": "\\Seen",
             "T": "\\Deleted"}
 
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 # ---------------------------------------------------------------- snapshot
@@ -88,14 +86,14 @@ def emit_folders(names: dict[str, str], by_dir: dict[str, dict[str, Any]],
                "server_name": frec.get("server_name") or name,
                "separator": frec.get("separator"),
                "attributes": list(frec.get("attributes") or []),
-               "reindexed": True, "t": _now()}])
+               "reindexed": True, "t": timestamp()}])
     return len(names)
 
 
 def emit_links(snap: dict[str, Any], taken: set[str],
                emit: Callable[[list[dict[str, Any]]], None]) -> None:
     """The snapshot's IMAP/POP3 links, for folders the rebuilt index has."""
-    emit([{"v": FORMAT_VERSION, "type": "link", **link, "reindexed": True, "t": _now()}
+    emit([{"v": FORMAT_VERSION, "type": "link", **link, "reindexed": True, "t": timestamp()}
           for link in snap.get("links") or []
           if isinstance(link, dict) and link.get("folder") in taken])
 
@@ -171,7 +169,7 @@ def write_snapshot(archive: Archive, state: Optional[IndexState] = None) -> Snap
         if m.gone:
             note["gone"] = True
         notes.append(encode(note))
-    head = encode({"v": FORMAT_VERSION, "type": "snapshot", "t": _now(),
+    head = encode({"v": FORMAT_VERSION, "type": "snapshot", "t": timestamp(),
                    "index_bytes": res.good_length, "folders": list(folders.values()),
                    "links": links})
     count = len(notes)
@@ -309,13 +307,13 @@ def _msg_records(dest: Path, name: str, rel: str, notes: dict[tuple[int, int], d
                 rec["sha256_norm"] = norm_hash(path.read_bytes())
             rec.update(summarize(head))
             rec["reindexed"] = True
-            rec["t"] = _now()
+            rec["t"] = timestamp()
             out.append(rec)
             if note is not None and note.get("gone"):
                 key = {"uidl": rec["uidl"]} if "uidl" in rec else {"uidvalidity": uidvalidity,
                                                                    "uid": uid}
                 out.append({"v": FORMAT_VERSION, "type": "gone", "folder": name, **key,
-                            "reason": "expunged", "reindexed": True, "t": _now()})
+                            "reason": "expunged", "reindexed": True, "t": timestamp()})
     return out
 
 

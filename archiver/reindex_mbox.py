@@ -43,9 +43,9 @@ from typing import Any, Optional
 
 from archiver.archive import META_DIR, Archive
 from archiver.headers import summarize
-from archiver.index import FORMAT_VERSION, POP3_UIDVALIDITY, uid_for_uidl
+from archiver.index import FORMAT_VERSION, POP3_UIDVALIDITY, timestamp, uid_for_uidl
 from archiver.names import decode_component
-from archiver.reindex import _now, emit_folders, emit_links
+from archiver.reindex import emit_folders, emit_links
 from archiver.stores.base import norm_hash
 from archiver.stores.mbox import tail_for, unquote
 
@@ -145,7 +145,7 @@ def _note_record(name: str, rel: str, offset: int, data: bytes, note: dict[str, 
         rec["sha256_norm"] = note.get("sha256_norm") or norm_hash(data)
     rec.update(summarize(data[:HEAD_BYTES]))
     rec["reindexed"] = True
-    rec["t"] = _now()
+    rec["t"] = timestamp()
     return rec
 
 
@@ -160,7 +160,7 @@ def _parsed_record(name: str, rel: str, offset: int, length: int, data: bytes, s
     }
     rec.update(summarize(data[:HEAD_BYTES]))
     rec["reindexed"] = True
-    rec["t"] = _now()
+    rec["t"] = timestamp()
     return rec
 
 
@@ -195,7 +195,7 @@ def parse_file(path: Path, rel: str, name: str, notes_at: dict[tuple[str, int], 
                         key = {"uidl": rec["uidl"]} if "uidl" in rec else {
                             "uidvalidity": rec["uidvalidity"], "uid": rec["uid"]}
                         out.append({"v": FORMAT_VERSION, "type": "gone", "folder": name, **key,
-                                    "reason": "expunged", "reindexed": True, "t": _now()})
+                                    "reason": "expunged", "reindexed": True, "t": timestamp()})
                     pos = end
                     continue
             found = mm.find(b"\n\nFrom ", offset)

@@ -30,11 +30,11 @@ from typing import Any, Optional
 from archiver.archive import Archive
 from archiver.engine import NullProgress, Progress
 from archiver.errors import ConnectionFailed, Interrupted
-from archiver.index import FORMAT_VERSION, FolderEntry, MessageEntry
+from archiver.index import FORMAT_VERSION, FolderEntry, MessageEntry, timestamp
 from archiver.names import encode_mutf7
 from archiver.plan import folder_selected
 from archiver.sinks.imap import AppendItem, AppendResult, ImapTarget, TargetFolder, valid_keyword
-from archiver.sinks.journal import Landed, RestoreJournal, now
+from archiver.sinks.journal import Landed, RestoreJournal
 from archiver.sinks.match import Candidate, epoch, ident_of, match
 from archiver.sources.base import ConnectionLost
 from archiver.stores.base import Store
@@ -349,7 +349,7 @@ class Restore:
             if not opts.dry_run:
                 self.journal.record([{"v": FORMAT_VERSION, "type": "folder", "target": tname,
                                       "folder": entry.name, "uidvalidity": selected.uidvalidity,
-                                      "t": now()}])
+                                      "t": timestamp()}])
         confirmed: list[tuple[MessageEntry, Landed]] = []
         todo: list[MessageEntry] = []
         for m in messages:
@@ -376,6 +376,20 @@ class Restore:
     def _loader(self, m: MessageEntry) -> Any:
         return lambda: self.store.read_message(m)
 
+    def candidate(self, m: MessageEntry) -> Candidate:
+        """How an archived message is matched against a target folder's contents.
+
+        Shared by the dedup before an upload and by ``--verify`` after it.
+        """
+        data: Optional[bytes] = None
+        if not m.message_id:
+            try:
+                data = self.store.read_message(m)
+            except OSError:
+                data = b""
+        return Candidate(ident_of(m.message_id, data), m.size, epoch(m.internaldate),
+                         self._loader(m))
+
     def _dedup(self, entry: FolderEntry, tname: str, uidvalidity: int, exists: int,
                confirmed: list[tuple[MessageEntry, Landed]], todo: list[MessageEntry]
                ) -> list[MessageEntry]:
@@ -390,15 +404,7 @@ class Restore:
                 ident, size, ts = landed.key
                 cands.append(Candidate(ident, size, ts))
         first = len(cands)
-        for m in todo:
-            data: Optional[bytes] = None
-            if not m.message_id:
-                try:
-                    data = self.store.read_message(m)
-                except OSError:
-                    data = b""
-            cands.append(Candidate(ident_of(m.message_id, data), m.size, epoch(m.internaldate),
-                                   self._loader(m)))
+        cands.extend(self.candidate(m) for m in todo)
         pairs = match(cands, pool)
         left: list[MessageEntry] = []
         records: list[dict[str, Any]] = []
@@ -423,7 +429,7 @@ class Restore:
         return {"v": FORMAT_VERSION, "type": "landed", "target": tname, "folder": folder,
                 "uidvalidity": m.uidvalidity, "uid": m.uid, "sha256": m.sha256,
                 "to_uidvalidity": to_uidvalidity, "to_uid": to_uid, "key": list(key),
-                "how": how, "t": now()}
+                "how": how, "t": timestamp()}
 
     def _flags(self, m: MessageEntry, keywords_allowed: bool,
                permanent: tuple[str, ...]) -> tuple[str, ...]:

@@ -10,11 +10,11 @@ errors.  Keywords are compared only where the target can store them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from archiver.names import encode_mutf7
 from archiver.restore import Restore, wanted
-from archiver.sinks.match import Candidate, epoch, ident_of, match
+from archiver.sinks.match import match
 
 
 @dataclass
@@ -59,16 +59,7 @@ def verify_target(restore: Restore, limit: int = 50) -> TargetReport:
             continue
         selected = target.select(raw)
         on_target = target.scan(selected.exists)
-        cands = []
-        for m in messages:
-            data: Optional[bytes] = None
-            if not m.message_id:
-                try:
-                    data = restore.store.read_message(m)
-                except OSError:
-                    data = b""
-            cands.append(Candidate(ident_of(m.message_id, data), m.size, epoch(m.internaldate),
-                                   restore._loader(m)))
+        cands = [restore.candidate(m) for m in messages]
         pairs = match(cands, on_target)
         report.extra += len(on_target) - len(pairs)
         for i, m in enumerate(messages):

@@ -14,14 +14,13 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any, Optional
 
 from archiver.archive import _lock
 from archiver.errors import LockedError
 from archiver.fsutil import translate_os_errors
-from archiver.index import FORMAT_VERSION, IndexWriter, cut_torn_tail, read_index
+from archiver.index import FORMAT_VERSION, IndexWriter, cut_torn_tail, read_index, timestamp
 
 DEFAULT_IMAPS_PORT = 993
 _UNSAFE = re.compile(r"[^A-Za-z0-9@._+-]")
@@ -36,8 +35,6 @@ def journal_name(host: str, port: int, user: str) -> str:
     return f"restore-{where}-{safe(user)}.jsonl.zst"
 
 
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)
@@ -116,7 +113,7 @@ class RestoreJournal:
                 self._writer = IndexWriter(self.path, self._good)
                 if fresh:
                     self._writer.append([{"v": FORMAT_VERSION, "type": "target",
-                                          **self.target, "t": now()}])
+                                          **self.target, "t": timestamp()}])
             self._writer.append(records)
         for rec in records:
             self.apply(rec)
