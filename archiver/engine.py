@@ -1,10 +1,11 @@
 """The backup loop: one engine for every source and store.
 
-The main thread talks to the server (plan, fetch); a committer thread makes
-each fetched batch durable in the store and only then appends its index
-frame.  The two overlap, so network and disk time are not added up.  Every
-index record is written by the committer, in submission order, after the
-files it names are durable.
+The main thread talks to the server (plan, fetch); the pipeline's stage
+thread writes each fetched batch into the store and its sync thread makes it
+durable and only then appends its index frame (archiver/pipeline.py).  They
+overlap, so network and disk time are not added up.  Every index record is
+written by the sync thread, in submission order, after the files it names
+are durable.
 """
 
 from __future__ import annotations
@@ -127,7 +128,7 @@ def _iso(dt: Optional[datetime]) -> Optional[str]:
     return dt.isoformat() if dt is not None else None
 
 
-# ---------------------------------------------------------------- committer
+# ---------------------------------------------------------------- pipeline records
 
 
 @dataclass
@@ -168,9 +169,9 @@ class Backup:
         crash = os.environ.get(CRASH_ENV)
         self._crash_after = int(crash) if crash else None
         self._written = 0
-        self._reused = 0  # committer-thread counter, folded into the summary at the end
+        self._reused = 0  # sync-thread counter, folded into the summary at the end
         # Folder records waiting to go out in that folder's first index frame, and the
-        # STATUS counters of folders whose pass is durable (both touched by the committer).
+        # STATUS counters of folders whose pass is durable (both touched by the sync thread).
         self._folder_records: dict[str, dict[str, Any]] = {}
         self._counters: dict[str, Any] = {}
         self._statuses: dict[str, Optional[FolderStatus]] = {}
@@ -183,17 +184,17 @@ class Backup:
 
     def run(self) -> Summary:
         start = time.monotonic()
-        committer = Pipeline()
-        self._committer = committer
+        pipeline = Pipeline()
+        self._pipeline = pipeline
         self._counters = self.archive.folder_counters()
         try:
             self._run_folders()
-            committer.drain()
+            pipeline.drain()
         except KeyboardInterrupt:
             self.summary.interrupted = True
-            committer.drain()
+            pipeline.drain()
         finally:
-            committer.stop()
+            pipeline.stop()
             # Counters only ever describe durable passes, so saving them is always safe.
             self.archive.save_folder_counters(self._counters)
             self.summary.already += self._reused
@@ -217,7 +218,7 @@ class Backup:
                     self._one_folder(folder)
                     break
                 except ConnectionLost as exc:
-                    self._committer.drain()
+                    self._pipeline.drain()
                     if not self._reconnect(exc):
                         return
                 except FetchFailed as exc:
@@ -272,11 +273,11 @@ class Backup:
     # ------------------------------------------------------------ one folder
 
     def _one_folder(self, folder: Folder) -> None:
-        """Plan and fetch one folder; its durable end is a committer job (no waiting here)."""
+        """Plan and fetch one folder; its durable end is a pipeline job (no waiting here)."""
         if not folder.selectable:
             if folder.name not in self._counters:
                 path = self._ensure_folder(folder)
-                self._committer.submit(Job(folder.name, path, lambda _: self._finish_folder(
+                self._pipeline.submit(Job(folder.name, path, lambda _: self._finish_folder(
                     folder.name, path, {"noselect": True})))
             return
         status = self._statuses.pop(folder.name, None) or self.source.status(folder)
@@ -298,14 +299,14 @@ class Backup:
         self.progress.add_total(len(plan.to_fetch) - est_messages,
                                 plan.fetch_bytes() - est_bytes)
         if plan.flag_changes or plan.gone:
-            self._committer.submit(Job(folder.name, path,
+            self._pipeline.submit(Job(folder.name, path,
                                        lambda _: self._commit_changes(folder.name, path, plan)))
         failures = self._fetch_all(folder, path, plan)
         if plan.uidvalidity_changed and not failures:
-            self._committer.submit(Job(folder.name, path,
+            self._pipeline.submit(Job(folder.name, path,
                                        lambda _: self._retire_old(folder.name, plan)))
         done = status.as_dict() if (status is not None and not failures) else None
-        self._committer.submit(Job(folder.name, path,
+        self._pipeline.submit(Job(folder.name, path,
                                    lambda _: self._finish_folder(folder.name, path, done)))
 
     def _finish_folder(self, name: str, path: str, counters: Optional[dict[str, Any]]) -> None:
@@ -374,7 +375,7 @@ class Backup:
                                           m.internaldate, data=body, uidl=m.uidl))
             if items:
                 self._reconnects = 0  # progress: a flaky line gets a fresh retry budget
-                self._committer.submit(Job(
+                self._pipeline.submit(Job(
                     folder.name, path, finish=self._finish_batch,
                     prepare=functools.partial(self._stage_batch, folder.name, path, plan,
                                               items)))
@@ -395,7 +396,7 @@ class Backup:
         return Incoming(plan.uidvalidity, meta.uid, meta.flags, meta.keywords,
                         meta.internaldate, spool=spool, uidl=meta.uidl)
 
-    # ------------------------------------------------------------ committer jobs
+    # ------------------------------------------------------------ pipeline jobs
 
     def _stage_batch(self, name: str, path: str, plan: FolderPlan,
                      items: list[Incoming]) -> _Staged:

@@ -366,7 +366,7 @@ class IndexState:
                 folder.messages[key].gone = True
 
     def all_paths(self) -> set[str]:
-        # list() copies in one C call: safe while the committer adds a folder.
+        # list() copies in one C call: safe while the sync thread adds a folder.
         return {f.path for f in list(self.folders.values())}
 
     def messages(self) -> Iterator[MessageEntry]:

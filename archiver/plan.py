@@ -30,7 +30,7 @@ class FolderPlan:
     # link to instead of storing twice, matched by norm hash as a multiset.
     # Never retired: a message missing over one protocol is not gone from the other.
     cross: list[MessageEntry] = field(default_factory=list)
-    cross_index: Optional[dict[str, list[MessageEntry]]] = None  # built by the committer
+    cross_index: Optional[dict[str, list[MessageEntry]]] = None  # built by the stage thread
 
     @property
     def uidvalidity_changed(self) -> bool:

@@ -1,9 +1,11 @@
 """What a store (Maildir, mbox, ...) does for the engine, and the records it returns.
 
 A store turns fetched messages into durable files and knows nothing about
-IMAP or the index.  :meth:`Store.write_batch` returns only when every file of
-the batch is durable (fsynced, renamed, directory fsynced); only then does
-the engine write the index frame that mentions them.
+IMAP or the index.  A batch is written in two steps so the engine can overlap
+them: :meth:`Store.stage_batch` writes the files (page cache only), and
+:meth:`Store.commit_staged` returns only when every one is durable (synced,
+renamed, directory fsynced); only then does the engine write the index frame
+that mentions them.
 """
 
 from __future__ import annotations
@@ -124,8 +126,6 @@ class Store(Protocol):
         ...
 
     def spool(self, folder_path: str, uidvalidity: int, uid: int) -> Spool: ...
-
-    def write_batch(self, folder_path: str, items: list[Incoming]) -> list[Stored]: ...
 
     def stage_batch(self, folder_path: str, items: list[Incoming]
                     ) -> tuple[Any, list[Stored]]:

@@ -140,11 +140,6 @@ class MaildirStore:
         with translate_os_errors(f"writing {path}"):
             return Spool.create(path)
 
-    def write_batch(self, folder_path: str, items: list[Incoming]) -> list[Stored]:
-        staged, results = self.stage_batch(folder_path, items)
-        self.commit_staged(staged)
-        return results
-
     def stage_batch(self, folder_path: str, items: list[Incoming]
                     ) -> tuple[_Staged, list[Stored]]:
         """Write every file into tmp/ (page cache only); names and hashes are known now."""

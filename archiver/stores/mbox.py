@@ -181,11 +181,6 @@ class MboxStore:
         with translate_os_errors(f"writing {path}"):
             return Spool.create(path)
 
-    def write_batch(self, folder_path: str, items: list[Incoming]) -> list[Stored]:
-        staged, results = self.stage_batch(folder_path, items)
-        self.commit_staged(staged)
-        return results
-
     def stage_batch(self, folder_path: str, items: list[Incoming]
                     ) -> tuple[Optional[int], list[Stored]]:
         """Append the batch (page cache only); returns the open fd to fsync and the offsets."""
