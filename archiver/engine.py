@@ -280,7 +280,9 @@ class Backup:
                 self._pipeline.submit(Job(folder.name, path, lambda _: self._finish_folder(
                     folder.name, path, {"noselect": True})))
             return
-        status = self._statuses.pop(folder.name, None) or self.source.status(folder)
+        # Asked once up front; a folder STATUS refused then (None) is not asked again.
+        status = (self._statuses.pop(folder.name) if folder.name in self._statuses
+                  else self.source.status(folder))
         cached = self._counters.get(folder.name)
         if (status is not None and status.highestmodseq is not None
                 and cached == status.as_dict()):
