@@ -35,6 +35,7 @@ class Fault:
     stall_after: Optional[int] = None  # stop forwarding (sockets stay open) after N bytes
     delay: float = 0.0  # sleep this long before forwarding each server->client chunk
     refuse: bool = False  # close the client's socket at once, never contact the server
+    cut_up_after: Optional[int] = None  # close both sides after N client->server bytes
 
 
 CLEAN = Fault()
@@ -159,6 +160,8 @@ class FaultProxy:
             stalled = limit is not None and limit <= 0
             if stalled and fault.cut_after is not None and fault.cut_after <= 0:
                 return _cut(client, server)
+            if fault.cut_up_after is not None and fault.cut_up_after <= 0:
+                return _cut(client, server)
             if not stalled:
                 sel.register(server, selectors.EVENT_READ, "down")
             while not self._stop.is_set():
@@ -174,6 +177,11 @@ class FaultProxy:
                     if not data:
                         return "client" if key.data == "up" else "server"
                     if key.data == "up":
+                        up_limit = fault.cut_up_after
+                        if up_limit is not None and st.up + len(data) >= up_limit:
+                            _send_all(server, data[: up_limit - st.up], self._stop)
+                            st.up = up_limit
+                            return _cut(client, server)  # e.g. inside an APPEND literal
                         if not stalled:  # a stalled line swallows what the client sends
                             _send_all(server, data, self._stop)
                             st.up += len(data)

@@ -24,13 +24,9 @@ from __future__ import annotations
 
 import functools
 import random
-import selectors
-import socket
-import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import pytest
 
@@ -38,58 +34,10 @@ import archiver.restore
 from archiver.sources.imap import ImapSession
 from tests.dovecot import DovecotServer, MailUser
 from tests.helpers import backup, password_file, run_cli
-from tests.proxy import CLEAN, ConnStats, Fault, FaultProxy, Plan, _cut, _send_all, every, first
+from tests.proxy import CLEAN, Fault, FaultProxy, Plan, every, first
 
 CUTS = 100
 RESULTS: Counter[str] = Counter()
-
-
-@dataclass(frozen=True)
-class UpFault(Fault):
-    """Also: close both sides after N client->server bytes (inside an APPEND literal)."""
-
-    cut_up_after: Optional[int] = None
-
-
-class UpCutProxy(FaultProxy):
-    """A :class:`FaultProxy` that also counts and cuts client->server bytes."""
-
-    def _pump(self, client: socket.socket, server: socket.socket, st: ConnStats) -> str:
-        fault = st.fault
-        limit = fault.cut_up_after if isinstance(fault, UpFault) else None
-        if limit is None:
-            return super()._pump(client, server, st)
-        if limit <= 0:
-            return _cut(client, server)
-        client.setblocking(False)
-        server.setblocking(False)
-        deadline = time.monotonic() + self.max_seconds
-        with selectors.DefaultSelector() as sel:
-            sel.register(client, selectors.EVENT_READ, "up")
-            sel.register(server, selectors.EVENT_READ, "down")
-            while not self._stop.is_set():
-                if time.monotonic() > deadline:
-                    return "expired"
-                for key, _ in sel.select(0.1):
-                    sock = key.fileobj
-                    assert isinstance(sock, socket.socket)
-                    try:
-                        data = sock.recv(self.chunk)
-                    except BlockingIOError:
-                        continue
-                    if not data:
-                        return "client" if key.data == "up" else "server"
-                    if key.data == "down":
-                        _send_all(client, data, self._stop)
-                        st.down += len(data)
-                        continue
-                    if st.up + len(data) >= limit:
-                        _send_all(server, data[: limit - st.up], self._stop)
-                        st.up = limit
-                        return _cut(client, server)
-                    _send_all(server, data, self._stop)
-                    st.up += len(data)
-        return "stopped"
 
 
 def _message(rng: random.Random, i: int, size: int) -> bytes:
@@ -151,7 +99,7 @@ def source(dovecot: DovecotServer, dovecot_new: DovecotServer,
     assert sum(sum(c.values()) for c in expected.values()) == 48
     # the byte profile of a clean restore, both directions
     new = dovecot_new.new_user("rprof")
-    with UpCutProxy(dovecot_new.imaps_port) as proxy:
+    with FaultProxy(dovecot_new.imaps_port) as proxy:
         code, _, err = run_cli(_restore_args(dest, dovecot_new, new, proxy.port))
         assert code == 0, err
         down = sum(c.down for c in proxy.connections)
@@ -169,7 +117,7 @@ def _cut_points(total: int, n: int, seed: int, fixed: list[int]) -> list[int]:
 
 
 def _fault(kind: str, cut: int) -> Fault:
-    return Fault(cut_after=cut) if kind == "down" else UpFault(cut_up_after=cut)
+    return Fault(cut_after=cut) if kind == "down" else Fault(cut_up_after=cut)
 
 
 def test_random_target_cut_points_then_rerun_is_exact(
@@ -184,7 +132,7 @@ def test_random_target_cut_points_then_rerun_is_exact(
     for i, (kind, cut) in enumerate(points):
         user = dovecot_new.new_user("rc")
         plan: Plan = (first if i % 2 == 0 else every)(_fault(kind, cut))
-        with UpCutProxy(dovecot_new.imaps_port, plan) as proxy:
+        with FaultProxy(dovecot_new.imaps_port, plan) as proxy:
             code, _, err = run_cli(_restore_args(source.dest, dovecot_new, user, proxy.port))
             what = f"{kind} cut after {cut} ({'first' if i % 2 == 0 else 'every'})"
             assert "Traceback" not in err, f"{what}: {err}"
