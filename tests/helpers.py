@@ -5,8 +5,11 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import socket
 import subprocess
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,38 @@ from archiver.index import read_index
 from tests.dovecot import DovecotServer, MailUser
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def line_server(greeting: bytes,
+                respond: Callable[[bytes], tuple[bytes, bool]]) -> socket.socket:
+    """A scripted one-connection server on 127.0.0.1 for what Dovecot will not do.
+
+    ``respond(line)`` gets each CRLF-ended command line and returns (reply,
+    end the session?).  The caller closes the returned listening socket.
+    """
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+
+    def serve() -> None:
+        conn, _ = srv.accept()
+        with conn:
+            conn.sendall(greeting)
+            buf = b""
+            while True:
+                data = conn.recv(4096)
+                if not data:
+                    return
+                buf += data
+                while b"\r\n" in buf:
+                    line, buf = buf.split(b"\r\n", 1)
+                    reply, done = respond(line)
+                    conn.sendall(reply)
+                    if done:
+                        return
+
+    threading.Thread(target=serve, daemon=True).start()
+    return srv
 
 
 def run_cli(args: list[str], env: dict[str, str] | None = None) -> tuple[int, str, str]:

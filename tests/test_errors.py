@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import socket
-import threading
 from pathlib import Path
 
 from archiver.archive import Archive
 from tests.dovecot import DovecotServer, MailUser
-from tests.helpers import backup, password_file, run_cli, source_args
+from tests.helpers import backup, line_server, password_file, run_cli, source_args
 
 
 def _one_line(err: str) -> str:
@@ -69,35 +68,18 @@ def test_starttls_is_used_on_imap_urls(dovecot: DovecotServer, mail_user: MailUs
 
 def _fake_imap_without_starttls() -> tuple[socket.socket, list[bytes]]:
     """A scripted server that offers no STARTTLS (a downgrade): we must not log in."""
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(1)
     seen: list[bytes] = []
 
-    def serve() -> None:
-        conn, _ = srv.accept()
-        with conn:
-            conn.sendall(b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] fake ready\r\n")
-            buf = b""
-            while True:
-                data = conn.recv(4096)
-                if not data:
-                    return
-                buf += data
-                while b"\r\n" in buf:
-                    line, buf = buf.split(b"\r\n", 1)
-                    seen.append(line)
-                    tag = line.split(b" ", 1)[0]
-                    if b"CAPABILITY" in line.upper():
-                        conn.sendall(b"* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n" + tag
-                                     + b" OK done\r\n")
-                    elif b"LOGOUT" in line.upper():
-                        conn.sendall(b"* BYE\r\n" + tag + b" OK bye\r\n")
-                        return
-                    else:
-                        conn.sendall(tag + b" NO not here\r\n")
+    def respond(line: bytes) -> tuple[bytes, bool]:
+        seen.append(line)
+        tag = line.split(b" ", 1)[0]
+        if b"CAPABILITY" in line.upper():
+            return b"* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n" + tag + b" OK done\r\n", False
+        if b"LOGOUT" in line.upper():
+            return b"* BYE\r\n" + tag + b" OK bye\r\n", True
+        return tag + b" NO not here\r\n", False
 
-    threading.Thread(target=serve, daemon=True).start()
+    srv = line_server(b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] fake ready\r\n", respond)
     return srv, seen
 
 

@@ -7,7 +7,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +14,14 @@ from pathlib import Path
 from archiver.sources.pop3 import _Reader
 from archiver.stores.base import norm_hash
 from tests.dovecot import DovecotServer, MailUser
-from tests.helpers import REPO, archived_files, index_records, password_file, run_cli
+from tests.helpers import (
+    REPO,
+    archived_files,
+    index_records,
+    line_server,
+    password_file,
+    run_cli,
+)
 
 
 def pop3_args(server: DovecotServer, user: MailUser, dest: Path) -> list[str]:
@@ -127,33 +133,16 @@ def test_pop3_stls_is_used_on_pop3_urls(dovecot: DovecotServer, mail_user: MailU
 
 def _fake_pop3(handler: Callable[[bytes], bytes], capa: bytes) -> socket.socket:
     """A scripted POP3 server for what Dovecot will not do (no STLS, no TOP, lying sizes)."""
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(1)
 
-    def serve() -> None:
-        conn, _ = srv.accept()
-        with conn:
-            conn.sendall(b"+OK fake\r\n")
-            buf = b""
-            while True:
-                data = conn.recv(4096)
-                if not data:
-                    return
-                buf += data
-                while b"\r\n" in buf:
-                    line, buf = buf.split(b"\r\n", 1)
-                    cmd = line.split(b" ", 1)[0].upper()
-                    if cmd == b"CAPA":
-                        conn.sendall(b"+OK\r\n" + capa + b".\r\n")
-                    elif cmd == b"QUIT":
-                        conn.sendall(b"+OK bye\r\n")
-                        return
-                    else:
-                        conn.sendall(handler(line))
+    def respond(line: bytes) -> tuple[bytes, bool]:
+        cmd = line.split(b" ", 1)[0].upper()
+        if cmd == b"CAPA":
+            return b"+OK\r\n" + capa + b".\r\n", False
+        if cmd == b"QUIT":
+            return b"+OK bye\r\n", True
+        return handler(line), False
 
-    threading.Thread(target=serve, daemon=True).start()
-    return srv
+    return line_server(b"+OK fake\r\n", respond)
 
 
 def _mailbox(line: bytes, body: bytes = b"Subject: x\r\n\r\nhello\r\n", size: int = 0) -> bytes:
