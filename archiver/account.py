@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import ssl
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 from urllib.parse import unquote, urlsplit
@@ -140,10 +140,6 @@ def _apply_domain_rule(login: str, preset: Preset) -> tuple[str, tuple[str, ...]
         full = f"{login}@{preset.domain}"
         return full, (f"{preset.name} logs in with the full address: using '{full}'",)
     return login, ()
-
-
-def with_user(endpoint: Endpoint, user: str) -> Endpoint:
-    return replace(endpoint, user=user)
 
 
 # ---------------------------------------------------------------- passwords

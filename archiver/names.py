@@ -218,7 +218,3 @@ def logical_name(server_name: str, separator: str | None, prefix: str) -> tuple[
         parts = ("INBOX",) + parts[1:]
     return parts
 
-
-def join_logical(components: Sequence[str]) -> str:
-    """The '/'-joined logical name used in the index, globs and listings."""
-    return "/".join(components)

@@ -55,13 +55,12 @@ from archiver.index import (
     uid_for_uidl,
 )
 from archiver.names import decode_component
+from archiver.stores.maildir import flags_from_info
 
 SNAPSHOT_NAME = "snapshot.json.zst"
 BATCH = 1000  # records per index frame
 HEAD_BYTES = 256 * 1024
 _FILE_RE = re.compile(r"^(\d+)\.(\d+)\.archiver(?::2,([A-Za-z]*))?$")
-_LETTERS = {"D": "\\Draft", "F": "\\Flagged", "R": "\\Answered", "S": "\\Seen",
-            "T": "\\Deleted"}
 
 
 
@@ -298,7 +297,7 @@ def _msg_records(dest: Path, name: str, rel: str, notes: dict[tuple[int, int], d
             rec.update({
                 "path": f"{rel}/{sub}/{fname}", "size": size, "sha256": sha,
                 "internaldate": datetime.fromtimestamp(st.st_mtime, timezone.utc).isoformat(),
-                "flags": sorted(_LETTERS[c] for c in set(info) if c in _LETTERS),
+                "flags": list(flags_from_info(info)),
                 "keywords": keywords,
             })
             if pop3:

@@ -8,8 +8,6 @@ from pathlib import Path
 from archiver.errors import DestinationError
 from archiver.stores.base import Store
 
-FORMATS = ("maildir", "mbox")
-
 
 def open_store(root: Path, fmt: str) -> Store:
     """The store that reads and writes an archive of format ``fmt`` under ``root``."""

@@ -45,7 +45,8 @@ def info_letters(flags: tuple[str, ...], keywords: tuple[str, ...] = ()) -> str:
 
 def flags_from_info(info: str) -> tuple[str, ...]:
     """System flags back from info letters (for reindex and readers without the index)."""
-    return tuple(sorted(_FLAG_OF[c] for c in info if c in _FLAG_OF and _FLAG_OF[c] != "$Forwarded"))
+    return tuple(sorted({_FLAG_OF[c] for c in info
+                         if c in _FLAG_OF and _FLAG_OF[c] != "$Forwarded"}))
 
 
 def base_name(uidvalidity: int, uid: int) -> str:
