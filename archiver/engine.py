@@ -485,7 +485,7 @@ class Backup:
                         continue
                 index.setdefault(norm, []).append(m)
             plan.cross_index = index
-        pool = plan.cross_index.get(item.sha256_norm(lambda p: p.read_bytes()))
+        pool = plan.cross_index.get(item.sha256_norm())
         return pool.pop(0) if pool else None
 
     def _link_record(self, name: str, sight: Any, uidvalidity: int, uid: int) -> dict[str, Any]:
@@ -509,8 +509,7 @@ class Backup:
         if item.uidl is not None:
             rec["flags_known"] = False  # POP3 has no flags
             rec["internaldate_source"] = item.date_source
-            rec["sha256_norm"] = item.sha256_norm(lambda p: p.read_bytes()) \
-                if item.data is not None else ""
+            rec["sha256_norm"] = item.sha256_norm() if item.data is not None else ""
         rec.update(summarize(item.head))
         rec["t"] = timestamp()
         return rec

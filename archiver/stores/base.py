@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Optional, Protocol
+from typing import Any, Optional, Protocol
 
 from archiver.fsutil import open_new, write_all
 from archiver.index import MessageEntry
@@ -62,12 +62,12 @@ class Incoming:
             return self.spool.digest.hexdigest()
         return hashlib.sha256(self.data or b"").hexdigest()
 
-    def sha256_norm(self, store_read: Optional[Callable[[Path], bytes]] = None) -> str:
+    def sha256_norm(self) -> str:
         """Hash for matching the same message seen over IMAP and POP3 (see norm_hash)."""
         if self.data is not None:
             return norm_hash(self.data)
-        assert self.spool is not None and store_read is not None
-        return norm_hash(store_read(self.spool.path))
+        assert self.spool is not None
+        return norm_hash(self.spool.path.read_bytes())
 
     @property
     def head(self) -> bytes:
