@@ -158,7 +158,8 @@ def test_mbox_store_reads_back_every_message_exactly(messages: list[bytes]) -> N
         store = MboxStore(root)
         store.prepare_folder("INBOX")
         items = [Incoming(1, i + 1, (), (), None, data=m) for i, m in enumerate(messages)]
-        results = store.write_batch("INBOX", items)
+        staged, results = store.stage_batch("INBOX", items)
+        store.commit_staged(staged)
         raw = (root / "INBOX").read_bytes()
         for m, r in zip(messages, results):
             assert r.offset is not None and r.length is not None
