@@ -563,7 +563,7 @@ def run_backup(source: Source, archive: Archive, store: Store,
         source.close()
         store.close()
     if summary.new or summary.flags_updated or summary.gone:
-        from archiver.reindex import write_snapshot
+        from archiver.snapshot import write_snapshot
 
         try:
             write_snapshot(archive, archive.state())

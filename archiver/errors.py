@@ -15,6 +15,7 @@ EXIT_PARTIAL = 3
 EXIT_LOGIN = 4
 EXIT_CONNECTION = 5
 EXIT_DESTINATION = 6
+EXIT_INTERNAL = 70  # a bug: the traceback is in a crash file (sysexits' EX_SOFTWARE)
 EXIT_INTERRUPTED = 130
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from archiver.cli import run
 from archiver.index import read_index
+from tests import corpus
 from tests.dovecot import DovecotServer, MailUser
 
 REPO = Path(__file__).resolve().parent.parent
@@ -106,3 +107,15 @@ def archived_files(dest: Path) -> dict[str, bytes]:
                 and p.parent.name in ("cur", "new"):
             out[str(p.relative_to(dest))] = p.read_bytes()
     return out
+
+
+def build_archive(dovecot: DovecotServer, base: Path) -> Path:
+    """Back up the nasty corpus plus corpus.OFFLINE_EXTRA for a fresh user into base/archive."""
+    user = dovecot.new_user("offline")
+    corpus.load(dovecot, user, corpus.nasty_messages(), corpus.folder_names())
+    for folder, data, flags, when in corpus.OFFLINE_EXTRA:
+        dovecot.append(user, folder, data, flags, when)
+    dest = base / "archive"
+    code, _out, err = backup(dovecot, user, dest)
+    assert code == 0, err
+    return dest

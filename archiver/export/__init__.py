@@ -31,7 +31,7 @@ from archiver.archive import Archive
 from archiver.errors import DestinationError, UsageError
 from archiver.fsutil import DIR_MODE, open_new, set_mtime, translate_os_errors, write_all
 from archiver.index import POP3_UIDVALIDITY, FolderEntry
-from archiver.search import Item, load
+from archiver.offline.catalog import Item, load
 from archiver.stores.mbox import quote, unquote
 
 KINDS = ("thunderbird", "mbox", "maildir", "eml")

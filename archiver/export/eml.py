@@ -24,7 +24,7 @@ from archiver.export import (
     tree_names,
     write_message_file,
 )
-from archiver.search import Item
+from archiver.offline.catalog import Item
 
 EXT = ".eml"
 

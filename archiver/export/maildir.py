@@ -12,7 +12,7 @@ from pathlib import Path
 
 from archiver.export import FolderJob, make_dirs, received, write_message_file
 from archiver.names import assign_path
-from archiver.search import Item
+from archiver.offline.catalog import Item
 from archiver.stores.maildir import file_name
 
 

@@ -16,7 +16,7 @@ import re
 from archiver.export import asctime_utc, mbox_entry, received
 from archiver.export.thunderbird import ThunderbirdWriter
 from archiver.headers import header_block
-from archiver.search import Item
+from archiver.offline.catalog import Item
 
 _RETURN_PATH = re.compile(rb"(?im)^return-path[ \t]*:[ \t]*<?([^<>\s]*)>?")
 

@@ -25,7 +25,7 @@ from archiver.export import (
     touch,
     tree_names,
 )
-from archiver.search import Item
+from archiver.offline.catalog import Item
 
 READ, REPLIED, MARKED, FORWARDED = 0x0001, 0x0002, 0x0004, 0x1000
 KEYS_WIDTH = 80

@@ -129,7 +129,7 @@ class ImapSession:
     """One logged-in IMAP connection: TLS or STARTTLS, login, capabilities, namespace.
 
     Shared by the read-only :class:`ImapSource` and the restore target
-    (:mod:`archiver.sinks.imap`), so the TLS and error rules live in one place.
+    (:mod:`archiver.restore.target`), so the TLS and error rules live in one place.
     """
 
     def __init__(self, endpoint: Endpoint, password: str, timeout: float = 60.0,

@@ -261,7 +261,7 @@ def test_mbox_reindex_without_snapshot_recovers_every_message(
 
 
 def test_mbox_parse_ambiguity() -> None:
-    from archiver.reindex_mbox import candidates, choose
+    from archiver.offline.reindex_mbox import candidates, choose
     from archiver.stores.mbox import quote, tail_for
 
     for data in (b"a\r\nb\r\n", b"", b"x\n\n", b"h\r\n\r\nlast",

@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 from archiver.sources.pop3 import _Reader
 from archiver.stores.base import norm_hash
 from tests.dovecot import DovecotServer, MailUser
+from tests.fakepop3 import fake_pop3, fake_pop3_args, pop3_mailbox
 from tests.helpers import (
     REPO,
     archived_files,
     index_records,
-    line_server,
     password_file,
     run_cli,
 )
@@ -131,45 +129,9 @@ def test_pop3_stls_is_used_on_pop3_urls(dovecot: DovecotServer, mail_user: MailU
 # ---------------------------------------------------------------- scripted servers
 
 
-def _fake_pop3(handler: Callable[[bytes], bytes], capa: bytes) -> socket.socket:
-    """A scripted POP3 server for what Dovecot will not do (no STLS, no TOP, lying sizes)."""
-
-    def respond(line: bytes) -> tuple[bytes, bool]:
-        cmd = line.split(b" ", 1)[0].upper()
-        if cmd == b"CAPA":
-            return b"+OK\r\n" + capa + b".\r\n", False
-        if cmd == b"QUIT":
-            return b"+OK bye\r\n", True
-        return handler(line), False
-
-    return line_server(b"+OK fake\r\n", respond)
-
-
-def _mailbox(line: bytes, body: bytes = b"Subject: x\r\n\r\nhello\r\n", size: int = 0) -> bytes:
-    cmd = line.split(b" ", 1)[0].upper()
-    if cmd in (b"USER", b"PASS"):
-        return b"+OK\r\n"
-    if cmd == b"STAT":
-        return b"+OK 1 %d\r\n" % len(body)
-    if cmd == b"LIST":
-        return b"+OK\r\n1 %d\r\n.\r\n" % (size or len(body))
-    if cmd == b"UIDL":
-        return b"+OK\r\n1 abc/def:1\r\n.\r\n"
-    if cmd in (b"TOP", b"RETR"):
-        return b"+OK\r\n" + body + b".\r\n"
-    return b"-ERR no\r\n"
-
-
-def _fake_args(srv: socket.socket, tmp_path: Path, scheme: str = "pop3s") -> list[str]:
-    pw = tmp_path / "pw"
-    pw.write_text("pw\n")
-    return ["backup", f"pop3://u@127.0.0.1:{srv.getsockname()[1]}", str(tmp_path / "a"),
-            "--password-file", str(pw), "--timeout", "5"]
-
-
 def test_pop3_without_stls_is_refused(tmp_path: Path) -> None:
-    srv = _fake_pop3(_mailbox, b"USER\r\nUIDL\r\nTOP\r\n")
-    code, _, err = run_cli(_fake_args(srv, tmp_path))
+    srv = fake_pop3(pop3_mailbox, b"USER\r\nUIDL\r\nTOP\r\n")
+    code, _, err = run_cli(fake_pop3_args(srv, tmp_path))
     srv.close()
     assert code == 5 and "STLS" in err and len(err.strip().splitlines()) == 1
 
@@ -177,22 +139,24 @@ def test_pop3_without_stls_is_refused(tmp_path: Path) -> None:
 def test_pop3_without_top_needs_allow_seen(tmp_path: Path) -> None:
     """No TOP means RETR, which marks mail read: refused unless the user allows it."""
     def no_top(line: bytes) -> bytes:
-        return b"-ERR unknown command\r\n" if line.upper().startswith(b"TOP") else _mailbox(line)
+        if line.upper().startswith(b"TOP"):
+            return b"-ERR unknown command\r\n"
+        return pop3_mailbox(line)
 
-    srv = _fake_pop3(no_top, b"USER\r\nUIDL\r\n")
-    code, _, err = run_cli(_fake_args(srv, tmp_path) + ["--plaintext"])
+    srv = fake_pop3(no_top, b"USER\r\nUIDL\r\n")
+    code, _, err = run_cli(fake_pop3_args(srv, tmp_path) + ["--plaintext"])
     srv.close()
     assert code == 2 and "--allow-seen" in err
-    srv = _fake_pop3(no_top, b"USER\r\nUIDL\r\n")
-    code, _, err = run_cli(_fake_args(srv, tmp_path) + ["--plaintext", "--allow-seen"])
+    srv = fake_pop3(no_top, b"USER\r\nUIDL\r\n")
+    code, _, err = run_cli(fake_pop3_args(srv, tmp_path) + ["--plaintext", "--allow-seen"])
     srv.close()
     assert code == 0 and "RETR" in err
     assert list(archived_files(tmp_path / "a").values()) == [b"Subject: x\r\n\r\nhello\r\n"]
 
 
 def test_pop3_size_lie_is_reported_partial_and_not_recorded(tmp_path: Path) -> None:
-    srv = _fake_pop3(lambda line: _mailbox(line, size=9999), b"USER\r\nUIDL\r\nTOP\r\n")
-    code, _, err = run_cli(_fake_args(srv, tmp_path) + ["--plaintext"])
+    srv = fake_pop3(lambda line: pop3_mailbox(line, size=9999), b"USER\r\nUIDL\r\nTOP\r\n")
+    code, _, err = run_cli(fake_pop3_args(srv, tmp_path) + ["--plaintext"])
     srv.close()
     assert code == 3 and "announced 9999 bytes" in err
     assert not [r for r in index_records(tmp_path / "a") if r["type"] == "msg"]
@@ -235,11 +199,11 @@ def test_pop3_without_uidl_matches_by_header_hash_and_keeps_twins(tmp_path: Path
             return b"+OK\r\n1 %d\r\n2 %d\r\n.\r\n" % (len(body), len(body))
         if cmd == b"TOP" and line.endswith(b" 0"):
             return b"+OK\r\nSubject: twin\r\n\r\n.\r\n"
-        return _mailbox(line, body)
+        return pop3_mailbox(line, body)
 
     for run in range(2):
-        srv = _fake_pop3(no_uidl, b"USER\r\nTOP\r\n")
-        code, out, err = run_cli(_fake_args(srv, tmp_path) + ["--plaintext", "--json"])
+        srv = fake_pop3(no_uidl, b"USER\r\nTOP\r\n")
+        code, out, err = run_cli(fake_pop3_args(srv, tmp_path) + ["--plaintext", "--json"])
         srv.close()
         assert code == 0, err
         assert "no UIDL" in err

@@ -24,10 +24,10 @@ from typing import Any, Optional
 
 from archiver.archive import Archive
 from archiver.engine import Backup, BackupOptions, Progress, Source, Summary
-from archiver.restore import Restore, RestoreOptions, RestoreSummary
-from archiver.sinks.check import TargetReport, verify_target
-from archiver.sinks.imap import ImapTarget
-from archiver.sinks.journal import RestoreJournal
+from archiver.restore.check import TargetReport, verify_target
+from archiver.restore.journal import RestoreJournal
+from archiver.restore.target import ImapTarget
+from archiver.restore.upload import Restore, RestoreOptions, RestoreSummary
 from archiver.stores import open_store
 from archiver.stores.base import Store
 

@@ -20,7 +20,7 @@ from typing import Optional
 from archiver.archive import Archive
 from archiver.errors import UsageError
 from archiver.headers import decode_bytes, decode_value, header_block
-from archiver.search import Item, catalog
+from archiver.offline.catalog import Item, catalog
 
 MIN_PREFIX = 6
 SHOWN_HEADERS = ("From", "To", "Cc", "Date", "Subject")

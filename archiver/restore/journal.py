@@ -5,7 +5,7 @@ append-only zstd-frames format as the index (:mod:`archiver.index`), so a
 torn tail after a kill is cut the same way.  A record is written only after
 the server said OK; a message whose APPEND landed but whose record was lost
 (the crash window) is found again by the next run's look at the target folder
-(:mod:`archiver.sinks.match`), so the journal may lag but never lie.
+(:mod:`archiver.restore.match`), so the journal may lag but never lie.
 docs/FORMAT.md ("The restore journal") is the contract.
 """
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-import archiver.restore
+import archiver.restore.upload
 from archiver.sources.imap import ImapSession
 from tests.dovecot import DovecotServer, MailUser
 from tests.helpers import backup, password_file, run_cli
@@ -75,8 +75,8 @@ def _restore_args(dest: Path, server: DovecotServer, user: MailUser, port: int) 
 
 @pytest.fixture
 def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(archiver.restore, "RestoreOptions",
-                        functools.partial(archiver.restore.RestoreOptions, backoff=0.05,
+    monkeypatch.setattr(archiver.restore.upload, "RestoreOptions",
+                        functools.partial(archiver.restore.upload.RestoreOptions, backoff=0.05,
                                           max_reconnects=3))
     monkeypatch.setattr(ImapSession, "connect_backoff", 0.05)
 

@@ -29,7 +29,7 @@ from datetime import datetime
 from typing import Optional
 
 from archiver.headers import summarize
-from archiver.sinks.imap import HEAD_BYTES, TargetMessage
+from archiver.restore.target import HEAD_BYTES, TargetMessage
 
 IDENT_BYTES = 1000
 _BARE_LF = re.compile(rb"(?<!\r)\n")

@@ -6,8 +6,6 @@ Japanese messages once; test_export.py and test_reindex.py reuse its helpers.
 
 from __future__ import annotations
 
-import base64
-import datetime as dt
 import json
 import subprocess
 import sys
@@ -18,65 +16,10 @@ import pytest
 
 from archiver.archive import Archive
 from archiver.index import IndexWriter
-from archiver.search import Query, search
+from archiver.offline.search import Query, search
 from tests import corpus
 from tests.dovecot import DovecotServer
-from tests.helpers import REPO, backup, index_records, run_cli
-
-JST = dt.timezone(dt.timedelta(hours=9))
-
-
-def _b(text: str, charset: str) -> str:
-    return f"=?{charset}?B?{base64.b64encode(text.encode(charset)).decode()}?="
-
-
-SJIS_BODY = "議事録：ソフトウェア表示の確認①です。\r\n"
-EXTRA = [  # folder, bytes, flags, internaldate
-    ("INBOX", ("From: kana@example.jp\r\nTo: alice@example.jp\r\n"
-               f"Subject: {_b('ｺｳｷﾞ ﾉ ｵｼﾗｾ ＡＢＣ１２３', 'utf-8')}\r\n"
-               "Date: Wed, 05 May 2004 08:00:00 +0900\r\nMessage-ID: <kana@example.jp>\r\n"
-               "\r\nhalf-width kana subject\r\n").encode(), ("\\Seen",),
-     dt.datetime(2004, 5, 5, 8, 0, tzinfo=JST)),
-    ("INBOX", (b"From: sjis64@example.jp\r\nTo: alice@example.jp\r\nSubject: sjis base64\r\n"
-               b"Date: Thu, 06 May 2004 09:30:00 +0900\r\nMessage-ID: <sjis64@example.jp>\r\n"
-               b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=Shift_JIS\r\n"
-               b"Content-Transfer-Encoding: base64\r\n\r\n")
-     + base64.encodebytes(SJIS_BODY.encode("cp932")).replace(b"\n", b"\r\n"), (),
-     dt.datetime(2004, 5, 6, 9, 30, tzinfo=JST)),
-    ("Sent", (b"From: html@example.jp\r\nTo: bob@example.jp, carol@example.jp\r\n"
-              b"Cc: dave@example.jp\r\nSubject: html only\r\n"
-              b"Date: Fri, 07 May 2004 10:00:00 +0900\r\nMessage-ID: <html@example.jp>\r\n"
-              b"MIME-Version: 1.0\r\nContent-Type: text/html; charset=EUC-JP\r\n\r\n")
-     + "<html><head><style>p {}</style></head><body><p>ＨＴＭＬだけの&amp;本文</p>"
-       "<script>hidden()</script><div>二行目</div></body></html>\r\n".encode("euc-jp"),
-     ("\\Seen", "\\Answered"), dt.datetime(2004, 5, 7, 10, 0, tzinfo=JST)),
-    ("Sent", ("Return-Path: <bounce@example.org>\r\nFrom: att@example.jp\r\n"
-              "Subject: sjis attachment name\r\nMessage-ID: <sjis-att@example.jp>\r\n"
-              'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b1"\r\n\r\n'
-              "--b1\r\nContent-Type: text/plain; charset=utf-8\r\n"
-              "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
-              "=E6=B7=BB=E4=BB=98=E3=81=A7=E3=81=99\r\n--b1\r\n"
-              "Content-Type: application/vnd.ms-excel\r\n"
-              f'Content-Disposition: attachment; filename="{_b("資料①.xls", "cp932")}"\r\n'
-              "Content-Transfer-Encoding: base64\r\n\r\nAAECAw==\r\n--b1\r\n"
-              "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64"
-              "\r\n\r\n!!!not base64 at all@@@\r\n--b1\r\n"
-              "Content-Type: text/plain; charset=x-no-such-charset\r\n\r\nunknown cs\r\n"
-              "--b1--\r\n").encode(), ("\\Flagged", "$label2"),
-     dt.datetime(2004, 5, 8, 11, 0, tzinfo=JST)),
-]
-
-
-def build_archive(dovecot: DovecotServer, base: Path) -> Path:
-    """Back up the nasty corpus plus EXTRA for a fresh user into base/archive."""
-    user = dovecot.new_user("offline")
-    corpus.load(dovecot, user, corpus.nasty_messages(), corpus.folder_names())
-    for folder, data, flags, when in EXTRA:
-        dovecot.append(user, folder, data, flags, when)
-    dest = base / "archive"
-    code, _out, err = backup(dovecot, user, dest)
-    assert code == 0, err
-    return dest
+from tests.helpers import REPO, build_archive, index_records, run_cli
 
 
 @pytest.fixture(scope="module")

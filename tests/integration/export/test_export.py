@@ -14,11 +14,10 @@ import pytest
 
 from archiver.archive import Archive
 from archiver.export import mbox_entry, mboxrd_quote, mboxrd_unquote, safe_name
-from archiver.search import Item, catalog
+from archiver.offline.catalog import Item, catalog
 from tests import corpus
 from tests.dovecot import DovecotServer
-from tests.helpers import archived_files, run_cli
-from tests.test_search import build_archive
+from tests.helpers import archived_files, build_archive, run_cli
 
 STATUS = {"\\Seen": 0x1, "\\Answered": 0x2, "\\Flagged": 0x4}
 

@@ -17,8 +17,8 @@ import pytest
 
 import archiver.engine
 from tests.fakeimap import FakeImap, Mailbox
+from tests.fakepop3 import fake_pop3, fake_pop3_args, pop3_mailbox
 from tests.helpers import archived_files, index_records, run_cli
-from tests.test_pop3 import _fake_args, _fake_pop3, _mailbox
 
 
 def _msg(i: int, extra: bytes = b"") -> bytes:
@@ -283,10 +283,10 @@ def test_pop3_lies_in_list_and_uidl(tmp_path: Path) -> None:
             return b"+OK\r\n1 aaa\r\n3 aaa\r\n9 zzz\r\n4 with space\r\n.\r\n"
         if cmd == b"TOP" and line.split()[1] not in (b"1", b"3"):
             return b"-ERR no such message\r\n"
-        return _mailbox(line, body)
+        return pop3_mailbox(line, body)
 
-    srv = _fake_pop3(liar, b"USER\r\nUIDL\r\nTOP\r\n")
-    code, out, err = run_cli(_fake_args(srv, tmp_path) + ["--plaintext"])
+    srv = fake_pop3(liar, b"USER\r\nUIDL\r\nTOP\r\n")
+    code, out, err = run_cli(fake_pop3_args(srv, tmp_path) + ["--plaintext"])
     srv.close()
     assert "Traceback" not in err, err
     assert code in (0, 3), err

@@ -2,7 +2,7 @@
 
 Independent of the journal on purpose: it looks at what the target holds
 now, folder by folder, and matches it with the archive the same way the
-deduplication does (:mod:`archiver.sinks.match`).  Messages on the target
+deduplication does (:mod:`archiver.restore.match`).  Messages on the target
 that are not in the archive (new mail, other uploads) are counted, not
 errors.  Keywords are compared only where the target can store them.
 """
@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from archiver.names import encode_mutf7
-from archiver.restore import Restore, wanted
-from archiver.sinks.match import match
+from archiver.restore.match import match
+from archiver.restore.upload import Restore, wanted
 
 
 @dataclass

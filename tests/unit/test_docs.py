@@ -18,12 +18,15 @@ from archiver.errors import (
     EXIT_VERIFY_PROBLEMS,
 )
 
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
 
 
 def test_every_command_and_option_is_in_the_readme() -> None:
     missing = []
-    for name, command in cli.commands.items():
+    ctx = click.Context(cli)
+    for name in cli.list_commands(ctx):
+        command = cli.get_command(ctx, name)
+        assert command is not None, name
         if f"archiver {name}" not in README:
             missing.append(f"command {name}")
         for param in command.params:

@@ -4,11 +4,11 @@ For each archived folder: map its name (``--map``, ``--special-use``,
 ``--prefix``, the target's namespace and separator), create it (and its
 parents) if missing, SELECT it, and upload what the journal does not record
 as landed.  Before uploading into a folder the target's listing is compared
-with the archive (:mod:`archiver.sinks.match`): mail dragged across by hand,
+with the archive (:mod:`archiver.restore.match`): mail dragged across by hand,
 or APPENDed by a run that was killed before its journal record, is recorded
 as found instead of uploaded twice.  Uploads go through the pipelined
-:class:`~archiver.sinks.imap.AppendWriter`; each answer is journalled
-(:mod:`archiver.sinks.journal`) in frames.
+:class:`~archiver.restore.target.AppendWriter`; each answer is journalled
+(:mod:`archiver.restore.journal`) in frames.
 
 What is uploaded: every archived message of the folder, including those
 marked gone (expunged on the old server after they were archived: they are
@@ -33,13 +33,19 @@ from archiver.errors import ConnectionFailed, Interrupted
 from archiver.index import FORMAT_VERSION, FolderEntry, MessageEntry, timestamp
 from archiver.names import encode_mutf7
 from archiver.plan import folder_selected
-from archiver.sinks.imap import AppendItem, AppendResult, ImapTarget, TargetFolder, valid_keyword
-from archiver.sinks.journal import Landed, RestoreJournal
-from archiver.sinks.match import Candidate, epoch, ident_of, match
+from archiver.restore.journal import Landed, RestoreJournal
+from archiver.restore.match import Candidate, epoch, ident_of, match
+from archiver.restore.target import (
+    AppendItem,
+    AppendResult,
+    ImapTarget,
+    TargetFolder,
+    valid_keyword,
+)
 from archiver.sources.base import ConnectionLost
 from archiver.stores.base import Store
 
-log = logging.getLogger("archiver.restore")
+log = logging.getLogger("archiver.restore.upload")
 
 CRASH_ENV = "ARCHIVER_TEST_RESTORE_CRASH_AFTER"  # test hook: exit after N landed, unjournalled
 JOURNAL_EVERY = 200  # landed records per journal frame (a crash loses at most these: found again)

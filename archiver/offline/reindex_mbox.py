@@ -1,7 +1,7 @@
 """``archiver reindex`` for mbox archives: messages found by parsing, or placed by the snapshot.
 
 An mbox archive keeps flags, keywords and UIDs only in the index, so the
-snapshot of an mbox archive (:func:`archiver.reindex.write_snapshot`) lists
+snapshot of an mbox archive (:func:`archiver.offline.reindex.write_snapshot`) lists
 every message: folder, UIDVALIDITY/UID (or UIDL), path, ``offset``,
 ``length``, size, SHA-256, flags, keywords, INTERNALDATE.  A message the
 snapshot knows is taken back exactly when the ``length`` bytes at ``offset``,
@@ -45,7 +45,7 @@ from archiver.archive import META_DIR, Archive
 from archiver.headers import summarize
 from archiver.index import FORMAT_VERSION, POP3_UIDVALIDITY, timestamp, uid_for_uidl
 from archiver.names import decode_component
-from archiver.reindex import emit_folders, emit_links
+from archiver.snapshot import emit_folders, emit_links
 from archiver.stores.base import norm_hash
 from archiver.stores.mbox import tail_for, unquote
 

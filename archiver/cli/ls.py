@@ -1,0 +1,62 @@
+"""``archiver ls``: an archive's folders, or one folder's messages, from the index."""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Optional
+
+import click
+
+
+@click.command(name="ls")
+@click.argument("dest", type=click.Path(path_type=Path))
+@click.argument("folder", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
+def ls_command(dest: Path, folder: Optional[str], as_json: bool) -> None:
+    """List DEST's folders (counts, sizes), or the messages of FOLDER."""
+    from archiver.archive import Archive
+
+    archive = Archive.open_existing(dest.expanduser())
+    _ls(archive, dest, folder, as_json)
+
+
+def _ls(archive: Any, dest: Path, folder: Optional[str], as_json: bool) -> None:
+    from archiver.errors import UsageError
+    from archiver.offline.listing import list_folders, list_messages
+
+    if folder is None:
+        for f in list_folders(archive):
+            if as_json:
+                click.echo(json.dumps(asdict(f), ensure_ascii=False))
+            else:
+                gone = f"  ({f.gone} gone from server)" if f.gone else ""
+                click.echo(f"{f.messages:7d} {f.bytes / 1e6:9.1f} MB  {f.name}{gone}")
+        return
+    lines = list_messages(archive, folder)
+    if lines is None:
+        raise UsageError(f"no folder '{folder}' in {dest}: 'archiver ls {dest}' lists them")
+    for m in lines:
+        if as_json:
+            click.echo(json.dumps(asdict(m), ensure_ascii=False))
+        else:
+            date = (m.date or "")[:10]
+            click.echo(f"{m.id}  {date:10}  {fit(m.sender or '', 32)}  {m.subject or ''}"
+                       + ("  [gone]" if m.gone else ""))
+
+
+def fit(text: str, width: int) -> str:
+    """Pad or cut to ``width`` terminal columns (Japanese characters take two)."""
+    out: list[str] = []
+    used = 0
+    for ch in text:
+        w = 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+        if used + w > width - (1 if len(text) > len(out) + 1 else 0):
+            out.append("…")
+            used += 1
+            break
+        out.append(ch)
+        used += w
+    return "".join(out) + " " * max(0, width - used)

@@ -1,0 +1,123 @@
+"""``archiver migrate``: back up SOURCE and restore it to TARGET in one overlapped run."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import click
+
+from archiver.cli.common import (
+    Logging,
+    SourceArgs,
+    err,
+    folder_options,
+    open_source,
+    open_target,
+    output_options,
+    parse_maps,
+    progress_for,
+    source_identity,
+    source_options,
+    target_options,
+)
+from archiver.cli.restore import print_restore, print_verify
+
+
+def default_via(host: str, user: str) -> Path:
+    """Where migrate keeps its archive when --via is not given: one directory per account."""
+    import platformdirs
+
+    from archiver.names import encode_component
+
+    return (Path(platformdirs.user_data_dir("archiver")) / encode_component(host.lower())
+            / encode_component(user))
+
+
+@click.command()
+@click.argument("source")
+@click.argument("target")
+@click.option("--via", type=click.Path(path_type=Path),
+              help="The local archive (default: HOST/USER under the user data directory).")
+@source_options
+@folder_options
+@target_options
+@click.option("--no-dedup", is_flag=True,
+              help="Do not look for messages already on the target (only the journal counts).")
+@output_options
+def migrate(source: str, target: str, via: Optional[Path], include: tuple[str, ...],
+            exclude: tuple[str, ...], target_user: Optional[str],
+            target_password_file: Optional[Path], target_cafile: Optional[Path],
+            target_insecure: bool, prefix: str, maps: tuple[str, ...], special_use: bool,
+            include_deleted: bool, no_dedup: bool, quiet: bool, as_json: bool, verbose: bool,
+            log_file: Optional[Path], **source_params: Any) -> None:
+    """Move every folder of SOURCE to TARGET through a local archive, then verify.
+
+    \b
+    The backup and the upload overlap (each folder is uploaded as soon as it
+    is archived).  The archive (--via) is kept; rerun after new mail arrived
+    on SOURCE to move just the new mail.  --timeout applies to both servers.
+    """
+    from archiver.archive import Archive
+    from archiver.engine import BackupOptions
+    from archiver.errors import EXIT_PARTIAL, EXIT_VERIFY_PROBLEMS
+    from archiver.restore.journal import RestoreJournal
+    from archiver.restore.migrate import run_migrate
+    from archiver.restore.upload import RestoreOptions
+    from archiver.stores import open_store
+
+    args = SourceArgs.from_params(source, source_params)
+    with Logging(verbose, log_file) as logging:
+        src = open_source(args, logging.trace)
+        endpoint = src.endpoint
+        sink = None
+        archive = None
+        journal = None
+        try:
+            sink = open_target(target, endpoint.user, target_user, target_password_file,
+                               target_cafile, target_insecure, args.timeout, logging.trace)
+            dest = (via or default_via(endpoint.host, endpoint.user)).expanduser()
+            fmt = "maildir"
+            if (dest / ".archiver" / "archive.json").exists():
+                fmt = Archive.open_existing(dest).format
+            archive = Archive.create_or_open(dest, fmt, source_identity(src))
+            ep = sink.endpoint
+            journal = RestoreJournal(archive.meta_dir, ep.host, ep.port, ep.user).open(True)
+            progress = progress_for(quiet, as_json)
+            try:
+                result = run_migrate(
+                    src, archive, open_store(archive.dest, fmt), sink, journal,
+                    BackupOptions(include=list(include), exclude=list(exclude)),
+                    RestoreOptions(prefix=prefix, maps=parse_maps(maps),
+                                   special_use=special_use, include_deleted=include_deleted,
+                                   dedup=not no_dedup, include=list(include),
+                                   exclude=list(exclude)),
+                    progress)
+            finally:
+                progress.close()
+        finally:
+            src.close()
+            for closable in (journal, sink, archive):
+                if closable is not None:
+                    closable.close()
+    for warning in src.warnings:
+        err(warning)
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), ensure_ascii=False))
+    b = result.backup
+    if not (quiet or as_json):
+        err(f"archive {dest}: {b.new} new messages ({b.new_bytes / 1e6:.1f} MB), "
+            f"{b.already} already archived")
+    for problem in b.problems:
+        err(f"problem (backup): {problem}")
+    print_restore(result.restore, quiet or as_json)
+    if result.verify is not None:
+        print_verify(result.verify, quiet or as_json)
+    if not (quiet or as_json):
+        err(f"migrate: {result.seconds:.1f} s")
+    if result.status == "partial":
+        sys.exit(EXIT_PARTIAL)
+    if result.status == "missing":
+        sys.exit(EXIT_VERIFY_PROBLEMS)

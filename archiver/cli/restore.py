@@ -1,0 +1,129 @@
+"""``archiver restore``: upload an archive to an IMAP account (and ``--verify`` it)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import click
+
+from archiver.cli.common import (
+    Logging,
+    err,
+    folder_options,
+    open_target,
+    output_options,
+    parse_maps,
+    progress_for,
+    require_index,
+    target_options,
+)
+
+
+def print_restore(summary: Any, quiet: bool) -> None:
+    if not quiet:
+        verb = "would upload" if summary.dry_run else "uploaded"
+        made = "would create" if summary.dry_run else "created"
+        err(f"{summary.folders} folders ({made} {len(summary.created)}), {verb} "
+            f"{summary.uploaded} messages ({summary.uploaded_bytes / 1e6:.1f} MB), "
+            f"{summary.already} already restored, {summary.found} already on the target, "
+            f"{summary.skipped_deleted} \\Deleted left out, {summary.seconds:.1f} s")
+        if summary.dry_run:
+            for name in summary.created:
+                err(f"would create: {name}")
+        if summary.keywords_dropped:
+            err(f"note: {summary.keywords_dropped} keywords were left out (the target "
+                "cannot store them)")
+    for item in summary.refused:
+        err(f"refused: {item}")
+    for problem in summary.problems:
+        err(f"problem: {problem}")
+    if summary.refused or summary.problems:
+        err("some messages did not go (listed above); rerun the same command to retry")
+
+
+def print_verify(report: Any, quiet: bool) -> None:
+    for item in report.missing:
+        err(f"missing: {item}")
+    for item in report.flags_differ:
+        err(f"flags: {item}")
+    if not quiet or not report.ok:
+        err(f"verify: {report.present}/{report.checked} archived messages on the target in "
+            f"{report.folders} folders"
+            + ("" if report.ok else f", {len(report.missing)} missing, "
+               f"{len(report.flags_differ)} with other flags")
+            + f"; {report.extra} other messages on the target")
+
+
+@click.command()
+@click.argument("dest", type=click.Path(path_type=Path))
+@click.argument("target")
+@target_options
+@folder_options
+@click.option("--no-dedup", is_flag=True,
+              help="Do not look for messages already on the target (only the journal counts).")
+@click.option("--dry-run", is_flag=True, help="Show what would be created and uploaded.")
+@click.option("--verify", "verify_after", is_flag=True,
+              help="Afterwards check that every archived message is on the target with its "
+                   "flags (exit 1 if not).")
+@click.option("--timeout", type=click.FloatRange(1, 3600), default=60.0, show_default=True,
+              help="Seconds to wait for the target on any operation.")
+@output_options
+def restore(dest: Path, target: str, target_user: Optional[str],
+            target_password_file: Optional[Path], target_cafile: Optional[Path],
+            target_insecure: bool, prefix: str, maps: tuple[str, ...], special_use: bool,
+            include_deleted: bool, include: tuple[str, ...], exclude: tuple[str, ...],
+            no_dedup: bool, dry_run: bool, verify_after: bool, timeout: float, quiet: bool,
+            as_json: bool, verbose: bool, log_file: Optional[Path]) -> None:
+    """Upload the archive DEST to the IMAP account TARGET.
+
+    \b
+    TARGET is imaps://USER@HOST[:PORT], imap://USER@HOST[:PORT] (STARTTLS)
+    or ecc-new.  Missing folders are created; every message goes with its
+    flags, keywords and received date.  Rerun at any time: what already
+    landed (or is already on the target) is not uploaded again.
+    """
+    from archiver.archive import Archive
+    from archiver.errors import EXIT_PARTIAL, EXIT_VERIFY_PROBLEMS
+    from archiver.restore.check import verify_target
+    from archiver.restore.journal import RestoreJournal
+    from archiver.restore.upload import Restore, RestoreOptions
+    from archiver.stores import open_store
+
+    with Logging(verbose, log_file) as logging:
+        archive = Archive.open_existing(dest.expanduser())
+        require_index(archive, dest)
+        source_user = str((archive.meta.get("source") or {}).get("user") or "") or None
+        options = RestoreOptions(prefix=prefix, maps=parse_maps(maps), special_use=special_use,
+                                 include_deleted=include_deleted, dedup=not no_dedup,
+                                 dry_run=dry_run, include=list(include), exclude=list(exclude))
+        sink = open_target(target, source_user, target_user, target_password_file,
+                           target_cafile, target_insecure, timeout, logging.trace)
+        ep = sink.endpoint
+        journal = RestoreJournal(archive.meta_dir, ep.host, ep.port, ep.user)
+        progress = progress_for(quiet, as_json)
+        try:
+            journal.open(write=not dry_run)
+            job = Restore(archive, open_store(archive.dest, archive.format), sink, journal,
+                          options, progress)
+            summary = job.run()
+            progress.close()
+            report = verify_target(job) if verify_after and not dry_run else None
+        finally:
+            progress.close()
+            journal.close()
+            sink.close()
+        if as_json:
+            out = summary.as_dict()
+            if report is not None:
+                out["verify"] = report.as_dict()
+            click.echo(json.dumps(out, ensure_ascii=False))
+        print_restore(summary, quiet or as_json)
+        if report is not None:
+            print_verify(report, quiet or as_json)
+        if summary.status != "ok":
+            sys.exit(EXIT_PARTIAL)
+        if report is not None and not report.ok:
+            sys.exit(EXIT_VERIFY_PROBLEMS)
