@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 from typing import IO, Any, Optional
 
+from archiver.durable import atomic_write, fsync_dir
 from archiver.errors import DestinationError, LockedError
-from archiver.fsutil import DIR_MODE, atomic_write, fsync_dir, translate_os_errors
+from archiver.fsutil import DIR_MODE, lock_file, translate_os_errors
 from archiver.index import (
     FORMAT_VERSION,
     INDEX_NAME,
@@ -33,25 +33,6 @@ from archiver.index import (
 )
 
 META_DIR = ".archiver"
-
-
-def _lock(fh: IO[bytes]) -> bool:
-    """Non-blocking exclusive lock; False if someone else holds it."""
-    if sys.platform == "win32":  # pragma: no cover
-        import msvcrt
-
-        try:
-            msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)
-            return True
-        except OSError:
-            return False
-    import fcntl
-
-    try:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except OSError:
-        return False
 
 
 class Archive:
@@ -91,7 +72,7 @@ class Archive:
             if not arc.meta_dir.exists():
                 arc.meta_dir.mkdir(mode=DIR_MODE)
                 fsync_dir(dest)
-            arc._acquire_lock()
+            arc.acquire_lock()
             if fresh:
                 arc.meta = {
                     "v": FORMAT_VERSION, "format": fmt, "source": source,
@@ -140,10 +121,12 @@ class Archive:
                 f"{self.dest} is a {self.meta.get('format')} archive; rerun with "
                 f"--format {self.meta.get('format')} or choose another directory")
 
-    def _acquire_lock(self) -> None:
-        fh = open(self.meta_dir / "lock", "ab")  # noqa: SIM115 - held until close()
-        os.chmod(self.meta_dir / "lock", 0o600)
-        if not _lock(fh):
+    def acquire_lock(self) -> None:
+        """Hold DEST's lock until :meth:`close` (a second writer is refused, exit 6)."""
+        with translate_os_errors(f"locking {self.dest}"):
+            fh = open(self.meta_dir / "lock", "ab")  # noqa: SIM115 - held until close()
+            os.chmod(self.meta_dir / "lock", 0o600)
+        if not lock_file(fh):
             fh.close()
             raise LockedError(f"another archiver is already working on {self.dest}: wait for it "
                               "to finish (or stop it) and rerun")

@@ -188,14 +188,17 @@ class Backup:
         self._pipeline = pipeline
         self._counters = self.archive.folder_counters()
         try:
-            self._run_folders()
-            pipeline.drain()
-        except KeyboardInterrupt:
-            self.summary.interrupted = True
-            pipeline.drain()
+            try:
+                self._run_folders()
+                pipeline.drain()
+            except KeyboardInterrupt:
+                self.summary.interrupted = True
+                pipeline.drain()  # the batches in flight are finished and recorded
+            finally:
+                pipeline.stop()  # raises a pipeline error nobody has seen yet
         finally:
-            pipeline.stop()
-            # Counters only ever describe durable passes, so saving them is always safe.
+            # Counters only ever describe passes whose every batch is durable (the
+            # pipeline is fail-stop), so saving them is always safe.
             self.archive.save_folder_counters(self._counters)
             self.summary.already += self._reused
             self.summary.seconds = time.monotonic() - start
@@ -380,7 +383,8 @@ class Backup:
                 self._pipeline.submit(Job(
                     folder.name, path, finish=self._finish_batch,
                     prepare=functools.partial(self._stage_batch, folder.name, path, plan,
-                                              items)))
+                                              items),
+                    discard=self._discard_batch))
         return failures
 
     def _stream_one(self, path: str, plan: FolderPlan, meta: MessageMeta) -> Optional[Incoming]:
@@ -427,12 +431,21 @@ class Backup:
                 st.takeovers.append((item, other))
             st.to_write.append(item)
         st.staged, stored = self.store.stage_batch(path, st.to_write)
-        for item, done in zip(st.to_write, stored):
-            st.records.append(self._msg_record(name, plan.uidvalidity, item, done.path,
-                                               done.size, done.sha256, done.offset, done.length))
-            st.nbytes += done.size
-            item.data = None  # in the page cache now; keep memory flat
+        try:
+            for item, done in zip(st.to_write, stored):
+                st.records.append(self._msg_record(name, plan.uidvalidity, item, done.path,
+                                                   done.size, done.sha256, done.offset,
+                                                   done.length))
+                st.nbytes += done.size
+                item.data = None  # in the page cache now; keep memory flat
+        except BaseException:
+            self.store.discard_staged(st.staged)
+            raise
         return st
+
+    def _discard_batch(self, st: _Staged) -> None:
+        """Stage thread's work that will never be committed (an earlier job failed)."""
+        self.store.discard_staged(st.staged)
 
     def _finish_batch(self, st: _Staged) -> None:
         """Sync thread: make the staged files durable, then append their index frame."""

@@ -1,10 +1,10 @@
-"""Durable file-system primitives used by every store and by the index.
+"""File-system primitives: safe creation, whole writes, hashing, locks, error wording.
 
-The rule everywhere: data reaches its final name only by an atomic rename of a
-file that was fsynced first, and the directory holding the new name is fsynced
-before anything (the index) says the file exists.  fsync costs per *file*, not
-per byte, so callers batch: many files written, then fsynced together, then
-renamed, then one fsync per directory.
+The platform calls (O_NOFOLLOW, O_BINARY, flock/msvcrt locking) live here
+and in :mod:`archiver.durable` (which holds everything about *when* bytes
+and names become durable).  Every OSError met on the destination becomes a
+one-line :class:`~archiver.errors.DestinationError` (exit 6) through
+:func:`translate_os_errors`.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import errno
 import hashlib
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Optional
+from typing import IO, Optional
 
 from archiver.errors import DestinationError
 
@@ -28,56 +28,11 @@ _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _BINARY = getattr(os, "O_BINARY", 0)
 
 
-def fsync_dir(path: str | os.PathLike[str]) -> None:
-    """Make a directory's entries (new names, renames) durable.  No-op on Windows."""
-    if sys.platform == "win32":  # pragma: no cover - Windows cannot open directories
-        return
-    fd = os.open(path, os.O_RDONLY | _CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-class FileSystemSync:
-    """Make many files durable at once with Linux ``syncfs(2)``, else one fsync per file.
-
-    fsync costs per *file* (each forces a journal commit), so a batch of 500
-    small messages costs 500 commits; ``syncfs`` writes back everything dirty
-    on that file system and commits once.  It is only used where it exists
-    (Linux); callers still rename after it returns and sync again before
-    recording, exactly as with per-file fsync.
-    """
-
-    def __init__(self, enabled: bool = True) -> None:
-        self._syncfs = None
-        if enabled and sys.platform.startswith("linux"):
-            try:
-                import ctypes
-
-                libc = ctypes.CDLL(None, use_errno=True)
-                self._syncfs = libc.syncfs
-                self._get_errno = ctypes.get_errno
-            except (OSError, AttributeError):
-                self._syncfs = None
-
-    @property
-    def available(self) -> bool:
-        return self._syncfs is not None
-
-    def sync(self, fd: int) -> None:
-        """Durably write back the whole file system that ``fd`` lives on."""
-        assert self._syncfs is not None
-        if self._syncfs(fd) != 0:
-            err = self._get_errno()
-            raise OSError(err, os.strerror(err))
-
-
 def ensure_dir(path: Path, root: Path) -> list[Path]:
     """Create ``path`` (0700) and missing parents up to ``root``; never through a symlink.
 
     Returns the directories created, whose parents must be fsynced to make
-    them durable (see :func:`fsync_created`).
+    them durable (see :func:`archiver.durable.fsync_parents`).
     """
     created: list[Path] = []
     rel = path.relative_to(root)
@@ -96,13 +51,6 @@ def ensure_dir(path: Path, root: Path) -> list[Path]:
     return created
 
 
-def fsync_created(created: Iterable[Path]) -> None:
-    """fsync the parent of every directory in ``created`` (each parent once)."""
-    parents = {p.parent for p in created}
-    for parent in sorted(parents, key=lambda p: len(p.parts), reverse=True):
-        fsync_dir(parent)
-
-
 def open_new(path: str | os.PathLike[str]) -> int:
     """Open a new file for writing, 0600, refusing to follow a planted symlink."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _NOFOLLOW | _CLOEXEC | _BINARY
@@ -114,16 +62,6 @@ def write_all(fd: int, data: bytes | memoryview) -> None:
     while view:
         n = os.write(fd, view)
         view = view[n:]
-
-
-def truncate_durably(path: Path, length: int) -> None:
-    """Cut a file back to ``length`` bytes (a torn tail) and make that durable."""
-    fd = os.open(path, os.O_WRONLY | _NOFOLLOW | _CLOEXEC | _BINARY)
-    try:
-        os.ftruncate(fd, length)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def hash_file(path: Path, head_bytes: int = 0) -> tuple[str, int, bytes]:
@@ -154,45 +92,58 @@ def set_mtime(path: Path, when: Optional[datetime]) -> None:
         pass
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` durably (tmp file, fsync, rename, fsync dir)."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = open_new(tmp)
+def lock_file(fh: IO[bytes]) -> bool:
+    """Take a non-blocking exclusive lock on an open file; False if someone else holds it."""
+    if sys.platform == "win32":  # pragma: no cover
+        import msvcrt
+
+        try:
+            msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)
+            return True
+        except OSError:
+            return False
+    import fcntl
+
     try:
-        write_all(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+
+
+def describe_os_error(what: str, exc: OSError) -> str:
+    """One line for an OSError met on the destination: what failed, why, and the fix."""
+    name = f" ({exc.filename})" if exc.filename else ""
+    code = exc.errno
+    if code in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        return (f"{what}: the destination is full ({exc.strerror}); free some space "
+                "and run the same command again")
+    if code in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return (f"{what}: cannot write ({exc.strerror}: {exc.filename}); choose a "
+                "writable destination or fix its permissions")
+    if code == errno.ELOOP:
+        # O_NOFOLLOW (or the mbox store's own check) met a planted symlink.
+        return (f"{what}: {exc.filename} is a symbolic link; archiver never writes through "
+                "one: remove it (check who planted it) and run the same command again")
+    if code == errno.ENOENT:
+        return (f"{what}: {exc.filename} disappeared while archiving; check the "
+                "destination and run the same command again")
+    if code == errno.EIO:
+        return (f"{what}: the disk reported an input/output error{name}; what was "
+                "recorded before is safe, this batch was not recorded: check the disk or "
+                "stick (and its cable), then run the same command again")
+    if code in (errno.ENAMETOOLONG, errno.EINVAL, errno.EILSEQ):
+        return (f"{what}: the destination's file system refused a name or an operation "
+                f"({exc.strerror}){name}; use a destination on a local disk formatted "
+                "ext4, APFS or NTFS, or report this if it is one")
+    return (f"{what}: {exc.strerror or exc}{name}; check the destination and run the "
+            "same command again")
 
 
 @contextlib.contextmanager
 def translate_os_errors(what: str) -> Iterator[None]:
-    """Turn a full disk or a read-only destination into a one-line DestinationError."""
+    """Every OSError on the destination becomes a one-line DestinationError (exit 6)."""
     try:
         yield
     except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-            raise DestinationError(
-                f"{what}: the destination is full ({exc.strerror}); free some space "
-                "and run the same command again"
-            ) from exc
-        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-            raise DestinationError(
-                f"{what}: cannot write ({exc.strerror}: {exc.filename}); choose a "
-                "writable destination or fix its permissions"
-            ) from exc
-        if exc.errno == errno.ELOOP:
-            # O_NOFOLLOW (or the mbox store's own check) met a planted symlink: this
-            # was an uncaught OSError, i.e. a traceback, instead of a one-line refusal.
-            raise DestinationError(
-                f"{what}: {exc.filename} is a symbolic link; archiver never writes through "
-                "one: remove it (check who planted it) and run the same command again"
-            ) from exc
-        if exc.errno == errno.ENOENT:
-            raise DestinationError(
-                f"{what}: {exc.filename} disappeared while archiving; check the "
-                "destination and run the same command again"
-            ) from exc
-        raise
+        raise DestinationError(describe_os_error(what, exc)) from exc

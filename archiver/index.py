@@ -24,7 +24,8 @@ from typing import Any, Optional
 
 import zstandard
 
-from archiver.fsutil import fsync_dir, open_new, truncate_durably, write_all
+from archiver.durable import fsync, fsync_dir, truncate_durably
+from archiver.fsutil import open_new, write_all
 
 FORMAT_VERSION = 1
 POP3_UIDVALIDITY = 0  # POP3 sights are keyed (0, uid_for_uidl(uidl))
@@ -192,7 +193,7 @@ class IndexWriter:
         self._fd = os.open(path, os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0))
         if exists and os.fstat(self._fd).st_size != good_length:
             os.ftruncate(self._fd, good_length)  # drop a torn tail
-            os.fsync(self._fd)
+            fsync(self._fd)
         os.lseek(self._fd, good_length, os.SEEK_SET)
         # The content checksum lets a reader tell a damaged frame from a good one: without
         # it a flipped bit in a raw (stored) block decodes to different JSON unnoticed.
@@ -207,7 +208,7 @@ class IndexWriter:
         if not payload:
             return
         write_all(self._fd, self._cctx.compress(payload))
-        os.fsync(self._fd)
+        fsync(self._fd)
 
     def close(self) -> None:
         if self._fd >= 0:

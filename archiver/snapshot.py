@@ -20,8 +20,9 @@ from typing import Any, Optional
 import zstandard
 
 from archiver.archive import Archive
+from archiver.durable import atomic_write
 from archiver.errors import UsageError
-from archiver.fsutil import atomic_write, translate_os_errors
+from archiver.fsutil import translate_os_errors
 from archiver.index import FORMAT_VERSION, IndexState, MessageEntry, read_index, timestamp
 
 SNAPSHOT_NAME = "snapshot.json.zst"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import BinaryIO, Callable, cast
 
 import click
 
@@ -28,8 +29,9 @@ def show(dest: Path, message_id: str, raw: bool) -> None:
     items = find(archive, message_id)
     data = read(archive, items[0])
     if raw:
-        out = click.get_binary_stream("stdout")
-        out.write(data)
-        out.flush()
+        # click's stubs type get_binary_stream as "object" in some releases
+        stream = cast(Callable[[str], BinaryIO], click.get_binary_stream)("stdout")
+        stream.write(data)
+        stream.flush()
         return
     click.echo(render(items, data), nl=False)

@@ -30,16 +30,16 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any, Optional
+from typing import Any, Optional
 
 from archiver.archive import META_DIR, Archive
-from archiver.errors import LockedError, UsageError
-from archiver.fsutil import fsync_dir, hash_file, translate_os_errors
+from archiver.durable import fsync_dir, replace
+from archiver.errors import UsageError
+from archiver.fsutil import hash_file, translate_os_errors
 from archiver.headers import summarize
 from archiver.index import (
     FORMAT_VERSION,
@@ -69,22 +69,6 @@ class ReindexReport:
     moved_aside: Optional[Path] = None
     snapshot_time: Optional[str] = None
     skipped: list[str] = field(default_factory=list)  # files that are not archiver's
-
-
-def _lock(archive: Archive) -> IO[bytes]:
-    """Hold DEST's lock (a backup must not append while the index is rebuilt)."""
-    path = archive.meta_dir / "lock"
-    fh = open(path, "ab")  # noqa: SIM115 - returned to the caller, who closes it
-    if sys.platform != "win32":
-        import fcntl
-
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            fh.close()
-            raise LockedError(f"another archiver is already working on {archive.dest}: wait "
-                              "for it to finish (or stop it) and rerun") from None
-    return fh
 
 
 def _index_is_sound(archive: Archive) -> bool:
@@ -168,7 +152,7 @@ def rebuild_index(archive: Archive, *, force: bool = False) -> ReindexReport:
         raise UsageError(f"{archive.dest} is an archive in {archive.format} format: reindex "
                          "supports only maildir and mbox archives")
     report = ReindexReport()
-    lock = _lock(archive)
+    archive.acquire_lock()
     try:
         if archive.index_path.exists() and not force and _index_is_sound(archive):
             raise UsageError(f"the index of {archive.dest} reads cleanly: nothing to repair "
@@ -192,16 +176,16 @@ def rebuild_index(archive: Archive, *, force: bool = False) -> ReindexReport:
                 while aside.exists():
                     n += 1
                     aside = aside.with_name(f"{archive.index_path.name}.damaged-{stamp}-{n}")
-                os.replace(archive.index_path, aside)
+                replace(archive.index_path, aside)
                 report.moved_aside = aside
-            os.replace(tmp, archive.index_path)
+            replace(tmp, archive.index_path)
             try:
                 os.unlink(archive.folders_path)  # a cache: the next backup re-lists all
             except FileNotFoundError:
                 pass
             fsync_dir(archive.meta_dir)
     finally:
-        lock.close()
+        archive.close()
     return report
 
 

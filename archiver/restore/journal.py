@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Optional
 
-from archiver.archive import _lock
 from archiver.errors import LockedError
-from archiver.fsutil import translate_os_errors
+from archiver.fsutil import lock_file, translate_os_errors
 from archiver.index import FORMAT_VERSION, IndexWriter, cut_torn_tail, read_index, timestamp
 
 DEFAULT_IMAPS_PORT = 993
@@ -69,7 +68,7 @@ class RestoreJournal:
             with translate_os_errors(f"opening {self.lock_path}"):
                 fh = open(self.lock_path, "ab")  # noqa: SIM115 - held until close()
                 os.chmod(self.lock_path, 0o600)
-            if not _lock(fh):
+            if not lock_file(fh):
                 fh.close()
                 raise LockedError(f"another archiver is already restoring into "
                                   f"{self.target['user']}@{self.target['host']} from this "

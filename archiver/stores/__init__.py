@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
-import os
+import logging
 from pathlib import Path
 
+from archiver.durable import choose_strategy
 from archiver.errors import DestinationError
 from archiver.stores.base import Store
+
+log = logging.getLogger("archiver.stores")
 
 
 def open_store(root: Path, fmt: str) -> Store:
     """The store that reads and writes an archive of format ``fmt`` under ``root``."""
+    if fmt not in ("maildir", "mbox"):
+        raise DestinationError(f"{root} uses the unknown format '{fmt}': upgrade archiver")
+    choice = choose_strategy(root)
+    log.info("durability for %s: %s", root, choice.reason)
     if fmt == "maildir":
         from archiver.stores.maildir import MaildirStore
 
-        # ARCHIVER_SYNC=fsync: one fsync per file instead of syncfs (docs: README).
-        return MaildirStore(root, syncfs=os.environ.get("ARCHIVER_SYNC", "auto") != "fsync")
-    if fmt == "mbox":
-        from archiver.stores.mbox import MboxStore
+        return MaildirStore(root, choice.strategy)
+    from archiver.stores.mbox import MboxStore
 
-        return MboxStore(root)
-    raise DestinationError(f"{root} uses the unknown format '{fmt}': upgrade archiver")
+    return MboxStore(root, choice.strategy)

@@ -12,21 +12,12 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from archiver.fsutil import (
-    FileSystemSync,
-    ensure_dir,
-    fsync_created,
-    fsync_dir,
-    open_new,
-    set_mtime,
-    translate_os_errors,
-    write_all,
-)
+from archiver.durable import PerFileSync, SyncStrategy, fsync_dir, fsync_parents, replace
+from archiver.fsutil import ensure_dir, open_new, set_mtime, translate_os_errors, write_all
 from archiver.index import MessageEntry
 from archiver.names import folder_path
 from archiver.stores.base import Incoming, Rename, Spool, Stored
@@ -72,18 +63,13 @@ class MaildirStore:
 
     format = "maildir"
 
-    def __init__(self, root: Path, fsync_threads: int = 4, syncfs: bool = True) -> None:
+    def __init__(self, root: Path, sync: Optional[SyncStrategy] = None) -> None:
         self.root = root
-        self._syncfs = FileSystemSync(enabled=syncfs)
-        self._pool: Optional[ThreadPoolExecutor] = (
-            ThreadPoolExecutor(fsync_threads, thread_name_prefix="fsync") if fsync_threads > 1
-            else None)
+        self.sync: SyncStrategy = sync if sync is not None else PerFileSync()
         self._existing: dict[str, dict[str, str]] = {}
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        self.sync.close()
 
     def _dir(self, folder_path: str) -> Path:
         return self.root.joinpath(*folder_path.split("/"))
@@ -104,11 +90,11 @@ class MaildirStore:
         with translate_os_errors(f"creating {d}"):
             created: list[Path] = []
             if not mailbox:
-                fsync_created(ensure_dir(d, self.root))
+                fsync_parents(ensure_dir(d, self.root))
                 return
             for sub in ("cur", "new", "tmp"):
                 created += ensure_dir(d / sub, self.root)
-            fsync_created(created)
+            fsync_parents(created)
             for name in os.listdir(d / "tmp"):
                 if name.endswith(".archiver") or ".archiver." in name:
                     os.unlink(d / "tmp" / name)
@@ -177,29 +163,31 @@ class MaildirStore:
         return staged, results
 
     def commit_staged(self, staged: _Staged) -> None:
-        """fsync every file (a few threads), rename into cur/, fsync the directory."""
+        """Sync every file (the DEST's strategy), rename into cur/, fsync the directory."""
         d = staged.folder_dir
         with translate_os_errors(f"writing into {d}"):
-            bulk = self._syncfs.available and len(staged.fds) > 8
             try:
-                if bulk:
-                    self._syncfs.sync(staged.fds[0])
-                elif self._pool is not None and len(staged.fds) > 1:
-                    list(self._pool.map(os.fsync, staged.fds))
-                else:
-                    for fd in staged.fds:
-                        os.fsync(fd)
+                self.sync.sync(staged.fds)
             finally:
-                for fd in staged.fds:
-                    os.close(fd)
+                self.discard_staged(staged)
             for tmp, final, stale in staged.moves:
-                os.replace(tmp, final)
+                replace(tmp, final)
                 if stale is not None and stale.exists():
                     os.unlink(stale)  # an earlier, unrecorded copy with other flags
             if staged.moves:
                 fsync_dir(d / "cur")  # also commits the journal: the renames are durable
             if any(stale for _, _, stale in staged.moves):
                 fsync_dir(d / "new")
+
+    def discard_staged(self, staged: _Staged) -> None:
+        """Close a staged batch's files (after its sync, or when it will never be committed).
+
+        Files left in tmp/ by a discarded batch are removed by the next
+        :meth:`prepare_folder`.
+        """
+        fds, staged.fds = staged.fds, []
+        for fd in fds:
+            os.close(fd)
 
     def rename(self, folder_path: str, moves: list[Rename]) -> list[str]:
         """Give files new names (new flags, or a new UIDVALIDITY); returns new relpaths.
@@ -218,7 +206,7 @@ class MaildirStore:
                     out.append("")
                     continue
                 if current != f"cur/{name}":
-                    os.replace(d / current, d / "cur" / name)
+                    replace(d / current, d / "cur" / name)
                     del existing[mv.old_base]
                     existing[base_name(mv.uidvalidity, mv.uid)] = f"cur/{name}"
                 out.append(f"{folder_path}/cur/{name}")

@@ -27,15 +27,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Optional
 
-from archiver.fsutil import (
-    ensure_dir,
-    fsync_created,
-    fsync_dir,
-    open_new,
-    translate_os_errors,
+from archiver.durable import (
+    PerFileSync,
+    SyncStrategy,
+    create_empty,
+    fsync_parents,
     truncate_durably,
-    write_all,
 )
+from archiver.fsutil import ensure_dir, translate_os_errors, write_all
 from archiver.index import MessageEntry
 from archiver.names import encode_component
 from archiver.stores.base import Incoming, Rename, Spool, Stored
@@ -110,12 +109,13 @@ class MboxStore:
 
     format = "mbox"
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, sync: Optional[SyncStrategy] = None) -> None:
         self.root = root
         self.tmp = root / ".archiver" / "tmp"
+        self.sync: SyncStrategy = sync if sync is not None else PerFileSync()
 
     def close(self) -> None:
-        pass
+        self.sync.close()
 
     def path_for(self, components: tuple[str, ...]) -> str:
         return mbox_path(components)
@@ -129,10 +129,9 @@ class MboxStore:
         with translate_os_errors(f"creating {f}"):
             created = ensure_dir(f.parent, self.root) if f.parent != self.root else []
             created += ensure_dir(self.tmp, self.root)
-            fsync_created(created)
+            fsync_parents(created)
             if mailbox and not f.exists():
-                os.close(open_new(f))
-                fsync_dir(f.parent)
+                create_empty(f)
             elif f.is_symlink():
                 raise OSError(40, "refusing to write through a symlink", str(f))
 
@@ -214,13 +213,19 @@ class MboxStore:
         return fd, results
 
     def commit_staged(self, staged: Optional[int]) -> None:
+        """Make the appended batch durable (the file's name already is: prepare_folder)."""
         if staged is None:
             return
         with translate_os_errors("syncing an mbox file"):
             try:
-                os.fsync(staged)
+                self.sync.sync([staged])
             finally:
                 os.close(staged)
+
+    def discard_staged(self, staged: Optional[int]) -> None:
+        """Close a batch that will never be committed; its bytes are cut by :meth:`repair`."""
+        if staged is not None:
+            os.close(staged)
 
     def _append_spool(self, fd: int, head: bytes, spool: Spool) -> tuple[int, int, str, int]:
         """Quote and append a streamed message piece by piece (memory stays flat)."""
