@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import IO, Any, Optional
+from typing import IO, Any, Callable, Optional
 
 from archiver.durable import atomic_write, fsync_dir
 from archiver.errors import DestinationError, LockedError
@@ -24,13 +24,12 @@ from archiver.fsutil import DIR_MODE, lock_file, translate_os_errors
 from archiver.index import (
     FORMAT_VERSION,
     INDEX_NAME,
-    IndexState,
     IndexWriter,
     cut_torn_tail,
-    read_index,
     timestamp,
     valid_length,
 )
+from archiver.state import IndexState
 
 META_DIR = ".archiver"
 
@@ -155,12 +154,21 @@ class Archive:
     def state(self) -> IndexState:
         """The index folded into per-folder state (read once, on first use)."""
         if self._state is None:
-            state = IndexState()
-            res = read_index(self.index_path, sink=state.apply)
-            self.torn_tail = res.torn
-            self._good_length = res.good_length
-            self._state = state
+            self.read_state()
+        assert self._state is not None
         return self._state
+
+    def read_state(self, also: Optional[Callable[[dict[str, Any]], None]] = None
+                   ) -> IndexState:
+        """Read and fold the index now; ``also`` sees each record the fold accepted.
+
+        The one read path of every command (see :meth:`IndexState.read`).
+        """
+        state, res = IndexState.read(self.index_path, also=also)
+        self.torn_tail = res.torn
+        self._good_length = res.good_length
+        self._state = state
+        return state
 
     def writer(self) -> IndexWriter:
         """The index writer; refuses to open when a frame *before* the end is damaged.
@@ -189,7 +197,21 @@ class Archive:
             self.writer().append(records)
         state = self.state()
         for rec in records:
-            state.apply(rec)
+            state.fold(rec)
+
+    @property
+    def skipped_records(self) -> int:
+        """Index records that made no sense and were skipped (see IndexState.fold)."""
+        return self.state().skipped
+
+    def skipped_note(self) -> str | None:
+        """The warning every command prints when the index held nonsense records."""
+        n = self.skipped_records
+        if not n:
+            return None
+        return (f"{n} unreadable index record{'s' if n != 1 else ''} skipped; run "
+                f"'archiver reindex {self.dest} --force' to rebuild the index from the "
+                "message files")
 
     # ------------------------------------------------------------ folder counters
 

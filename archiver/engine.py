@@ -22,7 +22,14 @@ from typing import Any, Optional, Protocol
 from archiver.archive import Archive
 from archiver.errors import ArchiverError, ConnectionFailed, Interrupted
 from archiver.headers import date_from_headers, summarize
-from archiver.index import FORMAT_VERSION, MessageEntry, timestamp
+from archiver.index import (
+    flags_record,
+    folder_record,
+    gone_record,
+    link_record,
+    message_key,
+    msg_record,
+)
 from archiver.names import assign_path
 from archiver.pipeline import Job, Pipeline
 from archiver.plan import FolderPlan, batches, folder_selected, plan_folder
@@ -33,6 +40,7 @@ from archiver.sources.base import (
     FolderStatus,
     MessageMeta,
 )
+from archiver.state import MessageEntry
 from archiver.stores.base import Incoming, Rename, Store, norm_hash
 
 log = logging.getLogger("archiver.engine")
@@ -118,10 +126,8 @@ class Summary:
 
 
 def _key(entry: MessageEntry) -> dict[str, Any]:
-    """How a record names a message: its UIDL (POP3) or UIDVALIDITY and UID (IMAP)."""
-    if entry.uidl is not None:
-        return {"uidl": entry.uidl}
-    return {"uidvalidity": entry.uidvalidity, "uid": entry.uid}
+    """How a record names an archived message (see index.message_key)."""
+    return message_key(entry.uidvalidity, entry.uid, entry.uidl)
 
 
 def _iso(dt: Optional[datetime]) -> Optional[str]:
@@ -348,9 +354,8 @@ class Backup:
         self.store.prepare_folder(path, mailbox=folder.selectable)
         # Always: a folder cut before its first frame has bytes but no records yet.
         self.store.repair(path, list(entry.messages.values()) if entry is not None else [])
-        rec = {"v": FORMAT_VERSION, "type": "folder", "folder": folder.name, "dir": path,
-               "server_name": folder.server_name, "separator": folder.separator,
-               "attributes": list(folder.attributes)}
+        rec = folder_record(folder.name, path, folder.server_name, folder.separator,
+                            folder.attributes)
         if entry is None or (entry.server_name, entry.separator, entry.attributes) != (
                 folder.server_name, folder.separator, tuple(folder.attributes)):
             self._folder_records[folder.name] = rec  # goes out with the folder's first frame
@@ -464,9 +469,8 @@ class Backup:
             if old.uidl is not None:  # an IMAP message took over a POP3 sight's file
                 records.append(self._link_record(name, old, plan.uidvalidity, item.uid))
             else:
-                records.append({"v": FORMAT_VERSION, "type": "gone", "folder": name,
-                                **_key(old), "reason": "uidvalidity",
-                                "replaced_by": [plan.uidvalidity, item.uid], "t": timestamp()})
+                records.append(gone_record(name, _key(old), "uidvalidity",
+                                           replaced_by=(plan.uidvalidity, item.uid)))
         for item, other in st.links:
             records.append(self._link_record(name, item, other.uidvalidity, other.uid))
         for item, old in st.takeovers:
@@ -502,30 +506,21 @@ class Backup:
         return pool.pop(0) if pool else None
 
     def _link_record(self, name: str, sight: Any, uidvalidity: int, uid: int) -> dict[str, Any]:
-        return {"v": FORMAT_VERSION, "type": "link", "folder": name, "uidl": sight.uidl,
-                "to": [uidvalidity, uid], "t": timestamp()}
+        return link_record(name, sight.uidl, (uidvalidity, uid))
 
     def _msg_record(self, name: str, uidvalidity: int, item: Incoming, path: str, size: int,
                     sha256: str, offset: Optional[int] = None,
                     length: Optional[int] = None) -> dict[str, Any]:
-        rec: dict[str, Any] = {"v": FORMAT_VERSION, "type": "msg", "folder": name}
+        extra: dict[str, Any] = {}
         if item.uidl is not None:
-            rec["uidl"] = item.uidl
-        else:
-            rec["uidvalidity"], rec["uid"] = uidvalidity, item.uid
-        rec.update({
-            "path": path, "size": size, "sha256": sha256,
-            **({"offset": offset, "length": length} if offset is not None else {}),
-            "internaldate": _iso(item.internaldate), "flags": list(item.flags),
-            "keywords": list(item.keywords),
-        })
-        if item.uidl is not None:
-            rec["flags_known"] = False  # POP3 has no flags
-            rec["internaldate_source"] = item.date_source
-            rec["sha256_norm"] = item.sha256_norm() if item.data is not None else ""
-        rec.update(summarize(item.head))
-        rec["t"] = timestamp()
-        return rec
+            extra["flags_known"] = False  # POP3 has no flags
+            extra["internaldate_source"] = item.date_source
+            extra["sha256_norm"] = item.sha256_norm() if item.data is not None else ""
+        extra.update(summarize(item.head))
+        return msg_record(name, message_key(uidvalidity, item.uid, item.uidl), path=path,
+                          size=size, sha256=sha256, internaldate=_iso(item.internaldate),
+                          flags=item.flags, keywords=item.keywords, offset=offset,
+                          length=length, **extra)
 
     def _commit_changes(self, name: str, path: str, plan: FolderPlan) -> None:
         records: list[dict[str, Any]] = []
@@ -538,22 +533,17 @@ class Backup:
                     self.summary.problems.append(
                         f"{name}: the file of UID {old.uid} is missing from the archive; "
                         "run 'archiver verify'")
-                records.append({"v": FORMAT_VERSION, "type": "flags", "folder": name,
-                                **_key(old),
-                                "flags": list(meta.flags), "keywords": list(meta.keywords),
-                                "path": newpath or old.path, "t": timestamp()})
+                records.append(flags_record(name, _key(old), meta.flags, meta.keywords,
+                                            newpath or old.path))
             self.summary.flags_updated += len(plan.flag_changes)
         for old in plan.gone:
-            records.append({"v": FORMAT_VERSION, "type": "gone", "folder": name,
-                            **_key(old), "reason": "expunged", "t": timestamp()})
+            records.append(gone_record(name, _key(old), "expunged"))
         self.summary.gone += len(plan.gone)
         self._record(name, records)
 
     def _retire_old(self, name: str, plan: FolderPlan) -> None:
         """After a full re-read under a new UIDVALIDITY, old copies not seen again are gone."""
-        records = [{"v": FORMAT_VERSION, "type": "gone", "folder": name,
-                    **_key(old), "reason": "uidvalidity",
-                    "t": timestamp()}
+        records = [gone_record(name, _key(old), "uidvalidity")
                    for pool in plan.reusable.values() for old in pool]
         self.summary.gone += len(records)
         self._record(name, records)

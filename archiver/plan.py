@@ -12,8 +12,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Optional
 
-from archiver.index import POP3_UIDVALIDITY, FolderEntry, MessageEntry
+from archiver.index import POP3_UIDVALIDITY
 from archiver.sources.base import MessageMeta
+from archiver.state import FolderEntry, MessageEntry
 
 
 @dataclass

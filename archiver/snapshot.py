@@ -23,7 +23,8 @@ from archiver.archive import Archive
 from archiver.durable import atomic_write
 from archiver.errors import UsageError
 from archiver.fsutil import translate_os_errors
-from archiver.index import FORMAT_VERSION, IndexState, MessageEntry, read_index, timestamp
+from archiver.index import FORMAT_VERSION, folder_record, link_record, timestamp
+from archiver.state import IndexState, MessageEntry, read_checked
 
 SNAPSHOT_NAME = "snapshot.json.zst"
 
@@ -45,20 +46,23 @@ def emit_folders(names: dict[str, str], by_dir: dict[str, dict[str, Any]],
     for rel in sorted(names, key=lambda r: (r.count("/"), r)):
         name = names[rel]
         frec = by_dir.get(rel) or {}
-        emit([{"v": FORMAT_VERSION, "type": "folder", "folder": name, "dir": rel,
-               "server_name": frec.get("server_name") or name,
-               "separator": frec.get("separator"),
-               "attributes": list(frec.get("attributes") or []),
-               "reindexed": True, "t": timestamp()}])
+        emit([folder_record(name, rel, frec.get("server_name") or name, frec.get("separator"),
+                            frec.get("attributes") or [], reindexed=True)])
     return len(names)
 
 
 def emit_links(snap: dict[str, Any], taken: set[str],
                emit: Callable[[list[dict[str, Any]]], None]) -> None:
     """The snapshot's IMAP/POP3 links, for folders the rebuilt index has."""
-    emit([{"v": FORMAT_VERSION, "type": "link", **link, "reindexed": True, "t": timestamp()}
-          for link in snap.get("links") or []
-          if isinstance(link, dict) and link.get("folder") in taken])
+    links: list[dict[str, Any]] = []
+    for link in snap.get("links") or []:
+        if not isinstance(link, dict) or link.get("folder") not in taken:
+            continue
+        to, uidl = link.get("to"), link.get("uidl")
+        if (isinstance(to, list) and len(to) == 2 and all(type(x) is int for x in to)
+                and isinstance(uidl, str)):
+            links.append(link_record(link["folder"], uidl, (to[0], to[1]), reindexed=True))
+    emit(links)
 
 
 def snapshot_path(archive: Archive) -> Path:
@@ -75,19 +79,15 @@ def write_snapshot(archive: Archive, state: Optional[IndexState] = None) -> Snap
     ``state``: the index already folded (a backup just did), so it is not built
     a second time; the records are then only scanned for folders and links.
     """
-    fold = state is None
-    state = IndexState() if state is None else state
     folders: dict[str, dict[str, Any]] = {}
     sources: dict[tuple[str, str], Any] = {}
     links: list[dict[str, Any]] = []
     seen = 0
 
     def take(rec: dict[str, Any]) -> None:
-        """Fold one record in as it is read: no list of every record (memory stays low)."""
+        """Note one record as it is read: no list of every record (memory stays low)."""
         nonlocal seen
         seen += 1
-        if fold:
-            state.apply(rec)
         kind = rec.get("type")
         if kind == "folder" and isinstance(rec.get("folder"), str):
             old = folders.get(rec["folder"], {})
@@ -101,7 +101,10 @@ def write_snapshot(archive: Archive, state: Optional[IndexState] = None) -> Snap
         elif kind == "link":
             links.append({k: rec.get(k) for k in ("folder", "uidl", "to")})
 
-    res = read_index(archive.index_path, sink=take)
+    if state is None:
+        state, res = IndexState.read(archive.index_path, also=take)
+    else:  # the backup's fold: only scan the (sensible) records, no second fold
+        res, _ = read_checked(archive.index_path, take)
     if not seen:
         raise UsageError(f"{archive.index_path} is missing or empty: nothing to snapshot "
                          "(rebuild it first with 'archiver reindex')")

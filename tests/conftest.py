@@ -7,12 +7,20 @@
   corpus folder and ``corpus.nasty_messages()``; a :class:`LoadedUser`
 * ``stress``       (session)  True when pytest runs with ``--stress``
 
+At the end of a run the reliability counters (tests/counters.py) are printed
+and written, with the run's totals and slow tests' durations, to
+``.test-counters.json`` (``$ARCHIVER_COUNTERS`` overrides the path) for
+``scripts/reliability-figures``.
+
 If Dovecot is not installed the server fixtures raise (the run FAILS);
 with ARCHIVER_SKIP_DOVECOT=1 they skip instead.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from tests import corpus
+from tests.counters import DURATIONS, GROUPS
 from tests.dovecot import (
     DovecotMissing,
     DovecotServer,
@@ -27,6 +36,45 @@ from tests.dovecot import (
     dovecot_available,
     skip_requested,
 )
+
+REPO = Path(__file__).resolve().parent.parent
+_STARTED: list[float] = []
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _STARTED.append(time.monotonic())
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call" and report.duration >= 1.0:
+        DURATIONS[report.nodeid] = round(report.duration, 1)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int,
+                            config: pytest.Config) -> None:
+    """Print the reliability counters and save them for scripts/reliability-figures."""
+    groups = {name: dict(sorted(c.items())) for name, c in sorted(GROUPS.items()) if c}
+    if groups:
+        terminalreporter.section("reliability counters")
+        for name, items in groups.items():
+            terminalreporter.write_line(f"{name}: {sum(items.values())} in all")
+            for key, value in items.items():
+                terminalreporter.write_line(f"  {value:6d}  {key}")
+    stats = terminalreporter.stats
+    data = {
+        "exit": int(exitstatus),
+        "passed": len(stats.get("passed", [])), "failed": len(stats.get("failed", [])),
+        "skipped": len(stats.get("skipped", [])), "errors": len(stats.get("error", [])),
+        "seconds": round(time.monotonic() - _STARTED[0], 1) if _STARTED else None,
+        "stress": bool(config.getoption("--stress")),
+        "groups": groups, "durations": dict(sorted(DURATIONS.items())),
+    }
+    target = Path(os.environ.get("ARCHIVER_COUNTERS") or REPO / ".test-counters.json")
+    try:
+        target.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n",
+                          encoding="utf-8")
+    except OSError as exc:
+        terminalreporter.write_line(f"could not write {target}: {exc.strerror}")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -20,6 +20,7 @@ from archiver.cli.common import (
     progress_for,
     source_identity,
     source_options,
+    warn_skipped,
 )
 
 
@@ -65,6 +66,7 @@ def backup(source: str, dest: Path, include: tuple[str, ...], exclude: tuple[str
         finally:
             progress.close()
             archive.close()
+    warn_skipped(archive)
     for warning in src.warnings:
         err(warning)
     if as_json:

@@ -251,6 +251,13 @@ def require_index(archive: Any, dest: Path) -> None:
                          f"'archiver reindex {dest}' rebuilds it from the message files")
 
 
+def warn_skipped(archive: Any) -> None:
+    """Say once (stderr) that the index held records that made no sense, and the fix."""
+    note = archive.skipped_note()
+    if note:
+        err(f"warning: {note}")
+
+
 def progress_for(quiet: bool, as_json: bool) -> Any:
     """The progress bar when a person watches stderr; notes only otherwise."""
     from archiver.progress import TerminalProgress

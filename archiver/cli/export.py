@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from archiver.cli.common import err, require_index
+from archiver.cli.common import err, require_index, warn_skipped
 from archiver.export import KINDS
 
 
@@ -30,9 +30,10 @@ def export(dest: Path, out: Path, kind: str, quiet: bool) -> None:
     archive = Archive.open_existing(dest.expanduser())
     require_index(archive, dest)
     report = export_archive(archive, out.expanduser(), kind)
+    warn_skipped(archive)
     if not quiet:
         err(f"exported {report.messages} messages ({report.bytes / 1e6:.1f} MB) from "
-             f"{report.folders} folders to {out} ({kind})")
+            f"{report.folders} folders to {out} ({kind})")
     for problem in report.problems:
         err(f"problem: {problem}")
     if report.problems:

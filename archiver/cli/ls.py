@@ -10,6 +10,8 @@ from typing import Any, Optional
 
 import click
 
+from archiver.cli.common import warn_skipped
+
 
 @click.command(name="ls")
 @click.argument("dest", type=click.Path(path_type=Path))
@@ -21,6 +23,7 @@ def ls_command(dest: Path, folder: Optional[str], as_json: bool) -> None:
 
     archive = Archive.open_existing(dest.expanduser())
     _ls(archive, dest, folder, as_json)
+    warn_skipped(archive)
 
 
 def _ls(archive: Any, dest: Path, folder: Optional[str], as_json: bool) -> None:

@@ -22,6 +22,7 @@ from archiver.cli.common import (
     source_identity,
     source_options,
     target_options,
+    warn_skipped,
 )
 from archiver.cli.restore import print_restore, print_verify
 
@@ -104,6 +105,8 @@ def migrate(source: str, target: str, via: Optional[Path], include: tuple[str, .
                     closable.close()
     for warning in src.warnings:
         err(warning)
+    if archive is not None:
+        warn_skipped(archive)
     if as_json:
         click.echo(json.dumps(result.as_dict(), ensure_ascii=False))
     b = result.backup

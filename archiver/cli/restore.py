@@ -19,6 +19,7 @@ from archiver.cli.common import (
     progress_for,
     require_index,
     target_options,
+    warn_skipped,
 )
 
 
@@ -109,6 +110,7 @@ def restore(dest: Path, target: str, target_user: Optional[str],
             job = Restore(archive, open_store(archive.dest, archive.format), sink, journal,
                           options, progress)
             summary = job.run()
+            warn_skipped(archive)
             progress.close()
             report = verify_target(job) if verify_after and not dry_run else None
         finally:

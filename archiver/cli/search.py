@@ -8,7 +8,7 @@ from typing import Optional
 
 import click
 
-from archiver.cli.common import err, require_index
+from archiver.cli.common import err, require_index, warn_skipped
 
 
 @click.command()
@@ -47,6 +47,7 @@ def search(dest: Path, text: tuple[str, ...], sender: Optional[str], subject: Op
     archive = Archive.open_existing(dest.expanduser())
     require_index(archive, dest)
     hits = list(run_search(archive, query))
+    warn_skipped(archive)
     if as_json:
         for item in hits:
             click.echo(json.dumps(as_dict(item), ensure_ascii=False))

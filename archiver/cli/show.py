@@ -7,7 +7,7 @@ from typing import BinaryIO, Callable, cast
 
 import click
 
-from archiver.cli.common import require_index
+from archiver.cli.common import require_index, warn_skipped
 
 
 @click.command()
@@ -27,6 +27,7 @@ def show(dest: Path, message_id: str, raw: bool) -> None:
     archive = Archive.open_existing(dest.expanduser())
     require_index(archive, dest)
     items = find(archive, message_id)
+    warn_skipped(archive)
     data = read(archive, items[0])
     if raw:
         # click's stubs type get_binary_stream as "object" in some releases

@@ -30,8 +30,9 @@ from typing import BinaryIO, Optional, Protocol
 from archiver.archive import Archive
 from archiver.errors import DestinationError, UsageError
 from archiver.fsutil import DIR_MODE, open_new, set_mtime, translate_os_errors, write_all
-from archiver.index import POP3_UIDVALIDITY, FolderEntry
+from archiver.index import POP3_UIDVALIDITY
 from archiver.offline.catalog import Item, load
+from archiver.state import FolderEntry
 from archiver.stores.mbox import quote, unquote
 
 KINDS = ("thunderbird", "mbox", "maildir", "eml")

@@ -8,15 +8,13 @@ searching need nothing but the index.
 from __future__ import annotations
 
 import gc
-import json
 import re
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 from typing import Any, Optional
 
 from archiver.archive import Archive
-from archiver.index import POP3_UIDVALIDITY, IndexState, MessageEntry, _frames, uid_for_uidl
+from archiver.state import IndexState, MessageEntry, record_key
 
 SHORT_ID = 12  # the short IDs `archiver ls` prints
 _ISO_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}")
@@ -56,46 +54,12 @@ class Item:
         return value if isinstance(value, str) else ""
 
 
-def record_key(rec: dict[str, Any]) -> Optional[tuple[int, int]]:
-    """(uidvalidity, uid) of a record, as IndexState keys it (POP3: from the UIDL)."""
-    try:
-        if isinstance(rec.get("uidl"), str):
-            return (POP3_UIDVALIDITY, uid_for_uidl(rec["uidl"]))
-        return (int(rec["uidvalidity"]), int(rec["uid"]))
-    except (KeyError, TypeError, ValueError, OverflowError):
-        return None
-
-
 @dataclass
 class Catalog:
     """The index read once: the folded state and every counted message with its record."""
 
     state: IndexState
     items: list[Item]
-
-
-def read_records(path: Path) -> list[dict[str, Any]]:
-    """The index's records, like :func:`archiver.index.read_index` (stopping at a torn
-    or corrupt frame), but parsing each frame with one ``json.loads``: ~2x faster."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return []
-    records: list[dict[str, Any]] = []
-    for _start, _end, payload in _frames(data):
-        if payload is None:
-            break
-        try:
-            batch = json.loads(b"[" + payload.strip().replace(b"\n", b",") + b"]")
-        except ValueError:  # an empty or bad line: parse line by line, skipping it
-            batch = []
-            for line in payload.splitlines():
-                try:
-                    batch.append(json.loads(line))
-                except ValueError:
-                    continue
-        records.extend(r for r in batch if isinstance(r, dict))
-    return records
 
 
 def load(archive: Archive, *, include_linked: bool = False) -> Catalog:
@@ -112,17 +76,13 @@ def load(archive: Archive, *, include_linked: bool = False) -> Catalog:
 
 
 def _load(archive: Archive, include_linked: bool) -> Catalog:
-    state = IndexState()
-    apply = state.apply
-    msgs: dict[tuple[Any, Any, Any], dict[str, Any]] = {}
-    for rec in read_records(archive.index_path):
-        apply(rec)
-        if rec.get("type") == "msg":
-            uidl = rec.get("uidl")
-            if isinstance(uidl, str):
-                msgs[(rec.get("folder"), POP3_UIDVALIDITY, uid_for_uidl(uidl))] = rec
-            else:
-                msgs[(rec.get("folder"), rec.get("uidvalidity"), rec.get("uid"))] = rec
+    msgs: dict[tuple[str, int, int], dict[str, Any]] = {}
+
+    def keep(rec: dict[str, Any]) -> None:
+        if rec.get("type") == "msg":  # checked by the fold: it has a folder and a key
+            msgs[(rec["folder"], *record_key(rec))] = rec
+
+    state = archive.read_state(also=keep)
     out: list[Item] = []
     for folder in state.folders.values():
         name = folder.name

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Optional
 
 from archiver.archive import Archive
-from archiver.index import POP3_UIDVALIDITY, read_index, uid_for_uidl
+from archiver.offline.catalog import load
 
 
 @dataclass
@@ -44,31 +44,16 @@ def list_folders(archive: Archive) -> list[FolderLine]:
 
 def list_messages(archive: Archive, folder: str) -> Optional[list[MessageLine]]:
     """Messages of one folder (None if the archive has no such folder), oldest first."""
-    state = archive.state()
-    if folder not in state.folders:
-        matches = [n for n in state.folders if n.lower() == folder.lower()]
+    catalog = load(archive)
+    names = catalog.state.folders
+    if folder not in names:
+        matches = [n for n in names if n.lower() == folder.lower()]
         if len(matches) != 1:
             return None
         folder = matches[0]
-    entry = state.folders[folder]
-    headers: dict[tuple[int, int], dict[str, Any]] = {}
-    for rec in read_index(archive.index_path).records:
-        if rec.get("type") == "msg" and rec.get("folder") == folder:
-            try:
-                if isinstance(rec.get("uidl"), str):
-                    headers[(POP3_UIDVALIDITY, uid_for_uidl(rec["uidl"]))] = rec
-                else:
-                    headers[(int(rec["uidvalidity"]), int(rec["uid"]))] = rec
-            except (KeyError, TypeError, ValueError, OverflowError):
-                continue
-    out: list[MessageLine] = []
-    for key, m in entry.messages.items():
-        if not m.counted:
-            continue
-        rec = headers.get(key, {})
-        out.append(MessageLine(
-            id=m.sha256[:12], date=rec.get("date") or rec.get("internaldate"),
-            sender=rec.get("from"), subject=rec.get("subject"), size=m.size,
-            flags=m.flags, gone=m.gone, path=m.path))
+    out = [MessageLine(id=item.id, date=item.date, sender=item.text("from") or None,
+                       subject=item.text("subject") or None, size=item.entry.size,
+                       flags=item.entry.flags, gone=item.entry.gone, path=item.entry.path)
+           for item in catalog.items if item.folder == folder]
     out.sort(key=lambda line: (line.date or "", line.path))
     return out

@@ -42,15 +42,16 @@ from archiver.errors import UsageError
 from archiver.fsutil import hash_file, translate_os_errors
 from archiver.headers import summarize
 from archiver.index import (
-    FORMAT_VERSION,
     POP3_UIDVALIDITY,
     IndexWriter,
-    read_index,
-    timestamp,
+    gone_record,
+    message_key,
+    msg_record,
     uid_for_uidl,
 )
 from archiver.names import decode_component
 from archiver.snapshot import emit_folders, emit_links, read_snapshot
+from archiver.state import IndexState
 from archiver.stores.maildir import flags_from_info
 
 BATCH = 1000  # records per index frame
@@ -72,8 +73,9 @@ class ReindexReport:
 
 
 def _index_is_sound(archive: Archive) -> bool:
-    res = read_index(archive.index_path)
-    return bool(res.records) and not res.torn and not res.bad_lines
+    """Whole frames only, and every record makes sense (no rebuild needed)."""
+    state, res = IndexState.read(archive.index_path)
+    return res.good_length > 0 and not res.torn and not state.skipped
 
 
 def folder_dirs(dest: Path) -> list[str]:
@@ -117,32 +119,23 @@ def _msg_records(dest: Path, name: str, rel: str, notes: dict[tuple[int, int], d
             keywords = list((note or {}).get("keywords") or [])
             if "P" in info:
                 keywords.insert(0, "$Forwarded")
-            rec: dict[str, Any] = {"v": FORMAT_VERSION, "type": "msg", "folder": name}
             pop3 = uidvalidity == POP3_UIDVALIDITY
             uidl = (note or {}).get("uidl") if pop3 else None
-            if isinstance(uidl, str) and uid_for_uidl(uidl) == uid:
-                rec["uidl"] = uidl
-            else:
-                rec["uidvalidity"], rec["uid"] = uidvalidity, uid
-            rec.update({
-                "path": f"{rel}/{sub}/{fname}", "size": size, "sha256": sha,
-                "internaldate": datetime.fromtimestamp(st.st_mtime, timezone.utc).isoformat(),
-                "flags": list(flags_from_info(info)),
-                "keywords": keywords,
-            })
+            if not (isinstance(uidl, str) and uid_for_uidl(uidl) == uid):
+                uidl = None
+            extra: dict[str, Any] = {}
             if pop3:
-                rec["flags_known"] = False
-                rec["internaldate_source"] = (note or {}).get("internaldate_source")
-                rec["sha256_norm"] = norm_hash(path.read_bytes())
-            rec.update(summarize(head))
-            rec["reindexed"] = True
-            rec["t"] = timestamp()
-            out.append(rec)
+                extra["flags_known"] = False
+                extra["internaldate_source"] = (note or {}).get("internaldate_source")
+                extra["sha256_norm"] = norm_hash(path.read_bytes())
+            extra.update(summarize(head))
+            key = message_key(uidvalidity, uid, uidl)
+            out.append(msg_record(
+                name, key, path=f"{rel}/{sub}/{fname}", size=size, sha256=sha,
+                internaldate=datetime.fromtimestamp(st.st_mtime, timezone.utc).isoformat(),
+                flags=flags_from_info(info), keywords=keywords, **extra, reindexed=True))
             if note is not None and note.get("gone"):
-                key = {"uidl": rec["uidl"]} if "uidl" in rec else {"uidvalidity": uidvalidity,
-                                                                   "uid": uid}
-                out.append({"v": FORMAT_VERSION, "type": "gone", "folder": name, **key,
-                            "reason": "expunged", "reindexed": True, "t": timestamp()})
+                out.append(gone_record(name, key, "expunged", reindexed=True))
     return out
 
 

@@ -43,7 +43,7 @@ from typing import Any, Optional
 
 from archiver.archive import META_DIR, Archive
 from archiver.headers import summarize
-from archiver.index import FORMAT_VERSION, POP3_UIDVALIDITY, timestamp, uid_for_uidl
+from archiver.index import POP3_UIDVALIDITY, gone_record, message_key, msg_record, uid_for_uidl
 from archiver.names import decode_component
 from archiver.snapshot import emit_folders, emit_links
 from archiver.stores.base import norm_hash
@@ -126,42 +126,30 @@ def choose(between: bytes, lengths: list[int]) -> int:
 
 def _note_record(name: str, rel: str, offset: int, data: bytes, note: dict[str, Any],
                  envelope: bytes) -> dict[str, Any]:
-    rec: dict[str, Any] = {"v": FORMAT_VERSION, "type": "msg", "folder": name}
     uidl = note.get("uidl")
-    if isinstance(uidl, str):
-        rec["uidl"] = uidl
-    else:
-        rec["uidvalidity"], rec["uid"] = int(note["uidvalidity"]), int(note["uid"])
-    rec.update({
-        "path": rel, "size": len(data), "sha256": note["sha256"],
-        "offset": offset, "length": int(note["length"]),
-        "internaldate": note.get("internaldate") or _from_line_date(envelope),
-        "flags": list(note.get("flags") or []), "keywords": list(note.get("keywords") or []),
-    })
-    if isinstance(uidl, str):
-        rec["flags_known"] = False
-        rec["internaldate_source"] = note.get("internaldate_source")
-    if isinstance(uidl, str) or int(note.get("uidvalidity") or 0) == POP3_UIDVALIDITY:
-        rec["sha256_norm"] = note.get("sha256_norm") or norm_hash(data)
-    rec.update(summarize(data[:HEAD_BYTES]))
-    rec["reindexed"] = True
-    rec["t"] = timestamp()
-    return rec
+    uidl = uidl if isinstance(uidl, str) else None
+    extra: dict[str, Any] = {}
+    if uidl is not None:
+        extra["flags_known"] = False
+        extra["internaldate_source"] = note.get("internaldate_source")
+    if uidl is not None or int(note.get("uidvalidity") or 0) == POP3_UIDVALIDITY:
+        extra["sha256_norm"] = note.get("sha256_norm") or norm_hash(data)
+    extra.update(summarize(data[:HEAD_BYTES]))
+    key = message_key(int(note.get("uidvalidity") or 0), int(note.get("uid") or 0), uidl)
+    return msg_record(name, key, path=rel, size=len(data), sha256=note["sha256"],
+                      internaldate=note.get("internaldate") or _from_line_date(envelope),
+                      flags=note.get("flags") or [], keywords=note.get("keywords") or [],
+                      offset=offset, length=int(note["length"]), **extra, reindexed=True)
 
 
 def _parsed_record(name: str, rel: str, offset: int, length: int, data: bytes, sha: str,
                    rank: int, envelope: bytes) -> dict[str, Any]:
-    rec: dict[str, Any] = {
-        "v": FORMAT_VERSION, "type": "msg", "folder": name,
-        "uidvalidity": POP3_UIDVALIDITY, "uid": uid_for_uidl(f"reindexed:{sha}:{rank}"),
-        "path": rel, "size": len(data), "sha256": sha, "offset": offset, "length": length,
-        "internaldate": _from_line_date(envelope), "flags": [], "keywords": [],
-        "flags_known": False, "sha256_norm": norm_hash(data),
-    }
-    rec.update(summarize(data[:HEAD_BYTES]))
-    rec["reindexed"] = True
-    rec["t"] = timestamp()
-    return rec
+    key = message_key(POP3_UIDVALIDITY, uid_for_uidl(f"reindexed:{sha}:{rank}"))
+    return msg_record(name, key, path=rel, size=len(data), sha256=sha,
+                      internaldate=_from_line_date(envelope), flags=(), keywords=(),
+                      offset=offset, length=length, flags_known=False,
+                      sha256_norm=norm_hash(data), **summarize(data[:HEAD_BYTES]),
+                      reindexed=True)
 
 
 def parse_file(path: Path, rel: str, name: str, notes_at: dict[tuple[str, int], dict[str, Any]],
@@ -192,10 +180,9 @@ def parse_file(path: Path, rel: str, name: str, notes_at: dict[tuple[str, int], 
                 if rec is not None:
                     out.append(rec)
                     if note.get("gone"):
-                        key = {"uidl": rec["uidl"]} if "uidl" in rec else {
-                            "uidvalidity": rec["uidvalidity"], "uid": rec["uid"]}
-                        out.append({"v": FORMAT_VERSION, "type": "gone", "folder": name, **key,
-                                    "reason": "expunged", "reindexed": True, "t": timestamp()})
+                        key = message_key(rec.get("uidvalidity", 0), rec.get("uid", 0),
+                                          rec.get("uidl"))
+                        out.append(gone_record(name, key, "expunged", reindexed=True))
                     pos = end
                     continue
             found = mm.find(b"\n\nFrom ", offset)

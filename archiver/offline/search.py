@@ -21,8 +21,8 @@ from typing import Any, Optional
 
 from archiver.archive import Archive
 from archiver.errors import UsageError
-from archiver.index import MessageEntry
 from archiver.offline.catalog import Item, load
+from archiver.state import MessageEntry
 
 
 def normalise(text: str) -> str:

@@ -54,6 +54,9 @@ def verify_archive(archive: Archive) -> VerifyReport:
         report.index_problems.append(
             "the index ends with an incomplete frame (an interrupted run); rerun the backup "
             "to repair it")
+    note = archive.skipped_note()
+    if note:
+        report.index_problems.append(note)
     if archive.format == "mbox":
         _verify_mbox(archive, report)
     else:

@@ -22,6 +22,7 @@ from archiver.fsutil import lock_file, translate_os_errors
 from archiver.index import FORMAT_VERSION, IndexWriter, cut_torn_tail, read_index, timestamp
 
 DEFAULT_IMAPS_PORT = 993
+_NONSENSE = (KeyError, TypeError, ValueError, OverflowError, IndexError, AttributeError)
 _UNSAFE = re.compile(r"[^A-Za-z0-9@._+-]")
 
 
@@ -90,7 +91,7 @@ class RestoreJournal:
         if kind == "folder":
             try:
                 self.folders[target] = int(rec["uidvalidity"])
-            except (KeyError, TypeError, ValueError):
+            except _NONSENSE:  # a record that makes no sense is skipped, not fatal
                 return
         elif kind == "landed":
             try:
@@ -99,7 +100,7 @@ class RestoreJournal:
                 self.landed[key] = Landed(
                     target, _int(rec.get("to_uidvalidity")), _int(rec.get("to_uid")),
                     (str(ident), int(size), _int(ts)))
-            except (KeyError, TypeError, ValueError):
+            except _NONSENSE:  # a record that makes no sense is skipped, not fatal
                 return
 
     def record(self, records: list[dict[str, Any]]) -> None:
@@ -129,5 +130,5 @@ class RestoreJournal:
 def _int(value: Any) -> Optional[int]:
     try:
         return int(value) if value is not None else None
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None

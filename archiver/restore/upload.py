@@ -30,7 +30,7 @@ from typing import Any, Optional
 from archiver.archive import Archive
 from archiver.engine import NullProgress, Progress
 from archiver.errors import ConnectionFailed, Interrupted
-from archiver.index import FORMAT_VERSION, FolderEntry, MessageEntry, timestamp
+from archiver.index import FORMAT_VERSION, timestamp
 from archiver.names import encode_mutf7
 from archiver.plan import folder_selected
 from archiver.restore.journal import Landed, RestoreJournal
@@ -43,6 +43,7 @@ from archiver.restore.target import (
     valid_keyword,
 )
 from archiver.sources.base import ConnectionLost
+from archiver.state import FolderEntry, MessageEntry
 from archiver.stores.base import Store
 
 log = logging.getLogger("archiver.restore.upload")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Optional, Protocol
 
 from archiver.fsutil import open_new, write_all
-from archiver.index import MessageEntry
+from archiver.state import MessageEntry
 
 
 @dataclass

@@ -18,8 +18,8 @@ from typing import Optional
 
 from archiver.durable import PerFileSync, SyncStrategy, fsync_dir, fsync_parents, replace
 from archiver.fsutil import ensure_dir, open_new, set_mtime, translate_os_errors, write_all
-from archiver.index import MessageEntry
 from archiver.names import folder_path
+from archiver.state import MessageEntry
 from archiver.stores.base import Incoming, Rename, Spool, Stored
 
 INFO_SEP = ":2,"

@@ -35,8 +35,8 @@ from archiver.durable import (
     truncate_durably,
 )
 from archiver.fsutil import ensure_dir, translate_os_errors, write_all
-from archiver.index import MessageEntry
 from archiver.names import encode_component
+from archiver.state import MessageEntry
 from archiver.stores.base import Incoming, Rename, Spool, Stored
 
 _QUOTE = re.compile(rb"^(>*From )", re.MULTILINE)

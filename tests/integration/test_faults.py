@@ -38,12 +38,13 @@ from archiver.index import read_index
 from archiver.sources.imap import ImapSource
 from archiver.sources.pop3 import Pop3Source
 from archiver.stores.base import norm_hash
+from tests.counters import counter
 from tests.dovecot import DovecotServer, MailUser
 from tests.helpers import archived_files, backup_process, password_file, run_cli
 from tests.proxy import Fault, FaultProxy, every, first
 
 CUTS = 100
-RESULTS: Counter[str] = Counter()
+RESULTS = counter("faults")
 
 
 @dataclass
@@ -289,10 +290,3 @@ def test_kill_9_loop(dovecot: DovecotServer, tmp_path: Path, stress: bool, fmt: 
     assert killed_running >= rounds * 0.6, f"only {killed_running} kills hit a running backup"
     RESULTS[f"kill -9 ({fmt}) survived"] += rounds
     RESULTS[f"kill -9 ({fmt}) landed mid-run"] += killed_running
-
-
-def test_zz_report(capsys: pytest.CaptureFixture[str]) -> None:
-    with capsys.disabled():
-        print("\nfaults:")
-        for k, v in sorted(RESULTS.items()):
-            print(f"  {v:5d}  {k}")

@@ -42,3 +42,14 @@ def test_exit_codes_table_matches_errors_module() -> None:
     for code in (0, EXIT_VERIFY_PROBLEMS, EXIT_USAGE, EXIT_PARTIAL, EXIT_LOGIN, EXIT_CONNECTION,
                  EXIT_DESTINATION, EXIT_INTERRUPTED):
         assert f"\n| {code} |" in README, code
+
+
+def test_cli_reference_is_generated_from_the_current_help() -> None:
+    """docs/CLI.md is scripts/cli-reference's output for the CLI as it is now."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    res = subprocess.run([sys.executable, str(repo / "scripts" / "cli-reference"), "--check"],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr

@@ -3,8 +3,8 @@
 No input may produce a traceback (an exception other than the documented
 ones), a path outside DEST, or silent loss (a round trip that changes bytes).
 Examples per property: ``EXAMPLES`` (1000; ``--stress`` multiplies by 10).
-The counts actually run are printed by ``test_zz_report`` and quoted in
-docs/RELIABILITY.md.
+The counts actually run are printed at the end of the run (tests/counters.py)
+and quoted in docs/RELIABILITY.md by scripts/reliability-figures.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import random
 import sys
 import tempfile
 import unicodedata
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ from imapclient.response_parser import parse_fetch_response
 
 from archiver.errors import ServerError
 from archiver.headers import date_from_headers, decode_bytes, decode_value, summarize
-from archiver.index import IndexState, IndexWriter, read_index, valid_length
+from archiver.index import IndexWriter, read_index, valid_length
 from archiver.names import (
     assign_path,
     decode_component,
@@ -39,11 +38,13 @@ from archiver.names import (
 from archiver.sources.base import ConnectionLost
 from archiver.sources.imap import _uid_fetch_bodies
 from archiver.sources.pop3 import _Reader
+from archiver.state import IndexState
 from archiver.stores.base import Incoming
 from archiver.stores.mbox import MboxStore, mbox_path, quote, unquote
+from tests.counters import counter
 
 EXAMPLES = 1000
-COUNTS: Counter[str] = Counter()  # examples run per test, reported by test_zz_report
+COUNTS = counter("fuzz examples")  # examples run per property (tests/counters.py)
 
 
 STRESS = "--stress" in sys.argv or bool(os.environ.get("ARCHIVER_STRESS"))
@@ -165,7 +166,7 @@ def test_mbox_store_reads_back_every_message_exactly(messages: list[bytes]) -> N
             assert r.offset is not None and r.length is not None
             assert unquote(raw[r.offset:r.offset + r.length]) == m
         # the separator logic: the recorded end is exactly the file's end
-        from archiver.index import MessageEntry
+        from archiver.state import MessageEntry
 
         entries = [MessageEntry("INBOX", 1, i + 1, "INBOX", r.size, r.sha256, (), (),
                                 offset=r.offset, length=r.length) for i, r in enumerate(results)]
@@ -242,7 +243,38 @@ def test_index_state_survives_any_json_record(records: list[dict[str, Any]]) -> 
     records = [{"type": "folder", "folder": "INBOX", "dir": "INBOX"}, *records]
     state = IndexState.from_records(records)
     for m in state.messages():
-        assert isinstance(m.path, str)
+        assert isinstance(m.path, str) and isinstance(m.size, int) and m.size >= 0
+        assert all(isinstance(f, str) for f in m.flags + m.keywords)
+    for f in state.folders.values():
+        assert all(isinstance(a, str) for a in f.attributes)
+
+
+@fuzz(max_examples=max(60, _n() // 10))
+@given(st.lists(RECORD, max_size=6))
+@example([{"type": "folder", "folder": "INBOX", "attributes": 1}])
+@example([{"type": "msg", "folder": "INBOX", "uidvalidity": 1, "uid": 1, "size": "abc"}])
+@example([{"type": "msg", "folder": "INBOX", "uidvalidity": 1, "uid": 1, "path": "x",
+           "date": 5, "subject": ["a"], "from": {"x": 1}, "sha256": "ab" * 32}])
+def test_every_command_survives_nonsense_index_records(records: list[dict[str, Any]]) -> None:
+    """The product path: ls, ls FOLDER, verify, search, show and export over an index
+    holding nonsense records end with a documented exit code, never a traceback (70)."""
+    from archiver.archive import Archive
+    from tests.helpers import run_cli
+
+    _count("index records -> every command")
+    with tempfile.TemporaryDirectory() as d:
+        dest = Path(d) / "a"
+        Archive.create_or_open(dest, "maildir", {"protocol": "imap", "host": "h",
+                                                 "user": "u"}).close()
+        writer = IndexWriter(dest / ".archiver" / "index.jsonl.zst", 0)
+        writer.append([{"v": 1, "type": "folder", "folder": "INBOX", "dir": "INBOX"}, *records])
+        writer.close()
+        for args in (["ls", str(dest)], ["ls", str(dest), "INBOX"], ["verify", str(dest)],
+                     ["search", str(dest), "a"], ["show", str(dest), "ababab"],
+                     ["export", str(dest), str(Path(d) / f"out-{len(COUNTS)}"), "--to", "mbox"]):
+            code, _out, err = run_cli(args)
+            assert code in (0, 1, 2, 3), (args, code, err)
+            assert "Traceback" not in err and "internal error" not in err, (args, err)
 
 
 # ---------------------------------------------------------------- headers
@@ -456,12 +488,3 @@ def test_lean_fetch_parser_never_crashes_on_garbage(data: list[Any]) -> None:
         assert isinstance(uid, int)
         body = items.get(b"BODY[]")
         assert body is None or isinstance(body, (bytes, str, int)), body
-
-
-def test_zz_report(capsys: pytest.CaptureFixture[str]) -> None:
-    """Print how many examples each property ran (quoted in docs/RELIABILITY.md)."""
-    with capsys.disabled():
-        total = sum(COUNTS.values())
-        print(f"\nfuzz: {total} examples in {len(COUNTS)} properties")
-        for name, n in sorted(COUNTS.items()):
-            print(f"  {n:6d}  {name}")

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from archiver.index import IndexState, IndexWriter, read_index
+from archiver.index import IndexWriter, read_index
+from archiver.state import IndexState
 
 
 def _write(path: Path, frames: list[list[dict]]) -> None:

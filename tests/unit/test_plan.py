@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from archiver.index import FolderEntry, MessageEntry
 from archiver.plan import batches, folder_selected, plan_folder
 from archiver.sources.base import MessageMeta
+from archiver.state import FolderEntry, MessageEntry
 
 
 def meta(uid: int, flags: tuple[str, ...] = (), size: int = 10,

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from archiver.archive import Archive
-from archiver.index import IndexState, read_index
+from archiver.index import read_index
+from archiver.state import IndexState
 from tests import corpus
 from tests.dovecot import DovecotServer, MailUser
 from tests.helpers import backup, password_file, run_cli

@@ -32,12 +32,13 @@ import pytest
 
 import archiver.restore.upload
 from archiver.sources.imap import ImapSession
+from tests.counters import counter
 from tests.dovecot import DovecotServer, MailUser
 from tests.helpers import backup, password_file, run_cli
 from tests.proxy import CLEAN, Fault, FaultProxy, Plan, every, first
 
 CUTS = 100
-RESULTS: Counter[str] = Counter()
+RESULTS = counter("restore faults")
 
 
 def _message(rng: random.Random, i: int, size: int) -> bytes:
@@ -161,11 +162,3 @@ def test_random_target_cut_points_then_rerun_is_exact(
     for k, v in outcomes.items():
         RESULTS[f"restore cut outcome {k}"] += v
     assert outcomes["recovered"] > 0 and outcomes["connect-failed"] + outcomes["partial"] > 0
-
-
-def test_zz_report(capsys: pytest.CaptureFixture[str]) -> None:
-    with capsys.disabled():
-        print("\nrestore faults:")
-        for k, v in sorted(RESULTS.items()):
-            print(f"  {v:5d}  {k}")
-
