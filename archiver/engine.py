@@ -14,7 +14,7 @@ import functools
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Optional, Protocol
@@ -128,6 +128,18 @@ def _iso(dt: Optional[datetime]) -> Optional[str]:
     return dt.isoformat() if dt is not None else None
 
 
+@dataclass
+class Refetch:
+    """What ``archiver verify --repair`` fetches again from one folder (see Backup.run)."""
+
+    messages: list[MessageMeta]  # entries of the folder's listing
+    records: list[dict[str, Any]] = field(default_factory=list)  # recorded before the bodies
+
+
+# Chooses from a listed folder: (its path in DEST, its EXAMINE status, its listing) -> Refetch.
+Pick = Callable[[str, FolderStatus, list[MessageMeta]], Refetch]
+
+
 # ---------------------------------------------------------------- pipeline records
 
 
@@ -179,16 +191,22 @@ class Backup:
         # Called with a folder's name once everything the archive holds of it is durable
         # (from the sync thread, or at once for an unchanged folder): migrate restores it.
         self.on_folder_done: Optional[Callable[[str], None]] = None
+        # run(refetch=...): the folders asked for that the server does not list.
+        self.unlisted: list[str] = []
 
     # ------------------------------------------------------------ top level
 
-    def run(self) -> Summary:
+    def run(self, refetch: Optional[Mapping[str, Pick]] = None) -> Summary:
+        """Back up every selected folder, or (``refetch``) only what each Pick chooses."""
         start = time.monotonic()
         pipeline = Pipeline()
         self._pipeline = pipeline
         self._counters = self.archive.folder_counters()
         try:
-            self._run_folders()
+            if refetch is None:
+                self._run_folders()
+            else:
+                self._refetch_folders(refetch)
             pipeline.drain()
         except KeyboardInterrupt:
             self.summary.interrupted = True
@@ -544,6 +562,57 @@ class Backup:
                    for pool in plan.reusable.values() for old in pool]
         self.summary.gone += len(records)
         self._record(name, records)
+
+    # ------------------------------------------------------------ verify --repair
+
+    def _refetch_folders(self, picks: Mapping[str, Pick]) -> None:
+        """Fetch chosen messages of some folders again, through the backup's own path.
+
+        For ``archiver verify --repair`` (archiver/repair.py): the index says a
+        damaged message is archived, so a backup would never fetch it again.  Each
+        folder is opened (EXAMINE) and listed, its Pick chooses from the listing,
+        and the chosen messages are fetched, stored and recorded exactly as a
+        backup does (batches, streaming, durable before recorded).  A folder the
+        server does not list goes to ``unlisted`` (its Pick is never called).  After a lost
+        connection the folder is listed and picked again.  Folder counters stay.
+        """
+        folders = {f.name: f for f in self._with_reconnect(self.source.folders)}
+        for name, pick in picks.items():
+            folder = folders.get(name)
+            if folder is None or not folder.selectable:
+                self.unlisted.append(name)
+                continue
+            self.summary.folders += 1
+            self.progress.folder(name)
+            while True:
+                try:
+                    self._refetch_folder(folder, pick)
+                    break
+                except ConnectionLost as exc:
+                    self._pipeline.drain()
+                    if not self._reconnect(exc):
+                        return
+                except FetchFailed as exc:
+                    self.summary.problems.append(f"{name}: {exc}")
+                    break
+
+    def _refetch_folder(self, folder: Folder, pick: Pick) -> None:
+        path = self._ensure_folder(folder)
+        opened = self.source.open_folder(folder)
+        chosen = pick(path, opened, self.source.list_messages(opened.messages))
+        self.store.forget(path)  # the Pick may have moved files aside
+        if chosen.records:
+            self._pipeline.submit(Job(folder.name, path,
+                                      lambda _: self._record(folder.name, chosen.records)))
+        plan = FolderPlan(opened.uidvalidity, list(chosen.messages), [], [], 0)
+        self.progress.add_total(len(plan.to_fetch), plan.fetch_bytes())
+        self._fetch_all(folder, path, plan)
+
+        def done(_: Any) -> None:
+            self._record(folder.name, [])  # a pending folder record, if nothing else went
+            self.store.forget(path)
+
+        self._pipeline.submit(Job(folder.name, path, done))
 
 
 def run_backup(source: Source, archive: Archive, store: Store,
