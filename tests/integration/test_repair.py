@@ -260,6 +260,7 @@ def test_another_account_as_source_is_refused_before_connecting(
                               "--password-file", str(pw)])
     assert code == 6, (out, err)
     assert err.count("\n") == 1 and f"{mail_user.name}@127.0.0.1" in err and "someone" in err
+    assert "give that account as SOURCE" in err  # the fix for a repair, not a backup's
     assert "Traceback" not in err and not (dest / ".archiver" / "damaged").exists()
 
 
