@@ -259,6 +259,7 @@ def repair_archive(source: Source, archive: Archive, store: Store,
     try:
         if not before.damaged:
             return report
+        archive.writer()  # a damaged index refuses here, before any file is moved
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         repairer = _Repairer(archive, store, before.damaged, stamp)
         source.connect()

@@ -396,3 +396,25 @@ def test_a_connection_cut_during_a_repair_is_resumed_without_losing_a_damaged_co
     assert archived_files(copies["every"]) == good
     assert sorted(p.read_bytes() for p in kept.rglob("*") if p.is_file()) == corrupted
     assert dovecot.fingerprint(u) == fingerprint
+
+
+def test_an_index_that_cannot_be_appended_to_is_refused_before_anything_moves(
+        dovecot: DovecotServer, mail_user: MailUser, tmp_path: Path) -> None:
+    u = mail_user
+    dest = tmp_path / "a"
+    index = dest / ".archiver" / "index.jsonl.zst"
+    sizes = []
+    for folder in ("INBOX", "Sent", "Drafts"):
+        dovecot.append(u, folder, f"Subject: {folder}\r\n\r\n{'x' * 2000}\r\n".encode())
+        assert backup(dovecot, u, dest)[0] == 0
+        sizes.append(index.stat().st_size)
+    victim = next(p for p in archived_files(dest) if p.startswith("INBOX/"))
+    (dest / victim).write_bytes(b"damaged")
+    data = bytearray(index.read_bytes())
+    data[(sizes[0] + sizes[1]) // 2] ^= 0xFF  # inside the second backup's frame
+    index.write_bytes(bytes(data))
+    code, out, err = _repair(dovecot, u, dest)
+    assert code == 6, (out, err)
+    assert err.count("\n") == 1 and "reindex" in err and "Traceback" not in err
+    assert (dest / victim).read_bytes() == b"damaged"
+    assert not (dest / ".archiver" / "damaged").exists()
