@@ -418,3 +418,38 @@ def test_an_index_that_cannot_be_appended_to_is_refused_before_anything_moves(
     assert err.count("\n") == 1 and "reindex" in err and "Traceback" not in err
     assert (dest / victim).read_bytes() == b"damaged"
     assert not (dest / ".archiver" / "damaged").exists()
+
+
+def test_a_deleted_maildir_folder_is_rebuilt_from_the_server(
+        dovecot: DovecotServer, mail_user: MailUser, tmp_path: Path) -> None:
+    _load(dovecot, mail_user)
+    dest = tmp_path / "a"
+    assert backup(dovecot, mail_user, dest)[0] == 0
+    good = archived_files(dest)
+    shutil.rmtree(dest / "INBOX")
+    code, out, err = _repair(dovecot, mail_user, dest)
+    assert code == 0, (out, err)
+    assert archived_files(dest) == good
+
+
+def test_a_deleted_mbox_file_is_rebuilt_and_an_expunged_message_stays_reported(
+        dovecot: DovecotServer, mail_user: MailUser, tmp_path: Path) -> None:
+    u = mail_user
+    uids = _load(dovecot, u)
+    dest = tmp_path / "a"
+    assert backup(dovecot, u, dest, "--format", "mbox")[0] == 0
+    (dest / "INBOX").unlink()
+    dovecot.expunge(u, "INBOX", uids[0])
+    code, out, err = _repair(dovecot, u, dest, "--json")
+    assert code == 1, (out, err)
+    report = json.loads(out)
+    assert len(report["repair"]["repaired"]) == 2 and len(report["changed"]) == 1
+    assert "expunged" in report["repair"]["cannot_repair"][0]["reason"]
+    size = (dest / "INBOX").stat().st_size
+    state = Archive.open_existing(dest).state().folders["INBOX"]
+    served = {m[0]: m[1] for m in dovecot.fetch_all(u)["INBOX"]}
+    assert {uid: MboxStore(dest).read_message(state.messages[(uv, uid)])
+            for (uv, uid) in state.messages if uid in served} == served
+    assert backup(dovecot, u, dest, "--format", "mbox")[0] == 0
+    assert (dest / "INBOX").stat().st_size == size
+    assert len(mailbox.mbox(str(dest / "INBOX"), create=False)) == 2
