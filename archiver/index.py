@@ -301,3 +301,15 @@ def gone_record(folder: str, key: Record, reason: str,
 def link_record(folder: str, uidl: Optional[str], to: tuple[int, int], **extra: Any) -> Record:
     """A POP3 sight (``uidl``) is the same message as the IMAP one ``to`` (one file)."""
     return _stamped("link", folder, {"uidl": uidl, "to": list(to), **extra})
+
+
+def damaged_record(folder: str, key: Record, problem: str, path: str, sha256: str,
+                   moved_to: list[str], offset: Optional[int] = None,
+                   length: Optional[int] = None) -> Record:
+    """``verify --repair`` took a damaged copy in hand (moved to ``moved_to``, or left in
+    an mbox file); the re-fetched copy's ``msg`` record follows (docs/FORMAT.md)."""
+    fields: Record = {**key, "problem": problem, "path": path, "sha256": sha256}
+    if offset is not None:
+        fields["offset"], fields["length"] = offset, length
+    fields["moved_to"] = moved_to
+    return _stamped("damaged", folder, fields)

@@ -1,34 +1,122 @@
-"""``archiver verify``: re-hash every archived message against the index."""
+"""``archiver verify``: re-hash every archived message against the index (``--repair``)."""
 
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
 
 import click
+
+from archiver.cli.common import (
+    Logging,
+    SourceArgs,
+    err,
+    open_source,
+    output_options,
+    plural,
+    progress_for,
+    source_identity,
+    source_options,
+)
+
+if TYPE_CHECKING:
+    from archiver.repair import RepairReport
 
 
 @click.command()
 @click.argument("dest", type=click.Path(path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def verify(dest: Path, as_json: bool) -> None:
-    """Re-hash every message in DEST against the index; exit 1 on any problem."""
+@click.option("--repair", "repair_source", metavar="SOURCE",
+              help="Fetch missing and changed messages again from SOURCE (the archive's "
+                   "account; same forms and options as for backup).")
+@source_options
+@output_options
+def verify(dest: Path, repair_source: Optional[str], quiet: bool,
+           as_json: bool, verbose: bool, log_file: Optional[Path],
+           **source_params: Any) -> None:
+    """Re-hash every message in DEST against the index; exit 1 on any problem.
+
+    \b
+    With --repair SOURCE, messages found missing or changed are fetched again
+    from the server (damaged files are kept in DEST/.archiver/damaged/); the
+    exit status is that of the verification afterwards.
+    """
     from archiver.archive import Archive
-    from archiver.errors import EXIT_VERIFY_PROBLEMS
+    from archiver.errors import EXIT_VERIFY_PROBLEMS, UsageError
     from archiver.offline.verify import verify_archive
 
-    report = verify_archive(Archive.open_existing(dest.expanduser()))
+    ctx = click.get_current_context()
+    given = [f"--{name.replace('_', '-')}" for name in source_params
+             if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT]
+    if repair_source is None and given:
+        raise UsageError(f"{', '.join(given)} only go with --repair SOURCE: add it, or drop "
+                         "them to verify without a server")
+    with Logging(verbose, log_file) as logging:
+        if repair_source is None:
+            report = verify_archive(Archive.open_existing(dest.expanduser()))
+            payload = report.as_dict()
+        else:
+            repaired = _repair(dest.expanduser(), SourceArgs.from_params(
+                repair_source, source_params), logging.trace, quiet, as_json)
+            report = repaired.after
+            payload = repaired.as_dict()
+            if not as_json:
+                _print_repair(repaired, quiet)
     if as_json:
-        click.echo(json.dumps(report.as_dict(), ensure_ascii=False))
+        click.echo(json.dumps(payload, ensure_ascii=False))
     else:
         for kind, items in (("missing", report.missing), ("changed", report.changed),
                             ("extra", report.extra), ("index", report.index_problems)):
             for item in items:
                 click.echo(f"{kind}: {item}")
-        click.echo(f"{report.checked} messages checked ({report.bytes / 1e6:.1f} MB): "
-                   + ("all good" if report.ok else
-                      f"{len(report.missing)} missing, {len(report.changed)} changed, "
-                      f"{len(report.extra)} extra"))
+        if not quiet:
+            click.echo(f"{report.checked} messages checked ({report.bytes / 1e6:.1f} MB): "
+                       + ("all good" if report.ok else
+                          f"{len(report.missing)} missing, {len(report.changed)} changed, "
+                          f"{len(report.extra)} extra"))
     if not report.ok:
         sys.exit(EXIT_VERIFY_PROBLEMS)
+
+
+def _repair(dest: Path, args: SourceArgs, trace: bool, quiet: bool,
+            as_json: bool) -> RepairReport:
+    """Check the account before connecting, lock DEST, repair (archiver.repair)."""
+    from archiver.archive import Archive
+    from archiver.repair import check_account, repair_archive
+    from archiver.stores import open_store
+
+    existing = Archive.open_existing(dest)
+    src = open_source(args, trace, connect=False)
+    identity = source_identity(src)
+    check_account(existing, identity)
+    archive = Archive.create_or_open(dest, existing.format, identity)
+    progress = progress_for(quiet, as_json)
+    try:
+        result = repair_archive(src, archive, open_store(archive.dest, archive.format),
+                                progress=progress)
+    finally:
+        progress.close()
+        archive.close()
+    for warning in getattr(src, "warnings", []):
+        err(warning)
+    return result
+
+
+def _print_repair(result: RepairReport, quiet: bool) -> None:
+    """What the repair did, before the verification lines (which say what is left)."""
+    if not quiet:
+        for label in result.repaired:
+            click.echo(f"repaired: {label}")
+        for copy in result.damaged_copies:
+            click.echo(f"damaged copy kept: {copy}")
+    for label in result.differs:
+        click.echo(f"note: {label}: the server's copy differs from the one archived before; "
+                   "it is the one kept now")
+    for item in result.cannot_repair:
+        click.echo(f"cannot repair: {item.message}: {item.reason}")
+    for problem in result.problems:
+        err(f"problem: {problem}")
+    if result.before.damaged and not quiet:
+        err(f"{plural(len(result.repaired), 'message')} of {len(result.before.damaged)} "
+            "damaged fetched again from the server")

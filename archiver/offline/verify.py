@@ -1,8 +1,10 @@
 """``archiver verify``: re-hash every archived message against the index.
 
 Reports files that are missing, changed (hash differs) or extra (a message
-file the index does not know).  Read-only: it never repairs; rerunning the
-backup does (a missing message is fetched again while it is on the server).
+file the index does not know).  Read-only: it never repairs.  A backup does not
+either (the index says those messages are archived); ``verify --repair``
+(archiver/repair.py) fetches them again, using :func:`check_message` and the
+report's ``damaged`` list.
 """
 
 from __future__ import annotations
@@ -12,9 +14,59 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 from archiver.archive import Archive
 from archiver.fsutil import hash_file
+from archiver.state import MessageEntry
+
+MISSING = "missing"
+CHANGED = "changed"
+
+
+@dataclass(frozen=True)
+class Damage:
+    """One message whose archived bytes are not what the index recorded."""
+
+    entry: MessageEntry
+    problem: str  # MISSING or CHANGED
+    label: str  # how the report lists it: the path (mbox: ``path @offset``)
+
+
+@dataclass(frozen=True)
+class Check:
+    """The outcome of re-reading one message: ``problem`` is None when it is intact."""
+
+    problem: Optional[str]
+    label: str
+    detail: str = ""  # why it could not be read, if so
+    size: int = 0  # bytes read
+
+    @property
+    def text(self) -> str:
+        return f"{self.label} ({self.detail})" if self.detail else self.label
+
+
+def check_message(archive: Archive, entry: MessageEntry) -> Check:
+    """Re-read one archived message and compare it with its index record."""
+    if archive.format == "mbox":
+        from archiver.stores.mbox import MboxStore
+
+        label = f"{entry.path} @{entry.offset}"
+        try:
+            data = MboxStore(archive.dest).read_message(entry)
+        except (OSError, ValueError) as exc:
+            return Check(MISSING, label, str(exc))
+        ok = len(data) == entry.size and hashlib.sha256(data).hexdigest() == entry.sha256
+        return Check(None if ok else CHANGED, label, size=len(data))
+    path = archive.dest.joinpath(*entry.path.split("/"))
+    try:
+        digest, size, _ = hash_file(path)
+    except FileNotFoundError:
+        return Check(MISSING, entry.path)
+    except OSError as exc:
+        return Check(MISSING, entry.path, str(exc.strerror))
+    return Check(None if digest == entry.sha256 else CHANGED, entry.path, size=size)
 
 
 @dataclass
@@ -25,6 +77,14 @@ class VerifyReport:
     changed: list[str] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
     index_problems: list[str] = field(default_factory=list)
+    damaged: list[Damage] = field(default_factory=list)  # the missing and changed messages
+
+    def add(self, entry: MessageEntry, check: Check) -> None:
+        self.checked += 1
+        self.bytes += check.size
+        if check.problem is not None:
+            (self.missing if check.problem == MISSING else self.changed).append(check.text)
+            self.damaged.append(Damage(entry, check.problem, check.label))
 
     @property
     def ok(self) -> bool:
@@ -75,19 +135,7 @@ def _verify_maildir(archive: Archive, report: VerifyReport) -> None:
         if not entry.counted:
             continue  # a POP3 sight linked to the IMAP copy, checked with it
         expected.add(entry.path)
-        path = archive.dest.joinpath(*entry.path.split("/"))
-        report.checked += 1
-        try:
-            digest, size, _ = hash_file(path)
-        except FileNotFoundError:
-            report.missing.append(entry.path)
-            continue
-        except OSError as exc:
-            report.missing.append(f"{entry.path} ({exc.strerror})")
-            continue
-        report.bytes += size
-        if digest != entry.sha256:
-            report.changed.append(entry.path)
+        report.add(entry, check_message(archive, entry))
     for folder in state.folders.values():
         for rel in _message_files(archive.dest, folder.path):
             if rel not in expected:
@@ -120,16 +168,7 @@ def _verify_mbox(archive: Archive, report: VerifyReport) -> None:
     for folder in state.folders.values():
         entries = [e for e in folder.messages.values() if e.counted]
         for entry in entries:
-            label = f"{entry.path} @{entry.offset}"
-            report.checked += 1
-            try:
-                data = store.read_message(entry)
-            except (OSError, ValueError) as exc:
-                report.missing.append(f"{label} ({exc})")
-                continue
-            report.bytes += len(data)
-            if len(data) != entry.size or hashlib.sha256(data).hexdigest() != entry.sha256:
-                report.changed.append(label)
+            report.add(entry, check_message(archive, entry))
         file = archive.dest.joinpath(*folder.path.split("/"))
         if entries and file.is_file():
             extra = file.stat().st_size - store.recorded_end(folder.path, entries)

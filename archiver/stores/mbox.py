@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import Optional
+from typing import BinaryIO, Optional
 
 from archiver.durable import (
     PerFileSync,
@@ -136,28 +136,67 @@ class MboxStore:
                 raise OSError(40, "refusing to write through a symlink", str(f))
 
     def recorded_end(self, folder_path: str, entries: Iterable[MessageEntry]) -> int:
-        """Where the last recorded message (with its separator) ends in the file."""
-        last_entry: Optional[MessageEntry] = None
-        for e in entries:
-            if e.offset is None or e.length is None or e.path != folder_path:
-                continue
-            if last_entry is None or e.offset > (last_entry.offset or 0):
-                last_entry = e
-        if last_entry is None or last_entry.offset is None or last_entry.length is None:
+        """Where the recorded messages end in the file: no recorded byte lies beyond it.
+
+        The furthest end of *any* recorded message, not merely the end of the one
+        with the largest offset: after ``verify --repair`` a message the server no
+        longer had can stay recorded at an offset past a file that was cut short,
+        or inside the good copies appended since, and cutting at its end would cut
+        them.  Only the messages ending within a separator's length (1-3 bytes) of
+        the furthest are read, so this stays one message read, as before.
+        """
+        spans = [(e.offset + e.length, e.offset, e.length) for e in entries
+                 if e.offset is not None and e.length is not None and e.path == folder_path]
+        if not spans:
             return 0
+        furthest = max(stop for stop, _, _ in spans)
+        end = 0
         with open(self._file(folder_path), "rb") as fh:
-            fh.seek(last_entry.offset)
-            has_cr = False
-            left = last_entry.length
-            tail = b""
-            while left > 0:  # piecewise: the message may be large
-                piece = fh.read(min(left, 1 << 20))
-                if not piece:
-                    break
-                has_cr = has_cr or b"\r" in piece
-                tail = (tail + piece)[-2:]
-                left -= len(piece)
-        return last_entry.offset + last_entry.length + len(tail_for(tail, has_cr))
+            for stop, offset, length in spans:
+                if stop >= furthest - 2:
+                    end = max(end, stop + len(self._tail_at(fh, offset, length)))
+        return end
+
+    @staticmethod
+    def _tail_at(fh: BinaryIO, offset: int, length: int) -> bytes:
+        """The separator that follows the quoted message at ``offset`` (read piecewise)."""
+        fh.seek(offset)
+        has_cr = False
+        left = length
+        tail = b""
+        while left > 0:  # piecewise: the message may be large
+            piece = fh.read(min(left, 1 << 20))
+            if not piece:
+                break
+            has_cr = has_cr or b"\r" in piece
+            tail = (tail + piece)[-2:]
+            left -= len(piece)
+        return tail_for(tail, has_cr)
+
+    def end_cleanly(self, folder_path: str) -> None:
+        """Make the file end with an empty line, so the next ``From `` line starts a message.
+
+        A file cut short inside a message (damage ``verify --repair`` mends by
+        appending a good copy) would otherwise glue the next ``From `` line to
+        the cut message for every other mbox reader.  Durable before returning.
+        """
+        f = self._file(folder_path)
+        with translate_os_errors(f"appending to {f}"):
+            size = f.stat().st_size
+            if size == 0:
+                return
+            with open(f, "rb") as fh:
+                fh.seek(max(0, size - 2))
+                last = fh.read()
+            missing = 2 - (len(last) - len(last.rstrip(b"\n")))
+            if missing <= 0:
+                return
+            fd = os.open(f, _APPEND)
+            try:
+                write_all(fd, b"\n" * missing)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def repair(self, folder_path: str, entries: Iterable[MessageEntry]) -> None:
         """Cut bytes appended after the last recorded message (an interrupted batch)."""
