@@ -49,9 +49,14 @@ def print_verify(report: Any, quiet: bool) -> None:
         err(f"missing: {item}")
     for item in report.flags_differ:
         err(f"flags: {item}")
+    if not quiet:
+        for item in report.altered_messages:
+            err(f"altered: {item}")
     if not quiet or not report.ok:
         err(f"verify: {report.present}/{report.checked} archived messages on the target in "
             f"{report.folders} folders"
+            + (f" ({report.altered} present, altered by the server: line ends or NUL bytes "
+               "rewritten, which is not a problem)" if report.altered else "")
             + ("" if report.ok else f", {len(report.missing)} missing, "
                f"{len(report.flags_differ)} with other flags")
             + f"; {report.extra} other messages on the target")

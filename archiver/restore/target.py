@@ -21,7 +21,7 @@ import logging
 import re
 import ssl
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Optional
@@ -31,6 +31,7 @@ import imapclient.exceptions
 from archiver.errors import ServerError
 from archiver.headers import summarize
 from archiver.names import decode_mutf7
+from archiver.restore.normal import Profile, Profiler, profile
 from archiver.sources.base import ConnectionLost, split_flags
 from archiver.sources.imap import ImapSession, _network, _text, _uid_fetch
 
@@ -38,6 +39,7 @@ log = logging.getLogger("archiver.sink")
 
 SPECIAL_USES = ("\\Sent", "\\Drafts", "\\Trash", "\\Junk", "\\Archive", "\\All", "\\Flagged")
 HEAD_BYTES = 2048  # prefix fetched to identify a message without Message-ID (see match.py)
+BODY_BATCH = 4 << 20  # bytes of bodies per FETCH when they are compared (see body_profiles)
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _ATOM_SPECIALS = re.compile(rb'[\x00-\x20\x7f(){%*"\\\]]')
 _TAGGED = re.compile(rb"^(\S+) (OK|NO|BAD)\b ?(.*)$", re.DOTALL | re.IGNORECASE)
@@ -130,6 +132,14 @@ def valid_keyword(flag: str) -> bool:
     except UnicodeEncodeError:
         return False
     return bool(raw) and not _ATOM_SPECIALS.search(raw)
+
+
+def _body(data: dict[Any, Any]) -> Optional[bytes]:
+    """The BODY[] (or BODY[]<n>) item of one FETCH answer."""
+    for key, value in data.items():
+        if isinstance(key, bytes) and key.startswith(b"BODY[]"):
+            return value if isinstance(value, bytes) else _text(value).encode()
+    return None
 
 
 def quote(name: bytes) -> bytes:
@@ -232,6 +242,56 @@ class ImapTarget(ImapSession):
                                 old.uid, old.size, old.internaldate, None, old.flags,
                                 old.keywords, value if isinstance(value, bytes) else b"")
         return [out[uid] for uid in sorted(out)]
+
+    def body_profiles(self, messages: Sequence[TargetMessage]) -> dict[int, Profile]:
+        """Download messages of the selected folder and profile them (hashes; see normal.py).
+
+        For ``restore --verify`` and ambiguous matches.  Messages go in batches of
+        about BODY_BATCH bytes; a bigger one in BODY_BATCH pieces, so memory stays
+        bounded.  A message the server no longer returns is left out.
+        """
+        out: dict[int, Profile] = {}
+        batch: list[int] = []
+        nbytes = 0
+        for t in sorted(messages, key=lambda t: t.uid):
+            if t.size > BODY_BATCH:
+                found = self._profile_big(t.uid)
+                if found is not None:
+                    out[t.uid] = found
+                continue
+            if batch and (nbytes + t.size > BODY_BATCH or len(batch) >= 500):
+                out.update(self._profile_batch(batch))
+                batch, nbytes = [], 0
+            batch.append(t.uid)
+            nbytes += t.size
+        if batch:
+            out.update(self._profile_batch(batch))
+        return out
+
+    def _profile_batch(self, uids: list[int]) -> dict[int, Profile]:
+        with _network(f"UID FETCH ({len(uids)} messages) BODY.PEEK[] (verify)"):
+            res = _uid_fetch(self.client, ",".join(map(str, uids)), "(UID BODY.PEEK[])")
+        out: dict[int, Profile] = {}
+        for uid, data in res.items():
+            body = _body(data)
+            if body is not None and int(uid) in uids:
+                out[int(uid)] = profile([body])
+        return out
+
+    def _profile_big(self, uid: int) -> Optional[Profile]:
+        p = Profiler()
+        offset = 0
+        while True:
+            item = f"BODY.PEEK[]<{offset}.{BODY_BATCH}>"
+            with _network(f"UID FETCH {uid} {item} (verify)"):
+                res = _uid_fetch(self.client, str(uid), f"(UID {item})")
+            piece = _body(res.get(uid) or {})
+            if piece is None:
+                return None if offset == 0 else p.finish()
+            p.update(piece)
+            offset += len(piece)
+            if len(piece) < BODY_BATCH:
+                return p.finish()
 
     def writer(self, **options: Any) -> AppendWriter:
         return AppendWriter(self.client._imap, self.capabilities, **options)
