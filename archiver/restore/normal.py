@@ -93,7 +93,7 @@ class Profiler:
         self._run(chunk[:lead])
         self._flush()
         body = rest.rstrip(b"\r\n")
-        self._emit(_LINE_END.sub(b"\n", body).replace(b"\0", b"\x80"))
+        self._emit(_line_ends(body).replace(b"\0", b"\x80"))
         self._run(rest[len(body):])
 
     def head_so_far(self) -> str:
@@ -170,6 +170,20 @@ class Profiler:
         out = {size for size, _ in variants}
         out.update(size + 2 for size, newline in variants if not newline)  # Courier
         return frozenset(out)
+
+
+def _line_ends(text: bytes) -> bytes:
+    """Every run of CRs followed by LF, and every lone CR, as one LF.
+
+    ``bytes.replace`` is about ten times faster than the regex; a run of more
+    than two CRs before an LF (rare) needs more passes, so the regex takes over.
+    """
+    for _ in range(3):
+        shorter = text.replace(b"\r\n", b"\n")
+        if len(shorter) == len(text):
+            return shorter.replace(b"\r", b"\n")
+        text = shorter
+    return _LINE_END.sub(b"\n", text)
 
 
 def _head_ident(normal_prefix: bytes) -> str:

@@ -32,7 +32,7 @@ from archiver.errors import ServerError
 from archiver.headers import summarize
 from archiver.names import decode_mutf7
 from archiver.restore.normal import Profile, Profiler, profile
-from archiver.sources.base import ConnectionLost, split_flags
+from archiver.sources.base import ConnectionLost, FetchFailed, split_flags
 from archiver.sources.imap import ImapSession, _network, _text, _uid_fetch
 
 log = logging.getLogger("archiver.sink")
@@ -132,14 +132,6 @@ def valid_keyword(flag: str) -> bool:
     except UnicodeEncodeError:
         return False
     return bool(raw) and not _ATOM_SPECIALS.search(raw)
-
-
-def _body(data: dict[Any, Any]) -> Optional[bytes]:
-    """The BODY[] (or BODY[]<n>) item of one FETCH answer."""
-    for key, value in data.items():
-        if isinstance(key, bytes) and key.startswith(b"BODY[]"):
-            return value if isinstance(value, bytes) else _text(value).encode()
-    return None
 
 
 def quote(name: bytes) -> bytes:
@@ -247,17 +239,20 @@ class ImapTarget(ImapSession):
         """Download messages of the selected folder and profile them (hashes; see normal.py).
 
         For ``restore --verify`` and ambiguous matches.  Messages go in batches of
-        about BODY_BATCH bytes; a bigger one in BODY_BATCH pieces, so memory stays
-        bounded.  A message the server no longer returns is left out.
+        about BODY_BATCH bytes, a bigger one in BODY_BATCH pieces, so memory stays
+        bounded.  A message the server does not return is left out (not matched).
         """
         out: dict[int, Profile] = {}
         batch: list[int] = []
         nbytes = 0
         for t in sorted(messages, key=lambda t: t.uid):
             if t.size > BODY_BATCH:
-                found = self._profile_big(t.uid)
-                if found is not None:
-                    out[t.uid] = found
+                p = Profiler()
+                try:
+                    self.fetch_stream(t.uid, t.size, p.update, chunk=BODY_BATCH)
+                except FetchFailed:
+                    continue
+                out[t.uid] = p.finish()
                 continue
             if batch and (nbytes + t.size > BODY_BATCH or len(batch) >= 500):
                 out.update(self._profile_batch(batch))
@@ -269,29 +264,8 @@ class ImapTarget(ImapSession):
         return out
 
     def _profile_batch(self, uids: list[int]) -> dict[int, Profile]:
-        with _network(f"UID FETCH ({len(uids)} messages) BODY.PEEK[] (verify)"):
-            res = _uid_fetch(self.client, ",".join(map(str, uids)), "(UID BODY.PEEK[])")
-        out: dict[int, Profile] = {}
-        for uid, data in res.items():
-            body = _body(data)
-            if body is not None and int(uid) in uids:
-                out[int(uid)] = profile([body])
-        return out
-
-    def _profile_big(self, uid: int) -> Optional[Profile]:
-        p = Profiler()
-        offset = 0
-        while True:
-            item = f"BODY.PEEK[]<{offset}.{BODY_BATCH}>"
-            with _network(f"UID FETCH {uid} {item} (verify)"):
-                res = _uid_fetch(self.client, str(uid), f"(UID {item})")
-            piece = _body(res.get(uid) or {})
-            if piece is None:
-                return None if offset == 0 else p.finish()
-            p.update(piece)
-            offset += len(piece)
-            if len(piece) < BODY_BATCH:
-                return p.finish()
+        return {uid: profile([body]) for uid, body in self.fetch(uids)
+                if isinstance(body, bytes)}
 
     def writer(self, **options: Any) -> AppendWriter:
         return AppendWriter(self.client._imap, self.capabilities, **options)

@@ -86,6 +86,7 @@ def test_sizes_are_those_of_every_server_rewrite_with_and_without_a_final_crlf(
 @given(MESSAGES)
 @example(b"From: x\rSubject: y\r\rbody\r")
 @example(b"a\r\r\nb")
+@example(b"a\r\r\r\r\r\nb\r\r\n")
 def test_normal_form_survives_every_rewrite(data: bytes) -> None:
     norm = hashlib.sha256(normal_form(data)).hexdigest()
     assert profile([data]).norm == norm

@@ -324,3 +324,22 @@ def test_courier_final_crlf_is_found_again_and_verified(
         assert summary.uploaded == 0 and summary.found == 3  # type: ignore[attr-defined]
         assert len(server.mailbox[b"INBOX"]) == 3
         assert report.ok and report.altered == 2  # type: ignore[attr-defined]
+
+
+def test_verify_compares_the_text_not_just_identity_and_size(
+        dovecot_new: DovecotServer, tmp_path: Path) -> None:
+    """Same Message-ID and size but another text on the target: missing for --verify."""
+    mine = b"Subject: mine\r\nMessage-ID: <same@x>\r\n\r\nthe archived text\r\n"
+    other = b"Subject: mine\r\nMessage-ID: <same@x>\r\n\r\nthe changed text!\r\n"
+    assert len(mine) == len(other)
+    dest = archive_from_raw_server(tmp_path, [("INBOX", mine)])
+    new = dovecot_new.new_user()
+    when = dt.datetime(2024, 1, 1, 10, 0, tzinfo=corpus.JST)
+    dovecot_new.append(new, "INBOX", other, ["\\Seen"], when)
+    code, out, err = restore(dest, dovecot_new, new, "--json", "--verify")
+    summary = json.loads(out)
+    assert summary["found"] == 1  # the dedup trusts identity and size (no download) ...
+    assert code == 1, err  # ... --verify does not
+    assert summary["verify"]["missing"] == [
+        "INBOX: UID 1 <same@x> is not on the target (one with its identity and size is, "
+        "but its text differs)"], summary["verify"]
