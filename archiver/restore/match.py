@@ -97,16 +97,12 @@ class Candidate:
     @property
     def ident(self) -> str:
         """The identity recorded in the journal's ``key``."""
-        if self.message_id:
-            return "m:" + self.message_id
+        return "m:" + self.message_id if self.message_id else self.head()
+
+    def head(self) -> str:
+        """The identity by the start of the text (as for a target message without Message-ID)."""
         p = self.profile()
         return p.head if p is not None else ""
-
-    def ident_ok(self, ident: str) -> bool:
-        if ident.startswith("m:"):
-            return bool(self.message_id) and ident == "m:" + str(self.message_id)
-        p = self.profile()
-        return p is not None and ident == p.head
 
     def size_ok(self, size: int) -> bool:
         if size == self.size:
@@ -155,13 +151,15 @@ def match(candidates: Sequence[Candidate], targets: Sequence[TargetMessage],
     by_ident: dict[str, list[TargetMessage]] = {}
     for t in targets:
         by_ident.setdefault(target_ident(t), []).append(t)
-    head_idents = [k for k in by_ident if not k.startswith("m:")]
+    any_heads = any(not k.startswith("m:") for k in by_ident)
     fits: list[list[TargetMessage]] = []
     suitors: dict[int, list[int]] = {}  # target UID -> candidates it fits
     for i, cand in enumerate(candidates):
         keys = ["m:" + cand.message_id] if cand.message_id else []
-        if not keys or (keys[0] not in by_ident and head_idents):
-            keys += [k for k in head_idents if cand.ident_ok(k)]
+        if not keys or (keys[0] not in by_ident and any_heads):
+            head = cand.head()
+            if head:
+                keys.append(head)
         options = [t for k in keys for t in by_ident.get(k, ()) if cand.size_ok(t.size)]
         fits.append(options)
         for t in options:
