@@ -35,8 +35,8 @@ from archiver.index import (
 META_DIR = ".archiver"
 
 
-def _lock(fh: IO[bytes]) -> bool:
-    """Non-blocking exclusive lock; False if someone else holds it."""
+def lock_file(fh: IO[bytes]) -> bool:
+    """Non-blocking exclusive lock; False if someone else holds it (also the restore journal's)."""
     if sys.platform == "win32":  # pragma: no cover
         import msvcrt
 
@@ -143,7 +143,7 @@ class Archive:
     def _acquire_lock(self) -> None:
         fh = open(self.meta_dir / "lock", "ab")  # noqa: SIM115 - held until close()
         os.chmod(self.meta_dir / "lock", 0o600)
-        if not _lock(fh):
+        if not lock_file(fh):
             fh.close()
             raise LockedError(f"another archiver is already working on {self.dest}: wait for it "
                               "to finish (or stop it) and rerun")
