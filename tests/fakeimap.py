@@ -107,18 +107,22 @@ class FakeImap:
             cmd = rest.split(b" ", 1)[0].upper()
             if cmd == b"UID":
                 cmd = b"UID " + rest.split(b" ", 2)[1].upper()
-            handler: Callable[[bytes, bytes], bytes] = {
-                b"CAPABILITY": self.reply_capability, b"LOGIN": self.reply_login,
-                b"LIST": self.reply_list, b"STATUS": self.reply_status,
-                b"EXAMINE": self.reply_examine, b"SELECT": self.reply_examine,
-                b"UID FETCH": self.reply_fetch, b"LOGOUT": self.reply_logout,
-                b"NOOP": lambda t, r: t + b" OK noop\r\n",
-            }.get(cmd, lambda t, r: t + b" BAD unknown\r\n")
+            handler = self.handlers().get(cmd, lambda t, r: t + b" BAD unknown\r\n")
             conn.sendall(handler(tag, rest))
             if cmd == b"LOGOUT":
                 return
 
     # ------------------------------------------------------------ replies
+
+    def handlers(self) -> dict[bytes, Callable[[bytes, bytes], bytes]]:
+        """Command -> reply(tag, rest); a subclass adds commands (e.g. APPEND for a target)."""
+        return {
+            b"CAPABILITY": self.reply_capability, b"LOGIN": self.reply_login,
+            b"LIST": self.reply_list, b"STATUS": self.reply_status,
+            b"EXAMINE": self.reply_examine, b"SELECT": self.reply_examine,
+            b"UID FETCH": self.reply_fetch, b"LOGOUT": self.reply_logout,
+            b"NOOP": lambda t, r: t + b" OK noop\r\n",
+        }
 
     def greeting(self) -> bytes:
         return b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] fake ready\r\n"

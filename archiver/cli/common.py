@@ -258,6 +258,13 @@ def warn_skipped(archive: Any) -> None:
         err(f"warning: {note}")
 
 
+def state_dir() -> Path:
+    """The user's state directory for archiver (restore journals of read-only archives)."""
+    import platformdirs
+
+    return Path(platformdirs.user_state_dir("archiver"))
+
+
 def progress_for(quiet: bool, as_json: bool) -> Any:
     """The progress bar when a person watches stderr; notes only otherwise."""
     from archiver.progress import TerminalProgress

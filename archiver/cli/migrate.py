@@ -21,6 +21,7 @@ from archiver.cli.common import (
     progress_for,
     source_identity,
     source_options,
+    state_dir,
     target_options,
     warn_skipped,
 )
@@ -85,7 +86,8 @@ def migrate(source: str, target: str, via: Optional[Path], include: tuple[str, .
                 fmt = Archive.open_existing(dest).format
             archive = Archive.create_or_open(dest, fmt, source_identity(src))
             ep = sink.endpoint
-            journal = RestoreJournal(archive.meta_dir, ep.host, ep.port, ep.user).open(True)
+            journal = RestoreJournal.for_archive(archive, ep.host, ep.port, ep.user,
+                                                 state_dir()).open(True)
             progress = progress_for(quiet, as_json)
             try:
                 result = run_migrate(

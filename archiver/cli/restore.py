@@ -18,6 +18,7 @@ from archiver.cli.common import (
     parse_maps,
     progress_for,
     require_index,
+    state_dir,
     target_options,
     warn_skipped,
 )
@@ -45,14 +46,26 @@ def print_restore(summary: Any, quiet: bool) -> None:
         err("some messages did not go (listed above); rerun the same command to retry")
 
 
+def journal_line(journal: Any, dry_run: bool) -> str:
+    """Where the restore journal is (one line): always for --dry-run, else if not in DEST."""
+    where = ("DEST is read-only, so it is kept in the user state directory"
+             if journal.in_state_dir else "in the archive")
+    return f"{'journal (would use)' if dry_run else 'note: journal'}: {journal.path} ({where})"
+
+
 def print_verify(report: Any, quiet: bool) -> None:
     for item in report.missing:
         err(f"missing: {item}")
     for item in report.flags_differ:
         err(f"flags: {item}")
+    if not quiet:
+        for item in report.altered_messages:
+            err(f"altered: {item}")
     if not quiet or not report.ok:
         err(f"verify: {report.present}/{report.checked} archived messages on the target in "
             f"{report.folders} folders"
+            + (f" ({report.altered} present, altered by the server: line ends or NUL bytes "
+               "rewritten, which is not a problem)" if report.altered else "")
             + ("" if report.ok else f", {len(report.missing)} missing, "
                f"{len(report.flags_differ)} with other flags")
             + f"; {report.extra} other messages on the target")
@@ -103,7 +116,9 @@ def restore(dest: Path, target: str, target_user: Optional[str],
         sink = open_target(target, source_user, target_user, target_password_file,
                            target_cafile, target_insecure, timeout, logging.trace)
         ep = sink.endpoint
-        journal = RestoreJournal(archive.meta_dir, ep.host, ep.port, ep.user)
+        journal = RestoreJournal.for_archive(archive, ep.host, ep.port, ep.user, state_dir())
+        if not (quiet or as_json) and (dry_run or journal.in_state_dir):
+            err(journal_line(journal, dry_run))
         progress = progress_for(quiet, as_json)
         try:
             journal.open(write=not dry_run)
@@ -118,7 +133,7 @@ def restore(dest: Path, target: str, target_user: Optional[str],
             journal.close()
             sink.close()
         if as_json:
-            out = summary.as_dict()
+            out = {**summary.as_dict(), "journal": str(journal.path)}
             if report is not None:
                 out["verify"] = report.as_dict()
             click.echo(json.dumps(out, ensure_ascii=False))

@@ -2,9 +2,13 @@
 
 Independent of the journal on purpose: it looks at what the target holds
 now, folder by folder, and matches it with the archive the same way the
-deduplication does (:mod:`archiver.restore.match`).  Messages on the target
-that are not in the archive (new mail, other uploads) are counted, not
-errors.  Keywords are compared only where the target can store them.
+deduplication does (:mod:`archiver.restore.match`), and then downloads
+each match and compares its normal form (:mod:`archiver.restore.normal`)
+with the archived message's.  A message whose bytes the server rewrote
+(line ends, NUL, a final CRLF) is "present, altered by the server":
+counted and listed, not a problem.  Messages on the target that are not in
+the archive (new mail, other uploads) are counted, not errors.  Keywords
+are compared only where the target can store them.
 """
 
 from __future__ import annotations
@@ -21,10 +25,13 @@ from archiver.restore.upload import Restore, wanted
 class TargetReport:
     folders: int = 0
     checked: int = 0
-    present: int = 0
+    present: int = 0  # ``altered`` included
     missing: list[str] = field(default_factory=list)
     flags_differ: list[str] = field(default_factory=list)
     extra: int = 0  # on the target, not in the archive
+    # present, but the server rewrote the bytes (line ends, NUL, a final CRLF): not a problem
+    altered: int = 0
+    altered_messages: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -33,7 +40,8 @@ class TargetReport:
     def as_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "folders": self.folders, "checked": self.checked,
                 "present": self.present, "missing": self.missing,
-                "flags_differ": self.flags_differ, "extra": self.extra}
+                "flags_differ": self.flags_differ, "extra": self.extra,
+                "altered": self.altered, "altered_messages": self.altered_messages}
 
 
 def verify_target(restore: Restore, limit: int = 50) -> TargetReport:
@@ -60,17 +68,27 @@ def verify_target(restore: Restore, limit: int = 50) -> TargetReport:
         selected = target.select(raw)
         on_target = target.scan(selected.exists)
         cands = [restore.candidate(m) for m in messages]
-        pairs = match(cands, on_target)
-        report.extra += len(on_target) - len(pairs)
+        found = match(cands, on_target, target.body_profiles, check_all=True)
+        report.extra += len(on_target) - len(found.pairs)
         for i, m in enumerate(messages):
-            t = pairs.get(i)
+            pair = found.pairs.get(i)
             what = f"{entry.name}: UID {m.uid}" + (f" {m.message_id}" if m.message_id else "")
-            if t is None:
+            if pair is None:
                 missing_total += 1
                 if len(report.missing) < limit:
-                    report.missing.append(f"{what} is not on the target")
+                    report.missing.append(
+                        f"{what} is not on the target" + (
+                            " (one with its identity and size is, but its text differs)"
+                            if i in found.differs else ""))
                 continue
             report.present += 1
+            t = pair.target
+            if pair.altered:
+                report.altered += 1
+                if len(report.altered_messages) < limit:
+                    report.altered_messages.append(
+                        f"{what}: present, altered by the server ({m.size} bytes archived, "
+                        f"{t.size} on the target)")
             want_kw = set(m.keywords) if selected.keywords_allowed else set()
             have_kw = set(t.keywords) if selected.keywords_allowed else set()
             if set(m.flags) != set(t.flags) or want_kw != have_kw:
@@ -82,6 +100,9 @@ def verify_target(restore: Restore, limit: int = 50) -> TargetReport:
                         "archived")
     if missing_total > len(report.missing):
         report.missing.append(f"... {missing_total - len(report.missing)} more missing")
+    if report.altered > len(report.altered_messages):
+        report.altered_messages.append(f"... {report.altered - len(report.altered_messages)} "
+                                       "more")
     if flags_total > len(report.flags_differ):
         report.flags_differ.append(f"... {flags_total - len(report.flags_differ)} more")
     return report

@@ -1,40 +1,84 @@
 """The restore journal: which archived messages have landed on one target account.
 
-``DEST/.archiver/restore-<host>[_<port>]-<user>.jsonl.zst`` -- the same
-append-only zstd-frames format as the index (:mod:`archiver.index`), so a
-torn tail after a kill is cut the same way.  A record is written only after
-the server said OK; a message whose APPEND landed but whose record was lost
-(the crash window) is found again by the next run's look at the target folder
+``restore-<host>[_<port>]-<user>.jsonl.zst`` -- the same append-only
+zstd-frames format as the index (:mod:`archiver.index`), so a torn tail after
+a kill is cut the same way.  A record is written only after the server said
+OK; a message whose APPEND landed but whose record was lost (the crash
+window) is found again by the next run's look at the target folder
 (:mod:`archiver.restore.match`), so the journal may lag but never lie.
+
+Where it lives: in ``DEST/.archiver/`` when that is writable; an archive on
+a DVD, a read-only mount or a snapshot cannot take it, so it then goes to
+the user's state directory, in a directory named for the archive (its
+account and ``archive.json``'s creation time: two archives never share one,
+while the same archive mounted elsewhere finds its journal again).  Both
+places are always read and merged, so a journal begun while DEST was
+writable goes on when it is read-only, and the other way round; new
+records go to the writable one, whose ``.lock`` is held.
 docs/FORMAT.md ("The restore journal") is the contract.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
+import json
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Optional
 
+from archiver.archive import Archive
 from archiver.errors import LockedError
-from archiver.fsutil import lock_file, translate_os_errors
+from archiver.fsutil import DIR_MODE, lock_file, translate_os_errors
 from archiver.index import FORMAT_VERSION, IndexWriter, cut_torn_tail, read_index, timestamp
 
 DEFAULT_IMAPS_PORT = 993
+STATE_SUBDIR = "restore"  # under the user state directory: one directory per read-only archive
 _NONSENSE = (KeyError, TypeError, ValueError, OverflowError, IndexError, AttributeError)
 _UNSAFE = re.compile(r"[^A-Za-z0-9@._+-]")
 
 
+def _safe(text: str) -> str:
+    return _UNSAFE.sub(lambda m: f"%{ord(m.group(0)):02X}" if ord(m.group(0)) < 256
+                       else "_", text)
+
+
 def journal_name(host: str, port: int, user: str) -> str:
     """File name for one target account; other ports than 993 are part of the name."""
-    def safe(text: str) -> str:
-        return _UNSAFE.sub(lambda m: f"%{ord(m.group(0)):02X}" if ord(m.group(0)) < 256
-                           else "_", text)
-    where = safe(host.lower()) + ("" if port == DEFAULT_IMAPS_PORT else f"_{port}")
-    return f"restore-{where}-{safe(user)}.jsonl.zst"
+    where = _safe(host.lower()) + ("" if port == DEFAULT_IMAPS_PORT else f"_{port}")
+    return f"restore-{where}-{_safe(user)}.jsonl.zst"
 
 
+def archive_key(archive: Archive) -> str:
+    """Directory name for an archive's journals in the state directory.
+
+    ``USER@HOST-<16 hex digits>``: the hash covers ``archive.json``'s source
+    and creation time (the archive's identity, the same wherever it is
+    mounted); an archive.json without a creation time adds the path.
+    """
+    meta = archive.meta
+    raw = meta.get("source")
+    source: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    ident: dict[str, Any] = {"source": source, "created": meta.get("created")}
+    if not meta.get("created"):
+        ident["path"] = str(archive.dest.resolve())
+    digest = hashlib.sha256(json.dumps(ident, sort_keys=True, ensure_ascii=False)
+                            .encode()).hexdigest()[:16]
+    who = f"{source.get('user', '')}@{str(source.get('host', '')).lower()}"
+    return f"{_safe(who)}-{digest}"
+
+
+def writable(directory: Path) -> bool:
+    """Can we create files in ``directory``?  (A read-only mount says no even to root.)"""
+    if not os.access(directory, os.W_OK):
+        return False
+    try:
+        return not os.statvfs(directory).f_flag & os.ST_RDONLY
+    except (OSError, AttributeError):  # pragma: no cover - no statvfs (Windows)
+        return True
 
 
 @dataclass(frozen=True)
@@ -51,11 +95,18 @@ MsgKey = tuple[str, str, int, int]  # (target folder, source folder, uidvalidity
 
 
 class RestoreJournal:
-    """Read the journal into memory; append records as durable frames (not in a dry run)."""
+    """Read the journal(s) into memory; append records as durable frames (not in a dry run).
 
-    def __init__(self, meta_dir: Path, host: str, port: int, user: str) -> None:
+    ``meta_dir`` is where records are written; ``also_read`` are journals of
+    the same archive and target kept elsewhere (see the module docstring).
+    """
+
+    def __init__(self, meta_dir: Path, host: str, port: int, user: str,
+                 also_read: Sequence[Path] = ()) -> None:
         self.path = meta_dir / journal_name(host, port, user)
         self.lock_path = self.path.with_suffix(".lock")
+        self.also_read = tuple(p for p in also_read if p != self.path)
+        self.in_state_dir = False  # set by for_archive when DEST is read-only
         self.target = {"host": host, "port": port, "user": user}
         self.landed: dict[MsgKey, Landed] = {}
         self.folders: dict[str, int] = {}  # target folder -> UIDVALIDITY the records are for
@@ -63,10 +114,26 @@ class RestoreJournal:
         self._good = 0
         self._lock_fh: Optional[IO[bytes]] = None
 
+    @classmethod
+    def for_archive(cls, archive: Archive, host: str, port: int, user: str,
+                    state_dir: Path) -> RestoreJournal:
+        """The journal for restoring ``archive`` into this account: in DEST if writable."""
+        in_dest = archive.meta_dir / journal_name(host, port, user)
+        in_state = state_dir / STATE_SUBDIR / archive_key(archive)
+        if writable(archive.meta_dir) and (not in_dest.exists()
+                                           or os.access(in_dest, os.W_OK)):
+            return cls(archive.meta_dir, host, port, user,
+                       also_read=[in_state / in_dest.name])
+        journal = cls(in_state, host, port, user, also_read=[in_dest])
+        journal.in_state_dir = True
+        return journal
+
     def open(self, write: bool) -> RestoreJournal:
         """Read what is recorded; with ``write``, lock it and cut a torn tail."""
         if write:
             with translate_os_errors(f"opening {self.lock_path}"):
+                if not self.path.parent.exists():
+                    self.path.parent.mkdir(mode=DIR_MODE, parents=True)
                 fh = open(self.lock_path, "ab")  # noqa: SIM115 - held until close()
                 os.chmod(self.lock_path, 0o600)
             if not lock_file(fh):
@@ -79,7 +146,16 @@ class RestoreJournal:
                 cut_torn_tail(self.path)
         res = read_index(self.path)
         self._good = res.good_length
-        for rec in res.records:
+        records = list(res.records)
+        for other in self.also_read:
+            try:
+                records.extend(read_index(other).records)
+            except OSError as exc:
+                if exc.errno not in (errno.EACCES, errno.EPERM):
+                    raise
+        # merged by time, so the latest folder record of either journal wins
+        records.sort(key=lambda r: str(r.get("t", "")))
+        for rec in records:
             self.apply(rec)
         return self
 
@@ -90,9 +166,14 @@ class RestoreJournal:
             return
         if kind == "folder":
             try:
-                self.folders[target] = int(rec["uidvalidity"])
+                uidvalidity = int(rec["uidvalidity"])
             except _NONSENSE:  # a record that makes no sense is skipped, not fatal
                 return
+            if self.folders.get(target, uidvalidity) != uidvalidity:
+                # the folder was recreated: what landed in the old one is not there
+                for key in [k for k in self.landed if k[0] == target]:
+                    del self.landed[key]
+            self.folders[target] = uidvalidity
         elif kind == "landed":
             try:
                 key = (target, str(rec["folder"]), int(rec["uidvalidity"]), int(rec["uid"]))

@@ -21,7 +21,7 @@ import logging
 import re
 import ssl
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Optional
@@ -31,13 +31,15 @@ import imapclient.exceptions
 from archiver.errors import ServerError
 from archiver.headers import summarize
 from archiver.names import decode_mutf7
-from archiver.sources.base import ConnectionLost, split_flags
+from archiver.restore.normal import Profile, Profiler, profile
+from archiver.sources.base import ConnectionLost, FetchFailed, split_flags
 from archiver.sources.imap import ImapSession, _network, _text, _uid_fetch
 
 log = logging.getLogger("archiver.sink")
 
 SPECIAL_USES = ("\\Sent", "\\Drafts", "\\Trash", "\\Junk", "\\Archive", "\\All", "\\Flagged")
 HEAD_BYTES = 2048  # prefix fetched to identify a message without Message-ID (see match.py)
+BODY_BATCH = 4 << 20  # bytes of bodies per FETCH when they are compared (see body_profiles)
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _ATOM_SPECIALS = re.compile(rb'[\x00-\x20\x7f(){%*"\\\]]')
 _TAGGED = re.compile(rb"^(\S+) (OK|NO|BAD)\b ?(.*)$", re.DOTALL | re.IGNORECASE)
@@ -232,6 +234,38 @@ class ImapTarget(ImapSession):
                                 old.uid, old.size, old.internaldate, None, old.flags,
                                 old.keywords, value if isinstance(value, bytes) else b"")
         return [out[uid] for uid in sorted(out)]
+
+    def body_profiles(self, messages: Sequence[TargetMessage]) -> dict[int, Profile]:
+        """Download messages of the selected folder and profile them (hashes; see normal.py).
+
+        For ``restore --verify`` and ambiguous matches.  Messages go in batches of
+        about BODY_BATCH bytes, a bigger one in BODY_BATCH pieces, so memory stays
+        bounded.  A message the server does not return is left out (not matched).
+        """
+        out: dict[int, Profile] = {}
+        batch: list[int] = []
+        nbytes = 0
+        for t in sorted(messages, key=lambda t: t.uid):
+            if t.size > BODY_BATCH:
+                p = Profiler()
+                try:
+                    self.fetch_stream(t.uid, t.size, p.update, chunk=BODY_BATCH)
+                except FetchFailed:
+                    continue
+                out[t.uid] = p.finish()
+                continue
+            if batch and (nbytes + t.size > BODY_BATCH or len(batch) >= 500):
+                out.update(self._profile_batch(batch))
+                batch, nbytes = [], 0
+            batch.append(t.uid)
+            nbytes += t.size
+        if batch:
+            out.update(self._profile_batch(batch))
+        return out
+
+    def _profile_batch(self, uids: list[int]) -> dict[int, Profile]:
+        return {uid: profile([body]) for uid, body in self.fetch(uids)
+                if isinstance(body, bytes)}
 
     def writer(self, **options: Any) -> AppendWriter:
         return AppendWriter(self.client._imap, self.capabilities, **options)

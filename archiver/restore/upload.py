@@ -22,10 +22,10 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from archiver.archive import Archive
 from archiver.engine import NullProgress, Progress
@@ -380,22 +380,17 @@ class Restore:
         self.summary.uploaded += len(todo)
         self.summary.uploaded_bytes += sum(m.size for m in todo)
 
-    def _loader(self, m: MessageEntry) -> Any:
-        return lambda: self.store.read_message(m)
+    def _chunks(self, m: MessageEntry) -> Callable[[], Iterable[bytes]]:
+        """The archived bytes of ``m``, for matching (one chunk; a reader may stream them)."""
+        return lambda: [self.store.read_message(m)]
 
     def candidate(self, m: MessageEntry) -> Candidate:
         """How an archived message is matched against a target folder's contents.
 
         Shared by the dedup before an upload and by ``--verify`` after it.
         """
-        data: Optional[bytes] = None
-        if not m.message_id:
-            try:
-                data = self.store.read_message(m)
-            except OSError:
-                data = b""
-        return Candidate(ident_of(m.message_id, data), m.size, epoch(m.internaldate),
-                         self._loader(m))
+        return Candidate(m.message_id, m.size, epoch(m.internaldate), m.sha256,
+                         self._chunks(m))
 
     def _dedup(self, entry: FolderEntry, tname: str, uidvalidity: int, exists: int,
                confirmed: list[tuple[MessageEntry, Landed]], todo: list[MessageEntry]
@@ -405,24 +400,23 @@ class Restore:
         known = {landed.to_uid for _, landed in confirmed
                  if landed.to_uid is not None and landed.to_uidvalidity == uidvalidity}
         pool = [t for t in on_target if t.uid not in known]
-        cands: list[Candidate] = []
-        for _, landed in confirmed:
-            if landed.to_uid is None or landed.to_uidvalidity != uidvalidity:
-                ident, size, ts = landed.key
-                cands.append(Candidate(ident, size, ts))
+        # landed without a known target UID (no UIDPLUS): they take their copies first
+        cands = [self.candidate(m) for m, landed in confirmed
+                 if landed.to_uid is None or landed.to_uidvalidity != uidvalidity]
         first = len(cands)
         cands.extend(self.candidate(m) for m in todo)
-        pairs = match(cands, pool)
+        pairs = match(cands, pool, self.target.body_profiles).pairs
         left: list[MessageEntry] = []
         records: list[dict[str, Any]] = []
         for i, m in enumerate(todo):
-            t = pairs.get(first + i)
-            if t is None:
+            found = pairs.get(first + i)
+            if found is None:
                 left.append(m)
                 continue
             c = cands[first + i]
-            records.append(self._landed_record(entry.name, tname, m, uidvalidity, t.uid,
-                                               (c.ident, m.size, c.ts), "found"))
+            records.append(self._landed_record(entry.name, tname, m, uidvalidity,
+                                               found.target.uid, (c.ident, m.size, c.ts),
+                                               "found"))
         self.summary.found += len(records)
         self.progress.advance(len(records), sum(m.size for m in todo) -
                               sum(m.size for m in left))

@@ -251,6 +251,57 @@ class ImapSession:
             self.prefix = decode_mutf7(prefix) if prefix else ""
             self.separator = _text(sep) if sep else None
 
+    # ------------------------------------------------------------ bodies (read-only)
+
+    def fetch(self, uids: list[int]) -> Iterator[tuple[int, bytes | FetchFailed]]:
+        """Bodies of ``uids`` (one round trip, the caller bounds the batch by bytes)."""
+        if not uids:
+            return
+        try:
+            with _network(f"UID FETCH ({len(uids)} messages) BODY.PEEK[]"):
+                res = _uid_fetch_bodies(self.client, _uid_set(uids))
+        except ServerError as exc:
+            if len(uids) == 1:
+                yield uids[0], FetchFailed(uids[0], str(exc))
+                return
+            # One bad message can make the server refuse the whole batch:
+            # fetch one by one so only that message is reported.
+            for uid in uids:
+                yield from self.fetch([uid])
+            return
+        for uid in uids:
+            data = res.get(uid)
+            body = data.get(b"BODY[]") if data else None
+            if body is None:
+                yield uid, FetchFailed(uid, "the server did not return the message")
+            else:
+                yield uid, body if isinstance(body, bytes) else _text(body).encode()
+
+    def fetch_stream(self, uid: int, size_hint: int, write: Callable[[bytes], None],
+                     chunk: int = 4 << 20) -> int:
+        """Fetch one large message in ``BODY.PEEK[]<offset.length>`` pieces; returns bytes."""
+        offset = 0
+        while True:
+            item = f"BODY.PEEK[]<{offset}.{chunk}>".encode()
+            with _network(f"UID FETCH {uid} BODY.PEEK[]<{offset}.{chunk}>"):
+                res = _uid_fetch(self.client, str(uid), f"({item.decode()})")
+            data = res.get(uid) or {}
+            piece = None
+            for key, value in data.items():
+                if isinstance(key, bytes) and key.startswith(b"BODY[]"):
+                    piece = value
+            if piece is None:
+                if offset == 0:
+                    raise FetchFailed(uid, "the server did not return the message")
+                break
+            if not isinstance(piece, bytes):
+                piece = _text(piece).encode()
+            write(piece)
+            offset += len(piece)
+            if len(piece) < chunk:
+                break
+        return offset
+
     def close(self) -> None:
         client, self._client = self._client, None
         if client is None:
@@ -338,55 +389,6 @@ class ImapSource(ImapSession):
             ))
         out.sort(key=lambda m: m.uid)
         return out
-
-    def fetch(self, uids: list[int]) -> Iterator[tuple[int, bytes | FetchFailed]]:
-        """Bodies of ``uids`` (one round trip, the caller bounds the batch by bytes)."""
-        if not uids:
-            return
-        try:
-            with _network(f"UID FETCH ({len(uids)} messages) BODY.PEEK[]"):
-                res = _uid_fetch_bodies(self.client, _uid_set(uids))
-        except ServerError as exc:
-            if len(uids) == 1:
-                yield uids[0], FetchFailed(uids[0], str(exc))
-                return
-            # One bad message can make the server refuse the whole batch:
-            # fetch one by one so only that message is reported.
-            for uid in uids:
-                yield from self.fetch([uid])
-            return
-        for uid in uids:
-            data = res.get(uid)
-            body = data.get(b"BODY[]") if data else None
-            if body is None:
-                yield uid, FetchFailed(uid, "the server did not return the message")
-            else:
-                yield uid, body if isinstance(body, bytes) else _text(body).encode()
-
-    def fetch_stream(self, uid: int, size_hint: int, write: Callable[[bytes], None],
-                     chunk: int = 4 << 20) -> int:
-        """Fetch one large message in ``BODY.PEEK[]<offset.length>`` pieces; returns bytes."""
-        offset = 0
-        while True:
-            item = f"BODY.PEEK[]<{offset}.{chunk}>".encode()
-            with _network(f"UID FETCH {uid} BODY.PEEK[]<{offset}.{chunk}>"):
-                res = _uid_fetch(self.client, str(uid), f"({item.decode()})")
-            data = res.get(uid) or {}
-            piece = None
-            for key, value in data.items():
-                if isinstance(key, bytes) and key.startswith(b"BODY[]"):
-                    piece = value
-            if piece is None:
-                if offset == 0:
-                    raise FetchFailed(uid, "the server did not return the message")
-                break
-            if not isinstance(piece, bytes):
-                piece = _text(piece).encode()
-            write(piece)
-            offset += len(piece)
-            if len(piece) < chunk:
-                break
-        return offset
 
 
 def _uid_fetch(client: imapclient.IMAPClient, uid_set: str, items: str) -> dict[int, Any]:
