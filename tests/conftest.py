@@ -30,7 +30,7 @@ from tests.dovecot import (
     dovecot_available,
     skip_requested,
 )
-from tests.volatilefs import VolatileFS, mounted
+from tests.volatilemount import VolatileFS, mounted
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

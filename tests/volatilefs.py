@@ -31,11 +31,14 @@ connection, one line each way) lets a test count *mutating* operations
 (create, mkdir, rename, unlink, rmdir, write, truncate, chmod, utimens,
 fsync, fsyncdir) and arm a cut: ``arm N [PID]`` resets the count, and the
 N-th mutating operation from then on is not performed -- the tree reverts to
-its durable state, PID (if given) gets SIGKILL at that instant, and every
-operation fails with EIO (a dead disk) until ``reboot``.
+its durable state, PID (if given, or named later by ``victim PID``) gets
+SIGKILL at that instant, and every operation fails with EIO (a dead disk)
+until ``reboot``.  ``status`` tells whether the cut happened and which
+operation it replaced; ``sync`` makes everything durable (test set-up).
 
 Run as ``python -m tests.volatilefs MOUNTPOINT --control SOCKET``;
-:func:`mounted` starts, waits for and always unmounts it.
+tests/volatilemount.py starts it, waits for the mount, drives the control
+channel and always unmounts it.
 """
 
 from __future__ import annotations
@@ -45,22 +48,14 @@ import contextlib
 import errno
 import functools
 import os
-import re
-import shutil
 import signal
 import socket
 import stat
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Optional, TypeVar
-
-REPO = Path(__file__).resolve().parent.parent
 
 # ------------------------------------------------------------------ the model
 
@@ -118,7 +113,7 @@ def _mutating(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(self: VolatileOps, *args: Any) -> Any:
         with self.mutex:
-            self.count_mutation()
+            self.count_mutation(fn.__name__)
             return fn(self, *args)
     return wrapper  # type: ignore[return-value]
 
@@ -141,12 +136,13 @@ class VolatileOps:
 
     # -------------------------------------------------------------- the model's core
 
-    def count_mutation(self) -> None:
+    def count_mutation(self, what: str) -> None:
         if self.dead:
             raise _fail(errno.EIO)
         self.ops += 1
         if self.cut_at and self.ops >= self.cut_at:
             self.power_cut()
+            self.cut_op = what
             raise _fail(errno.EIO)
 
     def power_cut(self) -> None:
@@ -163,7 +159,7 @@ class VolatileOps:
             node.revert()
             todo.extend(node.entries.values())
         self.handles.clear()
-        self.cut_at, self.kill_pid, self.dead = 0, 0, True
+        self.cut_at, self.kill_pid, self.dead, self.cut_op = 0, 0, True, "control"
 
     def sync_all(self) -> None:
         """Make the whole live tree durable (test set-up only; a client cannot do this)."""
@@ -299,7 +295,7 @@ class VolatileOps:
             if node.is_dir and flags & os.O_ACCMODE != os.O_RDONLY:
                 raise _fail(errno.EISDIR)
             if flags & os.O_TRUNC:  # sent with the open when the kernel has atomic O_TRUNC
-                self.count_mutation()
+                self.count_mutation("open O_TRUNC")
                 node.data = bytearray()
             return self._new_handle(node, flags)
 
@@ -406,17 +402,13 @@ class VolatileOps:
     @_mutating
     def fsync(self, path: Optional[str], datasync: int, fh: int) -> int:
         """The file's bytes, size and metadata become durable; its name does not."""
-        node, _ = self._handle(fh)
-        node.durable_data = bytes(node.data)
-        node.durable_mode, node.durable_mtime_ns = node.mode, node.mtime_ns
+        self._handle(fh)[0].make_durable()  # a file has no entries
         return 0
 
     @_mutating
     def fsyncdir(self, path: Optional[str], datasync: int, fh: int) -> int:
         """The directory's current entries become durable (not its children's contents)."""
-        node, _ = self._handle(fh)
-        node.durable_entries = dict(node.entries)
-        node.durable_mode, node.durable_mtime_ns = node.mode, node.mtime_ns
+        self._handle(fh)[0].make_durable()  # a directory has no bytes
         return 0
 
     # -------------------------------------------------------------- FUSE set-up
@@ -445,8 +437,11 @@ class VolatileOps:
                 return "ok"
             if cmd == "count":
                 return str(self.ops)
-            if cmd == "status":
-                return f"{'dead' if self.dead else 'alive'} {self.ops}"
+            if cmd == "victim":  # victim PID: SIGKILLed when the armed cut fires
+                self.kill_pid = int(words[1])
+                return "ok"
+            if cmd == "status":  # "alive OPS" or "dead OPS OPERATION-THE-CUT-REPLACED"
+                return f"alive {self.ops}" if not self.dead else f"dead {self.ops} {self.cut_op}"
             if cmd == "cut":
                 self.power_cut()
                 return "ok"
@@ -495,138 +490,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     mfusepy.FUSE(ops, args.mountpoint, foreground=True, nothreads=True, fsname="volatilefs",
                  subtype="volatilefs")
     return 0
-
-
-# ------------------------------------------------------------------ the client
-
-
-class VolatileFS:
-    """A mounted volatile file system, driven through its control socket."""
-
-    def __init__(self, mountpoint: Path, control_path: Path, proc: subprocess.Popen[bytes],
-                 log: Path) -> None:
-        self.mountpoint = mountpoint
-        self.control_path = control_path
-        self.proc = proc
-        self.log = log
-
-    def ask(self, line: str) -> str:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(30)
-            s.connect(str(self.control_path))
-            s.sendall(line.encode() + b"\n")
-            data = b""
-            while not data.endswith(b"\n"):
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
-        answer = data.decode().strip()
-        if answer.startswith("error") or not answer:
-            raise RuntimeError(f"volatilefs control {line!r}: {answer or 'no answer'}")
-        return answer
-
-    def arm(self, n: int, kill_pid: int = 0) -> None:
-        """Reset the count; the n-th mutating operation from now cuts the power (kills PID)."""
-        self.ask(f"arm {n} {kill_pid}" if kill_pid else f"arm {n}")
-
-    def reset(self) -> None:
-        """Disarm and reset the count of mutating operations."""
-        self.ask("reset")
-
-    def count(self) -> int:
-        return int(self.ask("count"))
-
-    def cut_happened(self) -> bool:
-        return self.ask("status").split()[0] == "dead"
-
-    def cut(self) -> None:
-        """Cut the power now."""
-        self.ask("cut")
-
-    def reboot(self) -> None:
-        """The disk answers again, with what was durable at the cut."""
-        self.ask("reboot")
-
-    def sync(self) -> None:
-        """Make everything durable (set-up: what a test put there before arming)."""
-        self.ask("sync")
-
-    def log_tail(self) -> str:
-        try:
-            return self.log.read_text(errors="replace")[-3000:]
-        except OSError:
-            return ""
-
-
-def prerequisites_missing() -> list[str]:
-    """What this machine lacks to mount a volatile fs (empty: nothing)."""
-    import importlib.util
-    from ctypes.util import find_library
-
-    missing = []
-    if not Path("/dev/fuse").exists():
-        missing.append("/dev/fuse")
-    if shutil.which("fusermount3") is None or find_library("fuse3") is None:
-        missing.append("Debian package fuse3 (fusermount3, libfuse3)")
-    if importlib.util.find_spec("mfusepy") is None:
-        missing.append("PyPI package mfusepy (the 'test' extra)")
-    return missing
-
-
-def is_mounted(mountpoint: Path) -> bool:
-    """From /proc/self/mounts: ``os.path.ismount`` says False when the fs answers EIO."""
-    target = str(mountpoint.absolute())
-    with open("/proc/self/mounts", encoding="utf-8", errors="surrogateescape") as fh:
-        for line in fh:
-            where = line.split(" ")[1]
-            where = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), where)
-            if where == target:
-                return True
-    return False
-
-
-def _unmount(mountpoint: Path) -> None:
-    for args in (["fusermount3", "-u"], ["fusermount3", "-uz"]):
-        if not is_mounted(mountpoint):
-            return
-        subprocess.run([*args, str(mountpoint)], capture_output=True, timeout=30)
-
-
-@contextlib.contextmanager
-def mounted(mountpoint: Path, timeout: float = 15) -> Iterator[VolatileFS]:
-    """Mount a fresh volatile fs on ``mountpoint``; always unmounted and stopped after."""
-    missing = prerequisites_missing()
-    if missing:
-        raise RuntimeError("cannot mount the volatile test file system, missing: "
-                           + ", ".join(missing) + " (scripts/test installs them)")
-    mountpoint.mkdir(parents=True, exist_ok=True)
-    ctl_dir = Path(tempfile.mkdtemp(prefix="vfs"))  # short: AF_UNIX paths are limited
-    log = mountpoint.parent / f"{mountpoint.name}.volatilefs.log"
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    with open(log, "wb") as log_fh:
-        proc = subprocess.Popen([sys.executable, "-m", "tests.volatilefs", str(mountpoint),
-                                 "--control", str(ctl_dir / "ctl")],
-                                env=env, stdout=log_fh, stderr=subprocess.STDOUT)
-    fs = VolatileFS(mountpoint, ctl_dir / "ctl", proc, log)
-    try:
-        deadline = time.monotonic() + timeout
-        while not (is_mounted(mountpoint) and (ctl_dir / "ctl").exists()):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"volatilefs did not mount {mountpoint} (exit "
-                                   f"{proc.poll()}):\n{fs.log_tail()}")
-            time.sleep(0.02)
-        fs.ask("ping")
-        yield fs
-    finally:
-        _unmount(mountpoint)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-        _unmount(mountpoint)
-        shutil.rmtree(ctl_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

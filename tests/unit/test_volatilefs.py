@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from archiver.fsutil import fsync_dir
-from tests.volatilefs import VolatileFS
+from tests.volatilemount import VolatileFS
 
 
 def _write(path: Path, data: bytes, *, sync: bool, flags: int = os.O_CREAT | os.O_TRUNC) -> None:
