@@ -6,6 +6,8 @@
 * ``loaded_user``  (function) a fresh user on ``dovecot`` loaded with every
   corpus folder and ``corpus.nasty_messages()``; a :class:`LoadedUser`
 * ``stress``       (session)  True when pytest runs with ``--stress``
+* ``volatile_fs``  (function) a fresh volatile FUSE file system (tests/volatilefs.py)
+  mounted on ``tmp_path/"mnt"``: what was not made durable is lost at a power cut
 
 At the end of a run the reliability counters (tests/counters.py) are printed
 and written, with the run's totals and slow tests' durations, to
@@ -13,7 +15,8 @@ and written, with the run's totals and slow tests' durations, to
 ``scripts/reliability-figures``.
 
 If Dovecot is not installed the server fixtures raise (the run FAILS);
-with ARCHIVER_SKIP_DOVECOT=1 they skip instead.
+with ARCHIVER_SKIP_DOVECOT=1 they skip instead.  ``volatile_fs`` FAILS when
+FUSE (/dev/fuse, Debian fuse3, PyPI mfusepy) is missing: scripts/test installs it.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from tests.dovecot import (
     dovecot_available,
     skip_requested,
 )
+from tests.volatilemount import VolatileFS, mounted
 
 REPO = Path(__file__).resolve().parent.parent
 _STARTED: list[float] = []
@@ -136,3 +140,10 @@ def loaded_user(dovecot: DovecotServer) -> LoadedUser:
     folders = corpus.folder_names()
     uids = corpus.load(dovecot, user, messages, folders)
     return LoadedUser(user, messages, uids, folders)
+
+
+@pytest.fixture
+def volatile_fs(tmp_path: Path) -> Iterator[VolatileFS]:
+    """A fresh volatile FUSE file system on tmp_path/"mnt", unmounted after the test."""
+    with mounted(tmp_path / "mnt") as fs:
+        yield fs

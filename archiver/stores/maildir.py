@@ -193,22 +193,25 @@ class MaildirStore:
         """Give files new names (new flags, or a new UIDVALIDITY); returns new relpaths.
 
         A file is found by its base name, so one renamed just before a crash
-        (name on disk newer than the index) is still found.  "" = not found.
+        (name on disk newer than the index) is still found -- under its new
+        base name when the crash came after a rename to a new UIDVALIDITY and
+        before the frame recording it.  "" = not found.
         """
         d = self._dir(folder_path)
         existing = self.existing(folder_path)
         out: list[str] = []
         with translate_os_errors(f"renaming in {d}"):
             for mv in moves:
-                current = existing.get(mv.old_base)
+                new_base = base_name(mv.uidvalidity, mv.uid)
+                current = existing.get(mv.old_base) or existing.get(new_base)
                 name = file_name(mv.uidvalidity, mv.uid, mv.flags, mv.keywords)
                 if current is None:
                     out.append("")
                     continue
                 if current != f"cur/{name}":
                     replace(d / current, d / "cur" / name)
-                    del existing[mv.old_base]
-                    existing[base_name(mv.uidvalidity, mv.uid)] = f"cur/{name}"
+                    existing.pop(mv.old_base, None)
+                    existing[new_base] = f"cur/{name}"
                 out.append(f"{folder_path}/cur/{name}")
             fsync_dir(d / "cur")
         return out
