@@ -2,10 +2,10 @@
 
 A test module takes its counter with ``counter("faults")`` and adds to it;
 tests/conftest.py prints every group at the end of the run
-(``pytest_terminal_summary``) and writes them, with the durations of the
-tests that produced them, to ``.test-counters.json`` (or
-``$ARCHIVER_COUNTERS``), from which ``scripts/reliability-figures``
-regenerates the figures in docs/RELIABILITY.md.
+(``pytest_terminal_summary``) and, for a full run of scripts/test, writes
+them with the durations of the slow tests to ``.test-counters.json``, from
+which ``scripts/reliability-figures`` regenerates the figures in
+docs/RELIABILITY.md.
 """
 
 from __future__ import annotations
