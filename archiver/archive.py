@@ -14,13 +14,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import IO, Any, Callable, Optional
 
 from archiver.durable import atomic_write, fsync_dir
-from archiver.errors import DestinationError, LockedError
-from archiver.fsutil import DIR_MODE, lock_file, translate_os_errors
+from archiver.errors import DestinationError
+from archiver.fsutil import DIR_MODE, hold_lock, translate_os_errors
 from archiver.index import (
     FORMAT_VERSION,
     INDEX_NAME,
@@ -122,14 +121,9 @@ class Archive:
 
     def acquire_lock(self) -> None:
         """Hold DEST's lock until :meth:`close` (a second writer is refused, exit 6)."""
-        with translate_os_errors(f"locking {self.dest}"):
-            fh = open(self.meta_dir / "lock", "ab")  # noqa: SIM115 - held until close()
-            os.chmod(self.meta_dir / "lock", 0o600)
-        if not lock_file(fh):
-            fh.close()
-            raise LockedError(f"another archiver is already working on {self.dest}: wait for it "
-                              "to finish (or stop it) and rerun")
-        self._lock_fh = fh
+        self._lock_fh = hold_lock(self.meta_dir / "lock",
+                                  f"another archiver is already working on {self.dest}: wait "
+                                  "for it to finish (or stop it) and rerun")
 
     def close(self) -> None:
         if self._writer is not None:

@@ -220,19 +220,28 @@ class Backup:
         selected.sort(key=lambda f: (f.name != "INBOX", f.name))
         self._statuses = self._prefetch_status(selected)
         for folder in selected:
-            self.summary.folders += 1
-            self.progress.folder(folder.name)
-            while True:
-                try:
-                    self._one_folder(folder)
-                    break
-                except ConnectionLost as exc:
-                    self._pipeline.drain()
-                    if not self._reconnect(exc):
-                        return
-                except FetchFailed as exc:
-                    self.summary.problems.append(f"{folder.name}: {exc}")
-                    break
+            if not self._folder_pass(folder, functools.partial(self._one_folder, folder)):
+                return
+
+    def _folder_pass(self, folder: Folder, work: Callable[[], None]) -> bool:
+        """Run one folder's pass, redone after a reconnect; False when out of reconnects.
+
+        After a lost connection the pipeline is drained first, so the redone
+        pass plans against everything already recorded.
+        """
+        self.summary.folders += 1
+        self.progress.folder(folder.name)
+        while True:
+            try:
+                work()
+                return True
+            except ConnectionLost as exc:
+                self._pipeline.drain()
+                if not self._reconnect(exc):
+                    return False
+            except FetchFailed as exc:
+                self.summary.problems.append(f"{folder.name}: {exc}")
+                return True
 
     def _prefetch_status(self, folders: list[Folder]) -> dict[str, Optional[FolderStatus]]:
         """STATUS of every folder up front, so the progress bar knows the size of a first run.

@@ -111,6 +111,22 @@ def lock_file(fh: IO[bytes]) -> bool:
         return False
 
 
+def hold_lock(path: Path, busy: str) -> IO[bytes]:
+    """Open (0600) and lock ``path`` until the returned file is closed; LockedError if held.
+
+    ``busy`` is the message for the user when another archiver holds it.
+    """
+    from archiver.errors import LockedError
+
+    with translate_os_errors(f"locking {path}"):
+        fh = open(path, "ab")  # noqa: SIM115 - returned to the caller, who closes it
+        os.chmod(path, FILE_MODE)
+    if not lock_file(fh):
+        fh.close()
+        raise LockedError(busy)
+    return fh
+
+
 def describe_os_error(what: str, exc: OSError) -> str:
     """One line for an OSError met on the destination: what failed, why, and the fix."""
     name = f" ({exc.filename})" if exc.filename else ""

@@ -13,6 +13,7 @@ is listed and picked again.  Folder counters are not changed.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -21,7 +22,7 @@ from archiver.archive import Archive
 from archiver.engine import Backup, BackupOptions, Progress, Source
 from archiver.pipeline import Job
 from archiver.plan import FolderPlan
-from archiver.sources.base import ConnectionLost, FetchFailed, Folder, FolderStatus, MessageMeta
+from archiver.sources.base import Folder, FolderStatus, MessageMeta
 from archiver.stores.base import Store
 
 
@@ -54,19 +55,9 @@ class Refetcher(Backup):
             if folder is None or not folder.selectable:
                 self.unlisted.append(name)
                 continue
-            self.summary.folders += 1
-            self.progress.folder(name)
-            while True:
-                try:
-                    self._refetch_folder(folder, pick)
-                    break
-                except ConnectionLost as exc:
-                    self._pipeline.drain()
-                    if not self._reconnect(exc):
-                        return
-                except FetchFailed as exc:
-                    self.summary.problems.append(f"{name}: {exc}")
-                    break
+            if not self._folder_pass(folder, functools.partial(self._refetch_folder, folder,
+                                                                 pick)):
+                return
 
     def _refetch_folder(self, folder: Folder, pick: Pick) -> None:
         path = self._ensure_folder(folder)

@@ -31,8 +31,7 @@ from pathlib import Path
 from typing import IO, Any, Optional
 
 from archiver.archive import Archive
-from archiver.errors import LockedError
-from archiver.fsutil import DIR_MODE, lock_file, translate_os_errors
+from archiver.fsutil import DIR_MODE, hold_lock, translate_os_errors
 from archiver.index import FORMAT_VERSION, IndexWriter, cut_torn_tail, read_index, timestamp
 
 DEFAULT_IMAPS_PORT = 993
@@ -132,16 +131,12 @@ class RestoreJournal:
         """Read what is recorded; with ``write``, lock it and cut a torn tail."""
         if write:
             with translate_os_errors(f"opening {self.lock_path}"):
-                if not self.path.parent.exists():
+                if not self.path.parent.exists():  # the user state directory's, first time
                     self.path.parent.mkdir(mode=DIR_MODE, parents=True)
-                fh = open(self.lock_path, "ab")  # noqa: SIM115 - held until close()
-                os.chmod(self.lock_path, 0o600)
-            if not lock_file(fh):
-                fh.close()
-                raise LockedError(f"another archiver is already restoring into "
-                                  f"{self.target['user']}@{self.target['host']} from this "
-                                  "archive: wait for it to finish (or stop it) and rerun")
-            self._lock_fh = fh
+            self._lock_fh = hold_lock(
+                self.lock_path, f"another archiver is already restoring into "
+                f"{self.target['user']}@{self.target['host']} from this archive: wait for it "
+                "to finish (or stop it) and rerun")
             with translate_os_errors(f"repairing {self.path}"):
                 cut_torn_tail(self.path)
         res = read_index(self.path)
