@@ -382,7 +382,8 @@ class Backup:
                         continue
                     m = metas[uid]
                     items.append(Incoming(plan.uidvalidity, uid, m.flags, m.keywords,
-                                          m.internaldate, data=body, uidl=m.uidl))
+                                          m.internaldate, data=body, uidl=m.uidl,
+                                          server_size=m.size))
             if items:
                 self._reconnects = 0  # progress: a flaky line gets a fresh retry budget
                 self._pipeline.submit(Job(
@@ -405,7 +406,7 @@ class Backup:
             os.close(spool.fd)
             raise
         return Incoming(plan.uidvalidity, meta.uid, meta.flags, meta.keywords,
-                        meta.internaldate, spool=spool, uidl=meta.uidl)
+                        meta.internaldate, spool=spool, uidl=meta.uidl, server_size=meta.size)
 
     # ------------------------------------------------------------ pipeline jobs
 
@@ -506,7 +507,8 @@ class Backup:
         return pool.pop(0) if pool else None
 
     def _link_record(self, name: str, sight: Any, uidvalidity: int, uid: int) -> dict[str, Any]:
-        return link_record(name, sight.uidl, (uidvalidity, uid))
+        size = sight.server_size if isinstance(sight, Incoming) else sight.rfc822_size
+        return link_record(name, sight.uidl, (uidvalidity, uid), rfc822_size=size)
 
     def _msg_record(self, name: str, uidvalidity: int, item: Incoming, path: str, size: int,
                     sha256: str, offset: Optional[int] = None,
@@ -520,7 +522,7 @@ class Backup:
         return msg_record(name, message_key(uidvalidity, item.uid, item.uidl), path=path,
                           size=size, sha256=sha256, internaldate=_iso(item.internaldate),
                           flags=item.flags, keywords=item.keywords, offset=offset,
-                          length=length, **extra)
+                          length=length, rfc822_size=item.server_size, **extra)
 
     def _commit_changes(self, name: str, path: str, plan: FolderPlan) -> None:
         records: list[dict[str, Any]] = []

@@ -56,6 +56,7 @@ class Incoming:
     spool: Optional[Spool] = None
     uidl: Optional[str] = None  # POP3 messages
     date_source: Optional[str] = None  # POP3: where the date came from (no INTERNALDATE)
+    server_size: Optional[int] = None  # what the listing said (RFC822.SIZE, POP3 LIST)
 
     def sha256(self) -> str:
         if self.spool is not None:
