@@ -33,6 +33,7 @@ from archiver.index import (
 from archiver.names import assign_path
 from archiver.pipeline import Job, Pipeline
 from archiver.plan import FolderPlan, batches, folder_selected, plan_folder
+from archiver.renumber import describe, rearrange, resolve
 from archiver.sources.base import (
     ConnectionLost,
     FetchFailed,
@@ -40,7 +41,7 @@ from archiver.sources.base import (
     FolderStatus,
     MessageMeta,
 )
-from archiver.state import MessageEntry
+from archiver.state import FolderEntry, MessageEntry
 from archiver.stores.base import Incoming, Rename, Store, norm_hash
 
 log = logging.getLogger("archiver.engine")
@@ -56,6 +57,7 @@ class Source(Protocol):
     def open_folder(self, folder: Folder) -> FolderStatus: ...
     def list_messages(self, count: int) -> list[MessageMeta]: ...
     def fetch(self, uids: list[int]) -> Any: ...
+    def fetch_headers(self, uids: list[int]) -> dict[int, bytes]: ...
     def fetch_stream(self, uid: int, size_hint: int, write: Callable[[bytes], None],
                      chunk: int = ...) -> int: ...
 
@@ -105,6 +107,7 @@ class Summary:
     already: int = 0
     gone: int = 0
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # found and handled (a renumbered folder)
     seconds: float = 0.0
     interrupted: bool = False
 
@@ -120,7 +123,7 @@ class Summary:
             "folders_skipped": self.folders_skipped, "new": self.new,
             "new_bytes": self.new_bytes, "flags_updated": self.flags_updated,
             "already": self.already, "gone": self.gone, "problems": self.problems,
-            "seconds": round(self.seconds, 3),
+            "notes": self.notes, "seconds": round(self.seconds, 3),
         }
 
 
@@ -305,6 +308,8 @@ class Backup:
         listing = self.source.list_messages(opened.messages)
         entry = self.archive.state().folders.get(folder.name)
         plan = plan_folder(entry, opened.uidvalidity, listing)
+        if entry is not None and (plan.suspects or plan.reusable):
+            plan = self._rematch(folder.name, path, entry, plan, listing)
         self.summary.already += plan.already
         est_messages, est_bytes = self._estimates.pop(folder.name, (0, 0))
         self.progress.add_total(len(plan.to_fetch) - est_messages,
@@ -313,12 +318,22 @@ class Backup:
             self._pipeline.submit(Job(folder.name, path,
                                        lambda _: self._commit_changes(folder.name, path, plan)))
         failures = self._fetch_all(folder, path, plan)
-        if plan.uidvalidity_changed and not failures:
-            self._pipeline.submit(Job(folder.name, path,
-                                       lambda _: self._retire_old(folder.name, plan)))
+        if plan.uidvalidity_changed or plan.report:
+            self._pipeline.submit(Job(folder.name, path, lambda _: self._retire_old(
+                folder.name, plan, retire=not failures)))
         done = status.as_dict() if (status is not None and not failures) else None
         self._pipeline.submit(Job(folder.name, path,
                                    lambda _: self._finish_folder(folder.name, path, done)))
+
+    def _rematch(self, name: str, path: str, entry: FolderEntry, plan: FolderPlan,
+                 listing: list[MessageMeta]) -> FolderPlan:
+        """UIDs that may not name the archived messages: match again (archiver.renumber)."""
+        plan, work = resolve(entry, plan, listing, self.source.fetch_headers, self.store)
+        if work:
+            self._pipeline.submit(Job(name, path, lambda _: self.summary.problems.extend(
+                rearrange(self.store, path, work, functools.partial(self._record, name)))))
+            self._pipeline.drain()  # the stage thread must find the files where the index says
+        return plan
 
     def _finish_folder(self, name: str, path: str, counters: Optional[dict[str, Any]]) -> None:
         """Sync thread: the folder's records are durable; remember its counters."""
@@ -543,12 +558,17 @@ class Backup:
         self.summary.gone += len(plan.gone)
         self._record(name, records)
 
-    def _retire_old(self, name: str, plan: FolderPlan) -> None:
-        """After a full re-read under a new UIDVALIDITY, old copies not seen again are gone."""
-        records = [gone_record(name, _key(old), "uidvalidity")
-                   for pool in plan.reusable.values() for old in pool]
-        self.summary.gone += len(records)
-        self._record(name, records)
+    def _retire_old(self, name: str, plan: FolderPlan, retire: bool) -> None:
+        """After a full re-read under a new UIDVALIDITY (or of a folder whose UIDs named
+        other messages), old copies not seen again are gone; say what was found."""
+        note = describe(name, plan)
+        if note:
+            self.summary.notes.append(note)
+        if retire:
+            records = [gone_record(name, _key(old), plan.retire_reason)
+                       for pool in plan.reusable.values() for old in pool]
+            self.summary.gone += len(records)
+            self._record(name, records)
 
 
 def run_backup(source: Source, archive: Archive, store: Store,

@@ -339,6 +339,21 @@ class ImapSource(ImapSession):
         out.sort(key=lambda m: m.uid)
         return out
 
+    def fetch_headers(self, uids: list[int], chunk: int = 1000) -> dict[int, bytes]:
+        """``BODY.PEEK[HEADER]`` of ``uids`` (one round trip per ``chunk`` UIDs): enough to
+        tell which archived message a renumbered UID now names, without the bodies."""
+        out: dict[int, bytes] = {}
+        ordered = sorted(uids)
+        for start in range(0, len(ordered), chunk):
+            part = ordered[start:start + chunk]
+            with _network(f"UID FETCH ({len(part)} messages) BODY.PEEK[HEADER]"):
+                res = _uid_fetch(self.client, _uid_set(part), "(UID BODY.PEEK[HEADER])")
+            for uid, data in res.items():
+                for key, value in data.items():
+                    if isinstance(key, bytes) and key.startswith(b"BODY[HEADER]"):
+                        out[int(uid)] = value if isinstance(value, bytes) else b""
+        return out
+
     def fetch(self, uids: list[int]) -> Iterator[tuple[int, bytes | FetchFailed]]:
         """Bodies of ``uids`` (one round trip, the caller bounds the batch by bytes)."""
         if not uids:

@@ -156,3 +156,8 @@ class Store(Protocol):
     def read_message(self, entry: MessageEntry) -> bytes:
         """The exact bytes archived for ``entry`` (what its ``sha256`` covers)."""
         ...
+
+    def read_head(self, entry: MessageEntry, limit: int) -> bytes:
+        """The first ``limit`` bytes of :meth:`read_message` (for its header), read
+        without the rest."""
+        ...

@@ -9,6 +9,7 @@ instead of a duplicate -- with the standard info letters for the flags
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from collections.abc import Iterable
@@ -78,7 +79,49 @@ class MaildirStore:
         return folder_path(components)
 
     def repair(self, folder_path: str, entries: Iterable[MessageEntry]) -> None:
-        """Nothing to do: a file renamed into cur/ but not recorded is rewritten by name."""
+        """Put back a file that a rename cut short by a crash left under a name no record has.
+
+        Files are renamed (new flags, a new UIDVALIDITY, a renumbered folder:
+        archiver.renumber) before the index frame that records the new names, so
+        a crash in between leaves a recorded message whose file is missing and a
+        file no record names.  Such a file is moved back to the recorded name
+        when its SHA-256 is the recorded one.  Costs a set comparison unless
+        something is missing; a file written but not recorded keeps its name
+        (the rerun writes it again).
+        """
+        existing = self.existing(folder_path)
+        named: set[str] = set()
+        missing: list[MessageEntry] = []
+        for e in entries:
+            base = e.path.rsplit("/", 1)[-1].split(":", 1)[0]
+            if not base:
+                continue
+            named.add(base)
+            if base not in existing and e.path.startswith(folder_path + "/"):
+                missing.append(e)
+        orphans = [b for b in existing if b not in named]
+        if not missing or not orphans:
+            return
+        d = self._dir(folder_path)
+        by_hash: dict[str, list[str]] = {}
+        with translate_os_errors(f"repairing {d}"):
+            for base in orphans:
+                rel = existing[base]
+                by_hash.setdefault(hashlib.sha256((d / rel).read_bytes()).hexdigest(),
+                                   []).append(base)
+            back = 0
+            for e in missing:
+                found = by_hash.get(e.sha256)
+                if not found:
+                    continue
+                base = found.pop()
+                replace(d / existing.pop(base), self.root.joinpath(*e.path.split("/")))
+                existing[e.path.rsplit("/", 1)[-1].split(":", 1)[0]] = \
+                    e.path[len(folder_path) + 1:]
+                back += 1
+            if back:
+                fsync_dir(d / "cur")
+                fsync_dir(d / "new")
 
     def prepare_folder(self, folder_path: str, mailbox: bool = True) -> None:
         """Create the folder's cur/new/tmp (0700), durably, and clear stale tmp files.
@@ -205,6 +248,10 @@ class MaildirStore:
                 if current is None:
                     out.append("")
                     continue
+                taken = existing.get(base_name(mv.uidvalidity, mv.uid))
+                if taken is not None and base_name(mv.uidvalidity, mv.uid) != mv.old_base:
+                    # Never rename one message onto another (archiver.renumber parks first).
+                    raise FileExistsError(errno.EEXIST, f"{d / current} would replace", d / taken)
                 if current != f"cur/{name}":
                     replace(d / current, d / "cur" / name)
                     del existing[mv.old_base]
@@ -228,6 +275,10 @@ class MaildirStore:
 
     def read_message(self, entry: MessageEntry) -> bytes:
         return self.read(entry.path)
+
+    def read_head(self, entry: MessageEntry, limit: int) -> bytes:
+        with open(self.root.joinpath(*entry.path.split("/")), "rb") as fh:
+            return fh.read(limit)
 
     def read(self, relpath: str) -> bytes:
         return self.root.joinpath(*relpath.split("/")).read_bytes()

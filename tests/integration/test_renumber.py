@@ -1,0 +1,173 @@
+"""A server that renumbers a folder without changing UIDVALIDITY (Courier-IMAP 5 does).
+
+RFC 3501 promises that a UID names one message while UIDVALIDITY stands.  A
+server that breaks it made archiver put one message's flags on another and
+archive a duplicate instead of the new message.  Reproduced on the real
+Dovecot (its ``dovecot-uidlist`` rewritten, see DovecotServer.renumber) and,
+for the race Courier shows, on the scripted fake server.  After every
+renumbering a rerun must leave the archive byte-exact, every message once,
+every flag equal to the server's, ``verify`` clean, and say what it found.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from archiver.archive import Archive
+from archiver.state import MessageEntry
+from archiver.stores import open_store
+from tests.dovecot import DovecotServer, MailUser
+from tests.fakeimap import FakeImap
+from tests.helpers import archived_files, backup, index_records, run_cli
+
+_INFO = {"\\Draft": "D", "\\Flagged": "F", "\\Answered": "R", "\\Seen": "S", "\\Deleted": "T",
+         "$Forwarded": "P"}
+
+
+def _message(i: int) -> bytes:
+    return (f"From: n{i}@example.jp\r\nSubject: message {i}\r\nMessage-ID: <r{i}@example.jp>"
+            f"\r\n\r\n{'本文 ' * (3 * i + 1)}\r\n").encode()
+
+
+FLAGS = [["\\Seen"], [], ["\\Flagged"], ["\\Seen", "\\Answered"], ["$label1"], ["\\Draft"]]
+
+
+def _current(dest: Path, folder: str) -> dict[int, MessageEntry]:
+    """The archive's messages of ``folder`` still on the server, by UID."""
+    entry = Archive.open_existing(dest).state().folders[folder]
+    return {uid: m for (uv, uid), m in entry.messages.items() if not m.gone and m.uidl is None}
+
+
+def _assert_mirrors_server(dovecot: DovecotServer, user: MailUser, dest: Path, folder: str,
+                           fmt: str = "maildir") -> None:
+    """Every served message archived once, byte-exact, under its UID, with its flags."""
+    served = dovecot.fetch_all(user)[folder]
+    have = _current(dest, folder)
+    assert sorted(have) == [uid for uid, *_ in served]
+    reader = open_store(dest, fmt)
+    for uid, data, flags, _idate in served:
+        m = have[uid]
+        assert reader.read_message(m) == data, uid
+        assert set(m.flags) | set(m.keywords) == flags, (uid, m.flags, m.keywords, flags)
+        if fmt == "maildir":
+            letters = "".join(sorted(_INFO[f] for f in flags if f in _INFO))
+            assert m.path.endswith(":2," + letters), (m.path, flags)
+    if fmt == "maildir":
+        files = [b for p, b in archived_files(dest).items() if p.startswith(folder + "/")]
+        assert Counter(files) == Counter(data for _, data, _, _ in served)  # none twice
+    assert run_cli(["verify", str(dest)])[0] == 0
+
+
+@pytest.mark.parametrize("fmt", ["maildir", "mbox"])
+def test_folder_renumbered_under_the_same_uidvalidity_keeps_every_message_and_flag(
+        dovecot: DovecotServer, mail_user: MailUser, tmp_path: Path, fmt: str) -> None:
+    u = mail_user
+    for i, flags in enumerate(FLAGS):
+        dovecot.append(u, "Lists", _message(i), flags)
+    dovecot.append(u, "INBOX", b"Subject: untouched\r\n\r\nstays\r\n", ["\\Seen"])
+    dest = tmp_path / "a"
+    assert backup(dovecot, u, dest, "--format", fmt)[0] == 0
+    uidvalidity = dovecot.uidvalidity(u, "Lists")
+    dovecot.rotate_uids(u, "Lists")
+    assert dovecot.uidvalidity(u, "Lists") == uidvalidity
+    code, out, err = backup(dovecot, u, dest, "--format", fmt, "--json")
+    assert code == 0, err
+    _assert_mirrors_server(dovecot, u, dest, "Lists", fmt)
+    summary = json.loads(out)
+    assert (summary["new"], summary["flags_updated"], summary["gone"]) == (0, 0, 0), summary
+    assert summary["notes"] == ["the server renumbered Lists without changing UIDVALIDITY; "
+                                "matched 6 messages (6 by their headers, 0 by their content)"]
+    again = json.loads(backup(dovecot, u, dest, "--format", fmt, "--json")[1])
+    assert (again["new"], again["flags_updated"], again["notes"]) == (0, 0, [])
+
+
+def test_renumbering_that_moves_a_uid_onto_a_new_message_fetches_it_and_keeps_the_old_one(
+        dovecot: DovecotServer, mail_user: MailUser, tmp_path: Path) -> None:
+    """An expunged message's UID goes to a new message, another message gets a fresh UID."""
+    u = mail_user
+    uids = [dovecot.append(u, "Lists", _message(i), FLAGS[i]) for i in range(4)]
+    dest = tmp_path / "a"
+    assert backup(dovecot, u, dest)[0] == 0
+    expunged = next(b for p, b in archived_files(dest).items() if f".{uids[0]}.archiver" in p)
+    dovecot.expunge(u, "Lists", uids[0])
+    fresh = dovecot.append(u, "Lists", _message(9), ["\\Flagged"])
+    dovecot.renumber(u, "Lists", {fresh: uids[0], uids[1]: fresh + 5})
+    code, out, err = backup(dovecot, u, dest, "--json")
+    assert code == 0, err
+    served = dovecot.fetch_all(u)["Lists"]
+    have = _current(dest, "Lists")
+    assert sorted(have) == [uid for uid, *_ in served]
+    for uid, data, flags, _ in served:
+        assert (dest / have[uid].path).read_bytes() == data
+        assert set(have[uid].flags) | set(have[uid].keywords) == flags
+    gone = [m for m in Archive.open_existing(dest).state().folders["Lists"].messages.values()
+            if m.gone]
+    assert [(dest / m.path).read_bytes() for m in gone] == [expunged]
+    assert Counter(archived_files(dest).values()) == Counter(
+        [expunged, *(data for _, data, _, _ in served)])
+    assert run_cli(["verify", str(dest)])[0] == 0
+    summary = json.loads(out)
+    assert (summary["new"], summary["flags_updated"], summary["gone"]) == (1, 0, 1), summary
+    assert summary["notes"] == ["the server renumbered Lists without changing UIDVALIDITY; "
+                                "matched 3 messages (3 by their headers, 0 by their content); "
+                                "1 archived ones not seen again are kept"]
+
+
+# ---------------------------------------------------------------- the Courier race (fake)
+
+
+class Renumbering(FakeImap):
+    """Serves ``self.mailbox``; per-message flags in ``self.flags`` (uid -> b"(...)")."""
+
+    def __init__(self, mailbox: dict[bytes, dict[int, bytes]]) -> None:
+        super().__init__(mailbox)
+        self.flags: dict[int, bytes] = {}
+
+    def listing_item(self, seq: int, uid: int, body: bytes) -> bytes:
+        return (b'* %d FETCH (UID %d FLAGS %s INTERNALDATE "01-Jan-2024 10:00:00 +0900" '
+                b"RFC822.SIZE %d)\r\n" % (seq, uid, self.flags.get(uid, b"()"), len(body)))
+
+
+def _fake_run(srv: FakeImap, dest: Path, tmp_path: Path) -> tuple[int, dict, str]:
+    pw = tmp_path / "pw"
+    pw.write_text("x\n")
+    code, out, err = run_cli(["backup", f"imap://u@127.0.0.1:{srv.port}", str(dest),
+                              "--plaintext", "--password-file", str(pw), "--timeout", "5",
+                              "--json"])
+    return code, json.loads(out) if out else {}, err
+
+
+def test_courier_race_same_uidvalidity_new_message_takes_a_known_uid(tmp_path: Path) -> None:
+    """Courier renumbered the folder and reported the same UIDVALIDITY: the new message
+    got UID 1 and the archived ones moved up by one.  Trusting the UIDs put neighbours'
+    flags on three messages, archived C twice and never D."""
+    a, b, c, d = (b"Subject: %s\r\nMessage-ID: <%s@x>\r\n\r\n%s\r\n" % (n, n, n * (k + 1))
+                  for k, n in enumerate((b"A", b"B", b"C", b"D")))
+    srv = Renumbering({b"INBOX": {1: a, 2: b, 3: c}})
+    srv.flags = {1: b"(\\Seen)", 2: b"()", 3: b"(\\Flagged)"}
+    dest = tmp_path / "dest"
+    with srv:
+        code, first, err = _fake_run(srv, dest, tmp_path)
+        assert code == 0 and first["new"] == 3, err
+        srv.mailbox = {b"INBOX": {1: d, 2: a, 3: b, 4: c}}  # same UIDVALIDITY (777)
+        srv.flags = {1: b"()", 2: b"(\\Seen)", 3: b"(\\Answered)", 4: b"(\\Flagged \\Seen)"}
+        code, second, err = _fake_run(srv, dest, tmp_path)
+    assert code == 0, err
+    have = _current(dest, "INBOX")
+    want = {1: (d, ()), 2: (a, ("\\Seen",)), 3: (b, ("\\Answered",)),
+            4: (c, ("\\Flagged", "\\Seen"))}
+    assert {uid: ((dest / m.path).read_bytes(), m.flags) for uid, m in have.items()} == want
+    assert Counter(archived_files(dest).values()) == Counter([a, b, c, d])
+    assert (second["new"], second["flags_updated"], second["gone"]) == (1, 0, 0), second
+    assert second["notes"] == ["the server renumbered INBOX without changing UIDVALIDITY; "
+                               "matched 3 messages (3 by their headers, 0 by their content)"]
+    headers_only = [cmd for cmd in srv.commands if b"BODY.PEEK[HEADER]" in cmd]
+    bodies = [cmd for cmd in srv.commands if b"BODY.PEEK[]" in cmd]
+    assert len(headers_only) == 1 and bodies[-1].split()[3] == b"1", srv.commands
+    assert run_cli(["verify", str(dest)])[0] == 0
+    records = index_records(dest)
+    assert all("rfc822_size" in r for r in records if r["type"] == "msg")
