@@ -20,9 +20,10 @@ import pytest
 from archiver.archive import Archive
 from archiver.state import MessageEntry
 from archiver.stores import open_store
+from archiver.stores.base import norm_hash
 from tests.dovecot import DovecotServer, MailUser
 from tests.fakeimap import FakeImap
-from tests.helpers import archived_files, backup, index_records, run_cli
+from tests.helpers import archived_files, backup, index_records, password_file, run_cli
 
 _INFO = {"\\Draft": "D", "\\Flagged": "F", "\\Answered": "R", "\\Seen": "S", "\\Deleted": "T",
          "$Forwarded": "P"}
@@ -208,3 +209,79 @@ def test_a_crash_between_the_renames_and_their_index_frame_is_repaired_by_the_re
     assert code == 0, err
     _assert_mirrors_server(dovecot, u, dest, "Lists")
     assert json.loads(out)["new"] == 0
+
+
+# ---------------------------------------------------------------- POP3: a reused UIDL
+
+
+def _pop3(dovecot: DovecotServer, user: MailUser, dest: Path) -> tuple[int, dict, str]:
+    pw = password_file(user, dest.parent / ".pw")
+    code, out, err = run_cli(["backup", f"pop3s://{user.name}@127.0.0.1:{dovecot.pop3s_port}",
+                              str(dest), "--cafile", str(dovecot.cafile), "--password-file",
+                              str(pw), "--timeout", "20", "--json"])
+    return code, json.loads(out) if out else {}, err
+
+
+def test_pop3_uidl_given_to_a_new_message_is_fetched_and_the_archived_one_kept(
+        dovecot: DovecotServer, mail_user: MailUser, tmp_path: Path) -> None:
+    """Dovecot's UIDLs are made of UID and UIDVALIDITY: a renumbered INBOX hands the UIDL
+    of an expunged message to a new one, whose LIST size tells it apart."""
+    u = mail_user
+    uids = [dovecot.append(u, "INBOX", _message(i)) for i in range(3)]
+    dest = tmp_path / "a"
+    assert _pop3(dovecot, u, dest)[0] == 0
+    expunged = next(b for b in archived_files(dest).values() if b"message 0" in b)
+    dovecot.expunge(u, "INBOX", uids[0])
+    fresh = dovecot.append(u, "INBOX", _message(7))
+    dovecot.renumber(u, "INBOX", {fresh: uids[0]})  # the new message now has the old UIDL
+    code, summary, err = _pop3(dovecot, u, dest)
+    assert code == 0, err
+    served = [data for _, data, _, _ in dovecot.fetch_all(u)["INBOX"]]
+    assert Counter(norm_hash(b) for b in archived_files(dest).values()) == Counter(
+        norm_hash(b) for b in [*served, expunged])  # the new one archived, nothing twice
+    assert run_cli(["verify", str(dest)])[0] == 0
+    assert (summary["new"], summary["gone"]) == (1, 1), summary
+    assert summary["notes"] == ["the server gave 1 UIDL(s) of INBOX to other messages: fetched "
+                                "them as new messages, 0 the same as archived; 1 archived ones "
+                                "not seen again are kept"]
+    again = _pop3(dovecot, u, dest)[1]
+    assert (again["new"], again["gone"], again["notes"]) == (0, 0, [])
+
+
+# ---------------------------------------------------------------- restore: the target's UIDs
+
+
+def _restore(dest: Path, server: DovecotServer, user: MailUser) -> tuple[int, dict, str]:
+    pw = password_file(user, dest.parent / ".pw-target")
+    code, out, err = run_cli(["restore", str(dest), f"imaps://{user.name}@127.0.0.1:"
+                              f"{server.imaps_port}", "--target-cafile", str(server.cafile),
+                              "--target-password-file", str(pw), "--timeout", "20", "--json"])
+    return code, json.loads(out) if out else {}, err
+
+
+def test_restore_rerun_checks_the_journals_uids_on_a_renumbered_target(
+        dovecot: DovecotServer, dovecot_new: DovecotServer, mail_user: MailUser,
+        tmp_path: Path) -> None:
+    """The journal says A and B landed as UIDs 1 and 2; C was put there by hand (or by a
+    run killed before its record).  The target then renumbers the folder under the same
+    UIDVALIDITY: UID 1 is B, 2 is C, 3 is A.  Trusting the journal kept C (UID 2) out of
+    the dedup listing and uploaded it a second time."""
+    u, target = mail_user, dovecot_new.new_user("target")
+    a, b, c = _message(1), _message(2), _message(3)
+    dovecot.append(u, "Lists", a, ["\\Seen"])
+    dovecot.append(u, "Lists", b)
+    dest = tmp_path / "a"
+    assert backup(dovecot, u, dest)[0] == 0
+    assert _restore(dest, dovecot_new, target)[0] == 0
+    dovecot.append(u, "Lists", c, ["\\Flagged"])
+    assert backup(dovecot, u, dest)[0] == 0
+    dovecot_new.append(target, "Lists", c, ["\\Flagged"])
+    uidvalidity = dovecot_new.uidvalidity(target, "Lists")
+    dovecot_new.rotate_uids(target, "Lists")
+    assert dovecot_new.uidvalidity(target, "Lists") == uidvalidity
+    code, summary, err = _restore(dest, dovecot_new, target)
+    assert code == 0, err
+    on_target = Counter(data for _, data, _, _ in dovecot_new.fetch_all(target)["Lists"])
+    assert sorted(on_target.values()) == [1, 1, 1], on_target  # A, B, C once each
+    assert (summary["uploaded"], summary["found"], summary["already"]) == (0, 3, 0), summary
+    assert "looked for again" in err
