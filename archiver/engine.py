@@ -329,6 +329,7 @@ class Backup:
                  listing: list[MessageMeta]) -> FolderPlan:
         """UIDs that may not name the archived messages: match again (archiver.renumber)."""
         plan, work = resolve(entry, plan, listing, self.source.fetch_headers, self.store)
+        self.summary.flags_updated += work.flag_updates
         if work:
             self._pipeline.submit(Job(name, path, lambda _: self.summary.problems.extend(
                 rearrange(self.store, path, work, functools.partial(self._record, name)))))

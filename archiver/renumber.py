@@ -64,6 +64,12 @@ class Rearrangement:
     def __bool__(self) -> bool:
         return bool(self.arrangement)
 
+    @property
+    def flag_updates(self) -> int:
+        """Messages that keep their UID but get a new record (its size learned) with new flags."""
+        return sum(1 for e, src, m in self.arrangement.moves
+                   if key_of(src) == (self.uidvalidity, m.uid) and _flags_differ(e, m))
+
 
 def resolve(entry: FolderEntry, plan: FolderPlan, listing: Sequence[MessageMeta],
             fetch_headers: Callable[[list[int]], dict[int, bytes]], store: Store

@@ -133,6 +133,11 @@ class Renumbering(FakeImap):
                 b"RFC822.SIZE %d)\r\n" % (seq, uid, self.flags.get(uid, b"()"), len(body)))
 
 
+def _abcd() -> list[bytes]:
+    return [b"Subject: %s\r\nMessage-ID: <%s@x>\r\n\r\n%s\r\n" % (n, n, n * (k + 1))
+            for k, n in enumerate((b"A", b"B", b"C", b"D"))]
+
+
 def _fake_run(srv: FakeImap, dest: Path, tmp_path: Path) -> tuple[int, dict, str]:
     pw = tmp_path / "pw"
     pw.write_text("x\n")
@@ -146,8 +151,7 @@ def test_courier_race_same_uidvalidity_new_message_takes_a_known_uid(tmp_path: P
     """Courier renumbered the folder and reported the same UIDVALIDITY: the new message
     got UID 1 and the archived ones moved up by one.  Trusting the UIDs put neighbours'
     flags on three messages, archived C twice and never D."""
-    a, b, c, d = (b"Subject: %s\r\nMessage-ID: <%s@x>\r\n\r\n%s\r\n" % (n, n, n * (k + 1))
-                  for k, n in enumerate((b"A", b"B", b"C", b"D")))
+    a, b, c, d = _abcd()
     srv = Renumbering({b"INBOX": {1: a, 2: b, 3: c}})
     srv.flags = {1: b"(\\Seen)", 2: b"()", 3: b"(\\Flagged)"}
     dest = tmp_path / "dest"
@@ -285,3 +289,77 @@ def test_restore_rerun_checks_the_journals_uids_on_a_renumbered_target(
     assert sorted(on_target.values()) == [1, 1, 1], on_target  # A, B, C once each
     assert (summary["uploaded"], summary["found"], summary["already"]) == (0, 3, 0), summary
     assert "looked for again" in err
+
+
+def test_a_new_uidvalidity_is_matched_by_headers_without_fetching_a_body_again(
+        tmp_path: Path) -> None:
+    """Courier usually does report a new UIDVALIDITY when it renumbers, on every EXAMINE of
+    such a folder: each rerun must not download the whole folder again."""
+    a, b, c, _ = _abcd()
+    srv = Renumbering({b"INBOX": {1: a, 2: b, 3: c}})
+    dest = tmp_path / "dest"
+    with srv:
+        assert _fake_run(srv, dest, tmp_path)[0] == 0
+        srv.uidvalidity = 778
+        srv.mailbox = {b"INBOX": {5: c, 6: a, 7: b}}
+        srv.flags = {5: b"(\\Seen)", 6: b"(\\Flagged)"}
+        srv.commands.clear()
+        code, summary, err = _fake_run(srv, dest, tmp_path)
+    assert code == 0, err
+    entry = Archive.open_existing(dest).state().folders["INBOX"]
+    have = {k: ((dest / m.path).read_bytes(), m.flags) for k, m in entry.messages.items()}
+    assert have == {(778, 5): (c, ("\\Seen",)), (778, 6): (a, ("\\Flagged",)), (778, 7): (b, ())}
+    assert Counter(archived_files(dest).values()) == Counter([a, b, c])
+    assert not [cmd for cmd in srv.commands if b"BODY.PEEK[]" in cmd], srv.commands
+    assert (summary["new"], summary["gone"]) == (0, 0)
+    assert summary["notes"] == ["the UIDVALIDITY of INBOX changed; matched 3 messages "
+                                "(3 by their headers, 0 by their content)"]
+    assert run_cli(["verify", str(dest)])[0] == 0
+
+
+class SizeNotServed(Renumbering):
+    """Reports an RFC822.SIZE 7 bytes larger than the message it serves (as some do)."""
+
+    def listing_item(self, seq: int, uid: int, body: bytes) -> bytes:
+        return (b'* %d FETCH (UID %d FLAGS %s INTERNALDATE "01-Jan-2024 10:00:00 +0900" '
+                b"RFC822.SIZE %d)\r\n" % (seq, uid, self.flags.get(uid, b"()"), len(body) + 7))
+
+
+def _forget_rfc822_size(dest: Path) -> None:
+    """Make the index what archiver wrote before it kept the server's size."""
+    from archiver.index import IndexWriter
+
+    path = dest / ".archiver" / "index.jsonl.zst"
+    records = [{k: v for k, v in r.items() if k != "rfc822_size"} for r in index_records(dest)]
+    path.unlink()
+    writer = IndexWriter(path, 0)
+    writer.append(records)
+    writer.close()
+
+
+def test_a_server_reporting_another_size_than_it_serves_is_no_false_alarm(
+        tmp_path: Path) -> None:
+    """Archived before rfc822_size was kept: the stored size differs from RFC822.SIZE, the
+    INTERNALDATE agrees.  The headers confirm each UID once, the server's size is
+    recorded, flags are applied, nothing is said; the next pass compares exactly."""
+    a, b, c, _ = _abcd()
+    srv = SizeNotServed({b"INBOX": {1: a, 2: b, 3: c}})
+    dest = tmp_path / "dest"
+    with srv:
+        assert _fake_run(srv, dest, tmp_path)[0] == 0
+        _forget_rfc822_size(dest)
+        srv.flags = {2: b"(\\Seen)"}
+        code, summary, err = _fake_run(srv, dest, tmp_path)
+        assert code == 0, err
+        have = _current(dest, "INBOX")
+        assert {uid: ((dest / m.path).read_bytes(), m.flags, m.rfc822_size)
+                for uid, m in have.items()} == {1: (a, (), len(a) + 7),
+                                                2: (b, ("\\Seen",), len(b) + 7),
+                                                3: (c, (), len(c) + 7)}
+        assert (summary["new"], summary["flags_updated"], summary["notes"]) == (0, 1, [])
+        srv.commands.clear()
+        code, again, err = _fake_run(srv, dest, tmp_path)
+    assert code == 0 and (again["new"], again["flags_updated"], again["notes"]) == (0, 0, [])
+    assert not [cmd for cmd in srv.commands if b"BODY.PEEK" in cmd], srv.commands
+    assert Counter(archived_files(dest).values()) == Counter([a, b, c])
+    assert run_cli(["verify", str(dest)])[0] == 0
