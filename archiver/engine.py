@@ -32,8 +32,7 @@ from archiver.index import (
 )
 from archiver.names import assign_path
 from archiver.pipeline import Job, Pipeline
-from archiver.plan import FolderPlan, batches, folder_selected, plan_folder
-from archiver.renumber import describe, rearrange, resolve
+from archiver.plan import FolderPlan, batches, describe, folder_selected, plan_folder
 from archiver.sources.base import (
     ConnectionLost,
     FetchFailed,
@@ -327,7 +326,10 @@ class Backup:
 
     def _rematch(self, name: str, path: str, entry: FolderEntry, plan: FolderPlan,
                  listing: list[MessageMeta]) -> FolderPlan:
-        """UIDs that may not name the archived messages: match again (archiver.renumber)."""
+        """UIDs that may not name the archived messages: match again (archiver.renumber,
+        imported here: a no-op rerun never needs it)."""
+        from archiver.renumber import rearrange, resolve
+
         plan, work = resolve(entry, plan, listing, self.source.fetch_headers, self.store)
         self.summary.flags_updated += work.flag_updates
         if work:

@@ -146,6 +146,24 @@ def plan_folder(entry: Optional[FolderEntry], uidvalidity: int,
     )
 
 
+def describe(name: str, plan: FolderPlan) -> Optional[str]:
+    """The one line a run says about a folder it had to match again (None: nothing)."""
+    left = sum(len(pool) for pool in plan.reusable.values())
+    by_content = plan.pool_size - left
+    matched = plan.matched + by_content
+    how = f"({plan.matched} by their headers, {by_content} by their content)"
+    gone = f"; {left} archived ones not seen again are kept" if left else ""
+    if plan.report == "renumbered":
+        return (f"the server renumbered {name} without changing UIDVALIDITY; matched "
+                f"{matched} messages {how}{gone}")
+    if plan.report == "uidvalidity":
+        return f"the UIDVALIDITY of {name} changed; matched {matched} messages {how}{gone}"
+    if plan.report == "uidl":
+        return (f"the server gave {len(plan.suspects)} UIDL(s) of {name} to other messages: "
+                f"fetched them as new messages, {by_content} the same as archived{gone}")
+    return None
+
+
 def batches(metas: Iterable[MessageMeta], max_bytes: int, max_count: int,
             stream_threshold: int) -> Iterator[list[MessageMeta]]:
     """Group messages into fetch batches bounded by bytes (and count).

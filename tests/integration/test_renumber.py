@@ -184,7 +184,7 @@ def test_a_crash_between_the_renames_and_their_index_frame_is_repaired_by_the_re
         monkeypatch: pytest.MonkeyPatch, frames_written: int) -> None:
     """Files renamed (parked, or moved to their new UIDs) but the frame naming them lost:
     the rerun finds them by content, puts them back and matches the folder again."""
-    import archiver.engine
+    import archiver.renumber
 
     u = mail_user
     for i, flags in enumerate(FLAGS):
@@ -192,7 +192,7 @@ def test_a_crash_between_the_renames_and_their_index_frame_is_repaired_by_the_re
     dest = tmp_path / "a"
     assert backup(dovecot, u, dest)[0] == 0
     dovecot.rotate_uids(u, "Lists")
-    real = archiver.engine.rearrange
+    real = archiver.renumber.rearrange
 
     def crashing(store, path, work, record):  # type: ignore[no-untyped-def]
         calls = []
@@ -205,10 +205,10 @@ def test_a_crash_between_the_renames_and_their_index_frame_is_repaired_by_the_re
 
         return real(store, path, work, record_then_die)
 
-    monkeypatch.setattr(archiver.engine, "rearrange", crashing)
+    monkeypatch.setattr(archiver.renumber, "rearrange", crashing)
     code, _, err = backup(dovecot, u, dest)
     assert code == 70, err  # the "bug" exit: the run died where a power cut could strike
-    monkeypatch.setattr(archiver.engine, "rearrange", real)
+    monkeypatch.setattr(archiver.renumber, "rearrange", real)
     code, out, err = backup(dovecot, u, dest, "--json")
     assert code == 0, err
     _assert_mirrors_server(dovecot, u, dest, "Lists")
