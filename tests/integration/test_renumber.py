@@ -363,3 +363,31 @@ def test_a_server_reporting_another_size_than_it_serves_is_no_false_alarm(
     assert not [cmd for cmd in srv.commands if b"BODY.PEEK" in cmd], srv.commands
     assert Counter(archived_files(dest).values()) == Counter([a, b, c])
     assert run_cli(["verify", str(dest)])[0] == 0
+
+
+class NoHeaders(Renumbering):
+    """Refuses BODY.PEEK[HEADER]: whole bodies must decide, by SHA-256."""
+
+    def reply_fetch(self, tag: bytes, rest: bytes) -> bytes:
+        if b"BODY.PEEK[HEADER]" in rest.upper():
+            return tag + b" NO [SERVERBUG] not today\r\n"
+        return super().reply_fetch(tag, rest)
+
+
+def test_courier_race_with_headers_refused_is_matched_by_content(tmp_path: Path) -> None:
+    a, b, c, d = _abcd()
+    srv = NoHeaders({b"INBOX": {1: a, 2: b, 3: c}})
+    dest = tmp_path / "dest"
+    with srv:
+        assert _fake_run(srv, dest, tmp_path)[0] == 0
+        srv.mailbox = {b"INBOX": {1: d, 2: a, 3: b, 4: c}}
+        srv.flags = {2: b"(\\Seen)", 4: b"(\\Flagged)"}
+        code, summary, err = _fake_run(srv, dest, tmp_path)
+    assert code == 0, err
+    have = _current(dest, "INBOX")
+    assert {uid: ((dest / m.path).read_bytes(), m.flags) for uid, m in have.items()} == {
+        1: (d, ()), 2: (a, ("\\Seen",)), 3: (b, ()), 4: (c, ("\\Flagged",))}
+    assert Counter(archived_files(dest).values()) == Counter([a, b, c, d])
+    assert summary["notes"] == ["the server renumbered INBOX without changing UIDVALIDITY; "
+                                "matched 3 messages (0 by their headers, 3 by their content)"]
+    assert run_cli(["verify", str(dest)])[0] == 0
