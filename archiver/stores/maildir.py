@@ -59,6 +59,14 @@ class _Staged:
     moves: list[tuple[Path, Path, Optional[Path]]] = field(default_factory=list)
 
 
+def _digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 class MaildirStore:
     """Writes batches durably: write all, fsync all (a few threads), rename all, fsync dir."""
 
@@ -107,8 +115,7 @@ class MaildirStore:
         with translate_os_errors(f"repairing {d}"):
             for base in orphans:
                 rel = existing[base]
-                by_hash.setdefault(hashlib.sha256((d / rel).read_bytes()).hexdigest(),
-                                   []).append(base)
+                by_hash.setdefault(_digest(d / rel), []).append(base)
             back = 0
             for e in missing:
                 found = by_hash.get(e.sha256)
@@ -248,10 +255,17 @@ class MaildirStore:
                 if current is None:
                     out.append("")
                     continue
-                taken = existing.get(base_name(mv.uidvalidity, mv.uid))
-                if taken is not None and base_name(mv.uidvalidity, mv.uid) != mv.old_base:
-                    # Never rename one message onto another (archiver.renumber parks first).
-                    raise FileExistsError(errno.EEXIST, f"{d / current} would replace", d / taken)
+                target = base_name(mv.uidvalidity, mv.uid)
+                taken = existing.get(target)
+                if taken is not None and target != mv.old_base:
+                    # Callers move recorded files out of the way first (archiver.renumber
+                    # parks them): a file here is a crash's unrecorded copy.  Dropped only
+                    # when it holds the same bytes; never one message renamed onto another.
+                    if _digest(d / taken) != _digest(d / current):
+                        raise FileExistsError(errno.EEXIST, f"{d / current} would replace",
+                                              d / taken)
+                    os.unlink(d / taken)
+                    del existing[target]
                 if current != f"cur/{name}":
                     replace(d / current, d / "cur" / name)
                     del existing[mv.old_base]

@@ -34,6 +34,16 @@ def test_a_rename_onto_another_messages_name_is_refused_and_both_stay(tmp_path: 
     assert store.rename("F", [Rename("5.1.archiver", 5, 1, (), ())]) == ["F/cur/5.1.archiver:2,"]
 
 
+def test_a_crashs_unrecorded_copy_of_the_same_bytes_under_the_new_name_is_dropped(
+        tmp_path: Path) -> None:
+    """A fetched copy written, then the run died before recording it: the archived
+    file moving to that name replaces it, and no second file with the name is left."""
+    store = _store(tmp_path, {"4.1.archiver:2,S": b"same", "5.2.archiver:2,": b"same"})
+    assert store.rename("F", [Rename("4.1.archiver", 5, 2, ("\\Seen",), ())]) == [
+        "F/cur/5.2.archiver:2,S"]
+    assert [p.name for p in (tmp_path / "F" / "cur").iterdir()] == ["5.2.archiver:2,S"]
+
+
 def test_repair_puts_back_a_file_a_crash_left_under_an_unrecorded_name(tmp_path: Path) -> None:
     """Renamed (e.g. parked) before the frame recording it was written, then a crash."""
     store = _store(tmp_path, {"4294967296.1.archiver:2,S": b"one", "5.9.archiver:2,": b"other"})
