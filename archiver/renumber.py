@@ -31,7 +31,13 @@ from datetime import datetime
 from typing import Any, Optional
 
 from archiver.headers import MAX_HEADER_SCAN, summarize
-from archiver.index import POP3_UIDVALIDITY, gone_record, message_key, msg_record
+from archiver.index import (
+    POP3_UIDVALIDITY,
+    gone_record,
+    link_record,
+    message_key,
+    msg_record,
+)
 from archiver.plan import FolderPlan
 from archiver.rematch import (
     PARKED_UIDVALIDITY,
@@ -60,6 +66,8 @@ class Rearrangement:
     uidvalidity: int
     arrangement: Arrangement
     heads: dict[Key, bytes] = field(default_factory=dict)  # by the entry's key as recorded
+    # POP3 sights linked to an archived IMAP message, by its key: they follow it.
+    sights: dict[Key, list[MessageEntry]] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(self.arrangement)
@@ -100,6 +108,9 @@ def resolve(entry: FolderEntry, plan: FolderPlan, listing: Sequence[MessageMeta]
     for e, _copy in arranged.parked:
         _read_head(store, e, heads)  # the parked record keeps its decoded headers
     work = Rearrangement(entry.name, uv, arranged, heads)
+    for m in entry.messages.values():
+        if m.linked_to is not None:
+            work.sights.setdefault(m.linked_to, []).append(m)
     if distrust:
         stays = {key_of(e) for e, _ in arranged.stays} | {
             key_of(e) for e, src, m in arranged.moves if key_of(src) == (uv, m.uid)}
@@ -190,6 +201,7 @@ def rearrange(store: Store, path: str, work: Rearrangement,
                                        "renumbered", replaced_by=(c.uidvalidity, c.uid)))
             if e.gone:
                 records.append(gone_record(name, message_key(c.uidvalidity, c.uid), "expunged"))
+            records += _relink(name, work.sights.get(key_of(e), ()), key_of(c))
         record(records)
     if arranged.moves:
         moved = store.rename(path, [Rename(store.base_name(src.uidvalidity, src.uid), uv,
@@ -209,8 +221,14 @@ def rearrange(store: Store, path: str, work: Rearrangement,
                     else "renumbered"
                 records.append(gone_record(name, message_key(src.uidvalidity, src.uid), reason,
                                            replaced_by=(uv, m.uid)))
+            records += _relink(name, work.sights.get(key_of(e), ()), (uv, m.uid))
         record(records)
     return problems
+
+
+def _relink(name: str, sights: Sequence[MessageEntry], to: Key) -> list[Record]:
+    """The POP3 sights of a re-filed IMAP message point at its new key (one file)."""
+    return [link_record(name, s.uidl, to, rfc822_size=s.rfc822_size) for s in sights]
 
 
 def _iso(dt: Optional[datetime]) -> Optional[str]:

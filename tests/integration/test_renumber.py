@@ -391,3 +391,26 @@ def test_courier_race_with_headers_refused_is_matched_by_content(tmp_path: Path)
     assert summary["notes"] == ["the server renumbered INBOX without changing UIDVALIDITY; "
                                 "matched 3 messages (0 by their headers, 3 by their content)"]
     assert run_cli(["verify", str(dest)])[0] == 0
+
+
+def test_pop3_sights_follow_their_imap_message_when_it_is_refiled(
+        dovecot: DovecotServer, mail_user: MailUser, tmp_path: Path) -> None:
+    """INBOX archived over POP3, then over IMAP (each POP3 sight linked to its IMAP copy):
+    after the renumbering every link still names the same message."""
+    u = mail_user
+    for i in range(4):
+        dovecot.append(u, "INBOX", _message(i), FLAGS[i])
+    dest = tmp_path / "a"
+    assert _pop3(dovecot, u, dest)[0] == 0
+    assert backup(dovecot, u, dest)[0] == 0
+    dovecot.rotate_uids(u, "INBOX")
+    code, out, err = backup(dovecot, u, dest, "--json")
+    assert code == 0, err
+    _assert_mirrors_server(dovecot, u, dest, "INBOX")
+    inbox = Archive.open_existing(dest).state().folders["INBOX"]
+    sights = [m for m in inbox.messages.values() if m.linked_to is not None]
+    assert len(sights) == 4
+    for sight in sights:  # its own hash, from its POP3 record, against the linked file
+        assert sight.sha256_norm
+        imap = inbox.messages[sight.linked_to]
+        assert norm_hash((dest / imap.path).read_bytes()) == sight.sha256_norm, sight.uidl
