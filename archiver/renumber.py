@@ -135,16 +135,18 @@ def _resolve_pop3(entry: FolderEntry, plan: FolderPlan, store: Store
     """POP3: a UIDL whose LIST size is not the archived message's names a new message.
 
     It is fetched; the archived copy is parked first (its file name is the
-    UIDL's) and kept -- taken back if the fetched bytes are the same after all.
-    A sight linked to its IMAP twin has no file of its own: nothing to park.
+    UIDL's) and kept -- taken back if the fetched bytes are the same after all
+    (an expunged one keeps its gone mark).  A sight linked to its IMAP twin has
+    no file of its own: nothing to park.
     """
     arranged = Arrangement()
     uid = next_parked_uid(entry)
     heads: dict[Key, bytes] = {}
     for e, _m in plan.suspects:
-        if e.linked_to is None and e.sha256 and not e.gone:
+        if e.linked_to is None and e.sha256:  # an expunged one too: its file is in the way
             arranged.parked.append((e, _parked(e, uid)))
-            arranged.pool.append(arranged.parked[-1][1])
+            if not e.gone:
+                arranged.pool.append(arranged.parked[-1][1])
             _read_head(store, e, heads)
             uid += 1
     to_fetch = sorted([*plan.to_fetch, *(m for _, m in plan.suspects)], key=lambda m: m.uid)
