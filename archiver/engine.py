@@ -32,7 +32,7 @@ from archiver.index import (
 )
 from archiver.names import assign_path
 from archiver.pipeline import Job, Pipeline
-from archiver.plan import FolderPlan, batches, folder_selected, plan_folder
+from archiver.plan import FolderPlan, batches, describe, folder_selected, plan_folder
 from archiver.sources.base import (
     ConnectionLost,
     FetchFailed,
@@ -40,7 +40,7 @@ from archiver.sources.base import (
     FolderStatus,
     MessageMeta,
 )
-from archiver.state import MessageEntry
+from archiver.state import FolderEntry, MessageEntry
 from archiver.stores.base import Incoming, Rename, Store, norm_hash
 
 log = logging.getLogger("archiver.engine")
@@ -56,6 +56,7 @@ class Source(Protocol):
     def open_folder(self, folder: Folder) -> FolderStatus: ...
     def list_messages(self, count: int) -> list[MessageMeta]: ...
     def fetch(self, uids: list[int]) -> Any: ...
+    def fetch_headers(self, uids: list[int]) -> dict[int, bytes]: ...
     def fetch_stream(self, uid: int, size_hint: int, write: Callable[[bytes], None],
                      chunk: int = ...) -> int: ...
 
@@ -105,6 +106,7 @@ class Summary:
     already: int = 0
     gone: int = 0
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # found and handled (a renumbered folder)
     seconds: float = 0.0
     interrupted: bool = False
 
@@ -120,7 +122,7 @@ class Summary:
             "folders_skipped": self.folders_skipped, "new": self.new,
             "new_bytes": self.new_bytes, "flags_updated": self.flags_updated,
             "already": self.already, "gone": self.gone, "problems": self.problems,
-            "seconds": round(self.seconds, 3),
+            "notes": self.notes, "seconds": round(self.seconds, 3),
         }
 
 
@@ -314,6 +316,8 @@ class Backup:
         listing = self.source.list_messages(opened.messages)
         entry = self.archive.state().folders.get(folder.name)
         plan = plan_folder(entry, opened.uidvalidity, listing)
+        if entry is not None and (plan.suspects or plan.reusable):
+            plan = self._rematch(folder.name, path, entry, plan, listing)
         self.summary.already += plan.already
         est_messages, est_bytes = self._estimates.pop(folder.name, (0, 0))
         self.progress.add_total(len(plan.to_fetch) - est_messages,
@@ -322,12 +326,26 @@ class Backup:
             self._pipeline.submit(Job(folder.name, path,
                                        lambda _: self._commit_changes(folder.name, path, plan)))
         failures = self._fetch_all(folder, path, plan)
-        if plan.uidvalidity_changed and not failures:
-            self._pipeline.submit(Job(folder.name, path,
-                                       lambda _: self._retire_old(folder.name, plan)))
+        if plan.uidvalidity_changed or plan.report:
+            self._pipeline.submit(Job(folder.name, path, lambda _: self._retire_old(
+                folder.name, plan, retire=not failures)))
         done = status.as_dict() if (status is not None and not failures) else None
         self._pipeline.submit(Job(folder.name, path,
                                    lambda _: self._finish_folder(folder.name, path, done)))
+
+    def _rematch(self, name: str, path: str, entry: FolderEntry, plan: FolderPlan,
+                 listing: list[MessageMeta]) -> FolderPlan:
+        """UIDs that may not name the archived messages: match again (archiver.renumber,
+        imported here: a no-op rerun never needs it)."""
+        from archiver.renumber import rearrange, resolve
+
+        plan, work = resolve(entry, plan, listing, self.source.fetch_headers, self.store)
+        self.summary.flags_updated += work.flag_updates
+        if work:
+            self._pipeline.submit(Job(name, path, lambda _: self.summary.problems.extend(
+                rearrange(self.store, path, work, functools.partial(self._record, name)))))
+            self._pipeline.drain()  # the stage thread must find the files where the index says
+        return plan
 
     def _finish_folder(self, name: str, path: str, counters: Optional[dict[str, Any]]) -> None:
         """Sync thread: the folder's records are durable; remember its counters."""
@@ -391,7 +409,8 @@ class Backup:
                         continue
                     m = metas[uid]
                     items.append(Incoming(plan.uidvalidity, uid, m.flags, m.keywords,
-                                          m.internaldate, data=body, uidl=m.uidl))
+                                          m.internaldate, data=body, uidl=m.uidl,
+                                          server_size=m.size))
             if items:
                 self._reconnects = 0  # progress: a flaky line gets a fresh retry budget
                 self._pipeline.submit(Job(
@@ -414,7 +433,7 @@ class Backup:
             os.close(spool.fd)
             raise
         return Incoming(plan.uidvalidity, meta.uid, meta.flags, meta.keywords,
-                        meta.internaldate, spool=spool, uidl=meta.uidl)
+                        meta.internaldate, spool=spool, uidl=meta.uidl, server_size=meta.size)
 
     # ------------------------------------------------------------ pipeline jobs
 
@@ -515,7 +534,8 @@ class Backup:
         return pool.pop(0) if pool else None
 
     def _link_record(self, name: str, sight: Any, uidvalidity: int, uid: int) -> dict[str, Any]:
-        return link_record(name, sight.uidl, (uidvalidity, uid))
+        size = sight.server_size if isinstance(sight, Incoming) else sight.rfc822_size
+        return link_record(name, sight.uidl, (uidvalidity, uid), rfc822_size=size)
 
     def _msg_record(self, name: str, uidvalidity: int, item: Incoming, path: str, size: int,
                     sha256: str, offset: Optional[int] = None,
@@ -529,7 +549,7 @@ class Backup:
         return msg_record(name, message_key(uidvalidity, item.uid, item.uidl), path=path,
                           size=size, sha256=sha256, internaldate=_iso(item.internaldate),
                           flags=item.flags, keywords=item.keywords, offset=offset,
-                          length=length, **extra)
+                          length=length, rfc822_size=item.server_size, **extra)
 
     def _commit_changes(self, name: str, path: str, plan: FolderPlan) -> None:
         records: list[dict[str, Any]] = []
@@ -550,12 +570,17 @@ class Backup:
         self.summary.gone += len(plan.gone)
         self._record(name, records)
 
-    def _retire_old(self, name: str, plan: FolderPlan) -> None:
-        """After a full re-read under a new UIDVALIDITY, old copies not seen again are gone."""
-        records = [gone_record(name, _key(old), "uidvalidity")
-                   for pool in plan.reusable.values() for old in pool]
-        self.summary.gone += len(records)
-        self._record(name, records)
+    def _retire_old(self, name: str, plan: FolderPlan, retire: bool) -> None:
+        """After a full re-read under a new UIDVALIDITY (or of a folder whose UIDs named
+        other messages), old copies not seen again are gone; say what was found."""
+        note = describe(name, plan)
+        if note:
+            self.summary.notes.append(note)
+        if retire:
+            records = [gone_record(name, _key(old), plan.retire_reason)
+                       for pool in plan.reusable.values() for old in pool]
+            self.summary.gone += len(records)
+            self._record(name, records)
 
 
 def run_backup(source: Source, archive: Archive, store: Store,

@@ -267,13 +267,20 @@ def folder_record(folder: str, path: str, server_name: str, separator: Optional[
 def msg_record(folder: str, key: Record, *, path: str, size: int, sha256: str,
                internaldate: Optional[str], flags: Iterable[str], keywords: Iterable[str],
                offset: Optional[int] = None, length: Optional[int] = None,
-               **extra: Any) -> Record:
+               rfc822_size: Optional[int] = None, **extra: Any) -> Record:
     """A message is archived (durably) at ``path`` (mbox: at offset/length in it).
 
+    ``rfc822_size``: the size the server reported when listing it (IMAP
+    RFC822.SIZE, POP3 LIST), kept beside ``size`` (the bytes stored) because a
+    server may report another number than it serves; the next pass compares
+    it with the listing to tell whether the UID (UIDL) still names this message.
     ``extra``: POP3 fields (flags_known, internaldate_source, sha256_norm), the
     decoded header summary, ``reindexed``.
     """
-    fields: Record = {**key, "path": path, "size": size, "sha256": sha256}
+    fields: Record = {**key, "path": path, "size": size}
+    if rfc822_size is not None:
+        fields["rfc822_size"] = rfc822_size
+    fields["sha256"] = sha256
     if offset is not None:
         fields["offset"], fields["length"] = offset, length
     fields.update(internaldate=internaldate, flags=list(flags), keywords=list(keywords))
@@ -298,9 +305,16 @@ def gone_record(folder: str, key: Record, reason: str,
     return _stamped("gone", folder, fields)
 
 
-def link_record(folder: str, uidl: Optional[str], to: tuple[int, int], **extra: Any) -> Record:
-    """A POP3 sight (``uidl``) is the same message as the IMAP one ``to`` (one file)."""
-    return _stamped("link", folder, {"uidl": uidl, "to": list(to), **extra})
+def link_record(folder: str, uidl: Optional[str], to: tuple[int, int],
+                rfc822_size: Optional[int] = None, **extra: Any) -> Record:
+    """A POP3 sight (``uidl``) is the same message as the IMAP one ``to`` (one file).
+
+    ``rfc822_size``: the sight's POP3 LIST size (see :func:`msg_record`).
+    """
+    fields: Record = {"uidl": uidl, "to": list(to)}
+    if rfc822_size is not None:
+        fields["rfc822_size"] = rfc822_size
+    return _stamped("link", folder, {**fields, **extra})
 
 
 def damaged_record(folder: str, key: Record, problem: str, path: str, sha256: str,

@@ -1,15 +1,17 @@
 """Decide what a folder needs: pure logic over the server's listing and the index.
 
 No I/O here, so every rule (incremental fetch, flag changes, expunges,
-UIDVALIDITY changes matched as a multiset by content hash) is unit-tested
-without a server.
+UIDVALIDITY changes matched as a multiset by content hash, a known UID that
+no longer names the archived message) is unit-tested without a server.
 """
 
 from __future__ import annotations
 
+import enum
 import fnmatch
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Optional
 
 from archiver.index import POP3_UIDVALIDITY
@@ -32,6 +34,14 @@ class FolderPlan:
     # Never retired: a message missing over one protocol is not gone from the other.
     cross: list[MessageEntry] = field(default_factory=list)
     cross_index: Optional[dict[str, list[MessageEntry]]] = None  # built by the stage thread
+    # Known UIDs (POP3: UIDLs) whose listing does not describe the archived message
+    # (see same_message): the folder must be matched again (archiver.renumber).
+    suspects: list[tuple[MessageEntry, MessageMeta]] = field(default_factory=list)
+    retire_reason: str = "uidvalidity"  # the gone reason of what ``reusable`` keeps
+    # Set by archiver.renumber: what to tell the user once the folder is done.
+    report: Optional[str] = None  # "renumbered", "uidvalidity" or "uidl"
+    matched: int = 0  # archived messages paired by their headers
+    pool_size: int = 0  # ``reusable`` entries before the bodies came
 
     @property
     def uidvalidity_changed(self) -> bool:
@@ -39,6 +49,53 @@ class FolderPlan:
 
     def fetch_bytes(self) -> int:
         return sum(m.size for m in self.to_fetch)
+
+
+class Identity(enum.Enum):
+    SAME = "same"  # size and INTERNALDATE are the archived message's
+    DIFFERENT = "different"  # the UID (UIDL) now names another message
+    UNSURE = "unsure"  # only the stored size differs, and the record has no rfc822_size
+
+
+def same_instant(recorded: Optional[str], listed: Optional[datetime]) -> bool:
+    """The recorded INTERNALDATE (ISO text) is the listed one; unknown on either side
+    (POP3, a server that sent none, an unreadable record) is no evidence against."""
+    if recorded is None or listed is None:
+        return True
+    try:
+        parsed = datetime.fromisoformat(recorded)  # faster than formatting ``listed``
+    except ValueError:
+        return True
+    if parsed.tzinfo is None or listed.tzinfo is None:
+        return True  # naive == aware is simply False: that would be a false alarm
+    return parsed == listed
+
+
+def same_message(entry: MessageEntry, meta: MessageMeta) -> Identity:
+    """Does the listing at the archived message's UID (UIDL) still describe it?
+
+    RFC 3501 says a UID names one message while UIDVALIDITY stands, but
+    Courier-IMAP renumbers folders under the same UIDVALIDITY, and a POP3
+    server may give a UIDL to another message: trusting the UID then puts one
+    message's flags on another and never fetches the new one.  The listing
+    already carries RFC822.SIZE (POP3: LIST) and INTERNALDATE, so checking costs
+    nothing.  A record written before ``rfc822_size`` was kept has only the
+    stored size; a server may report another size than it serves, so a
+    difference there is UNSURE (settled by the headers), not DIFFERENT.
+    """
+    if entry.rfc822_size is not None and entry.rfc822_size != meta.size:
+        return Identity.DIFFERENT
+    if not same_instant(entry.internaldate, meta.internaldate):
+        return Identity.DIFFERENT
+    if entry.rfc822_size is None and entry.size != meta.size:
+        return Identity.UNSURE
+    return Identity.SAME
+
+
+def _checked(entry: MessageEntry, meta: MessageMeta) -> bool:
+    """Must ``meta`` be checked against ``entry``?  Not a POP3 sight linked to its
+    IMAP twin before links kept the LIST size: its size is the IMAP copy's."""
+    return not (entry.linked_to is not None and entry.rfc822_size is None)
 
 
 def plan_folder(entry: Optional[FolderEntry], uidvalidity: int,
@@ -56,12 +113,15 @@ def plan_folder(entry: Optional[FolderEntry], uidvalidity: int,
         have = {uid: m for uid, m in have.items() if uid not in dropped}
     to_fetch: list[MessageMeta] = []
     flag_changes: list[tuple[MessageEntry, MessageMeta]] = []
+    suspects: list[tuple[MessageEntry, MessageMeta]] = []
     on_server: set[int] = set()
     for meta in listing:
         on_server.add(meta.uid)
         known = have.get(meta.uid)
         if known is None:
             to_fetch.append(meta)
+        elif same_message(known, meta) is not Identity.SAME and _checked(known, meta):
+            suspects.append((known, meta))  # never a flag change on an unconfirmed message
         elif (tuple(known.flags), tuple(known.keywords)) != (meta.flags, meta.keywords):
             flag_changes.append((known, meta))
     gone = [m for uid, m in sorted(have.items()) if uid not in on_server and not m.gone]
@@ -83,7 +143,26 @@ def plan_folder(entry: Optional[FolderEntry], uidvalidity: int,
         already=len(listing) - len(to_fetch),
         reusable=reusable,
         cross=cross,
+        suspects=suspects,
     )
+
+
+def describe(name: str, plan: FolderPlan) -> Optional[str]:
+    """The one line a run says about a folder it had to match again (None: nothing)."""
+    left = sum(len(pool) for pool in plan.reusable.values())
+    by_content = plan.pool_size - left
+    matched = plan.matched + by_content
+    how = f"({plan.matched} by their headers, {by_content} by their content)"
+    gone = f"; {left} archived ones not seen again are kept" if left else ""
+    if plan.report == "renumbered":
+        return (f"the server renumbered {name} without changing UIDVALIDITY; matched "
+                f"{matched} messages {how}{gone}")
+    if plan.report == "uidvalidity":
+        return f"the UIDVALIDITY of {name} changed; matched {matched} messages {how}{gone}"
+    if plan.report == "uidl":
+        return (f"the server gave {len(plan.suspects)} UIDL(s) of {name} to other messages: "
+                f"fetched them as new messages, {by_content} the same as archived{gone}")
+    return None
 
 
 def batches(metas: Iterable[MessageMeta], max_bytes: int, max_count: int,

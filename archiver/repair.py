@@ -28,7 +28,7 @@ reported, never touched.
 from __future__ import annotations
 
 import os
-from collections.abc import Container
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -41,6 +41,7 @@ from archiver.errors import ArchiverError, DestinationError
 from archiver.fsutil import ensure_dir, translate_os_errors
 from archiver.index import POP3_UIDVALIDITY, damaged_record, message_key
 from archiver.offline.verify import Damage, VerifyReport, check_message, verify_archive
+from archiver.plan import Identity, same_message
 from archiver.refetch import Pick, Refetch, Refetcher
 from archiver.sources.base import FolderStatus, MessageMeta
 from archiver.state import MessageEntry
@@ -101,11 +102,12 @@ def check_account(archive: Archive, source: dict[str, str]) -> None:
 
 
 def unrepairable_reason(entry: MessageEntry, uidvalidity: int,
-                        listed: Container[int]) -> Optional[str]:
+                        listed: Mapping[int, MessageMeta]) -> Optional[str]:
     """Why the listed folder cannot give ``entry``'s message back (None: it can).
 
     ``uidvalidity`` is the opened folder's (POP3: 0) and ``listed`` its
-    listing's keys (IMAP UIDs; POP3 the numbers made from the UIDLs).
+    listing by key (IMAP UIDs; POP3 the numbers made from the UIDLs).  A UID
+    whose listing is another message's (plan.same_message) is not trusted.
     """
     pop3 = uidvalidity == POP3_UIDVALIDITY
     if entry.uidl is not None and not pop3:
@@ -116,9 +118,13 @@ def unrepairable_reason(entry: MessageEntry, uidvalidity: int,
         return "archived over IMAP: repair it with the account's imaps:// SOURCE"
     if not pop3 and entry.uidvalidity != uidvalidity:
         return "not on the server any more (the folder's UIDVALIDITY changed)"
-    if entry.uid not in listed:
+    meta = listed.get(entry.uid)
+    if meta is None:
         why = "its UIDL is no longer listed" if pop3 else "expunged"
         return f"not on the server any more ({why})"
+    if same_message(entry, meta) is Identity.DIFFERENT:
+        return ("its " + ("UIDL" if pop3 else "UID") + " now names another message (the server "
+                "renumbered the folder): run 'archiver backup' first, which matches it again")
     return None
 
 

@@ -164,6 +164,8 @@ def _mbox_note(m: MessageEntry, sources: dict[tuple[str, str], Any]) -> dict[str
         note["internaldate_source"] = sources.get((m.folder, m.uidl))
     if m.sha256_norm:
         note["sha256_norm"] = m.sha256_norm
+    if m.rfc822_size is not None:
+        note["rfc822_size"] = m.rfc822_size
     if m.gone:
         note["gone"] = True
     return note

@@ -49,6 +49,10 @@ class MessageEntry:
     length: Optional[int] = None  # mbox: quoted length
     internaldate: Optional[str] = None  # ISO 8601, as recorded (restore sends it back)
     message_id: Optional[str] = None  # as recorded (restore matches the target with it)
+    # The size the server reported (IMAP RFC822.SIZE, POP3 LIST); None in records
+    # written before it was kept.  Compared with each listing (plan.same_message).
+    rfc822_size: Optional[int] = None
+    internaldate_source: Optional[str] = None  # POP3: "date", "received" or None
 
     @property
     def counted(self) -> bool:
@@ -136,6 +140,7 @@ class Parsed:
     uidl: Optional[str] = None
     link_to: Optional[tuple[int, int]] = None
     replaced: bool = False
+    rfc822_size: Optional[int] = None  # a link's POP3 LIST size
 
 
 INDEX_KINDS = ("folder", "msg", "flags", "gone", "link")
@@ -171,7 +176,8 @@ def parse_record(rec: Record) -> Optional[Parsed]:
         target = rec.get("to")
         if not isinstance(target, list) or len(target) != 2:
             raise TypeError("a link without a target")
-        return Parsed("link", name, key, uidl=uidl, link_to=(_int(target[0]), _int(target[1])))
+        return Parsed("link", name, key, uidl=uidl, link_to=(_int(target[0]), _int(target[1])),
+                      rfc822_size=_int_or_none(rec.get("rfc822_size")))
     return Parsed("gone", name, key, replaced=bool(rec.get("replaced_by")))
 
 
@@ -188,6 +194,8 @@ def _message(name: str, key: tuple[int, int], rec: Record) -> MessageEntry:
         offset=offset, length=length,
         internaldate=_str_or_none(rec.get("internaldate")),
         message_id=_str_or_none(rec.get("message_id")),
+        rfc822_size=_int_or_none(rec.get("rfc822_size")),
+        internaldate_source=_str_or_none(rec.get("internaldate_source")),
     )
 
 
@@ -277,6 +285,8 @@ class IndexState:
                 pop = MessageEntry(folder.name, key[0], key[1], "", 0, "", (), (), uidl=p.uidl)
                 folder.messages[key] = pop
             pop.linked_to = p.link_to
+            if p.rfc822_size is not None:
+                pop.rfc822_size = p.rfc822_size
             if imap is not None:
                 pop.path, pop.size, pop.sha256 = imap.path, imap.size, imap.sha256
                 pop.offset, pop.length = imap.offset, imap.length

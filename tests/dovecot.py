@@ -710,6 +710,43 @@ service pop3 {{
             raise DovecotError(f"UIDVALIDITY of {folder!r} is {got}, wanted {new}")
         return new
 
+    def renumber(self, user: MailUser, folder: str, new_uid: dict[int, int]) -> None:
+        """Give messages of *folder* other UIDs under the SAME UIDVALIDITY (RFC 3501 forbids it;
+        Courier-IMAP does it), as a server that lost its UID list would.
+
+        *new_uid* maps a current UID to the UID it gets (others keep theirs).  Rewrites
+        the folder's ``dovecot-uidlist`` (UIDVALIDITY kept, the next UID moved past every
+        UID) and deletes its ``dovecot.index*``, so Dovecot re-reads the list on the next
+        EXAMINE (no session may hold the folder open meanwhile).  Flags stay with the
+        messages (they live in the Maildir file names).
+        """
+        d = self.folder_path(user, folder)
+        lines = (d / "dovecot-uidlist").read_text().splitlines()
+        present = {p.name.split(":", 1)[0] for sub in ("cur", "new") for p in (d / sub).iterdir()}
+        # Lines of expunged messages linger until Dovecot compacts the list: leave them out.
+        head, rows = lines[0], [ln.split(" ", 1) for ln in lines[1:]
+                                if ln.strip() and ln.rsplit(":", 1)[-1] in present]
+        renamed = sorted((new_uid.get(int(uid), int(uid)), rest) for uid, rest in rows)
+        uids = [uid for uid, _ in renamed]
+        if len(set(uids)) != len(uids):
+            raise DovecotError(f"renumber {folder!r}: two messages would share a UID")
+        nxt = int(m.group(1)) if (m := re.search(r" N(\d+)", head)) else 1
+        head = re.sub(r" N\d+", f" N{max(nxt, *uids) + len(uids) + 1}", head)
+        (d / "dovecot-uidlist").write_text("\n".join(
+            [head, *(f"{uid} {rest}" for uid, rest in renamed)]) + "\n")
+        for p in d.glob("dovecot.index*"):
+            p.unlink()
+
+    def rotate_uids(self, user: MailUser, folder: str) -> dict[int, int]:
+        """Each UID of *folder* now names the message the next UID named (the first
+        message takes the last UID), same UIDVALIDITY; returns old UID -> new UID."""
+        with self.session(user) as c:
+            c.select_folder(folder, readonly=True)
+            uids = sorted(int(u) for u in c.search(["ALL"]))
+        mapping = {old: new for old, new in zip(uids[1:] + uids[:1], uids)}
+        self.renumber(user, folder, mapping)
+        return mapping
+
     def list_folders(self, user: MailUser, *, selectable_only: bool = True) -> list[str]:
         with self.session(user) as c:
             return _list(c, selectable_only)

@@ -6,7 +6,8 @@ names.  Everything else is tested against the real Dovecot.
 
 ``FakeImap(mailbox)`` serves ``mailbox`` (folder raw name -> {uid: body}) on
 127.0.0.1 in a thread, one connection at a time, with just enough IMAP4rev1
-for archiver (CAPABILITY, LOGIN, LIST, STATUS, EXAMINE, UID FETCH, LOGOUT).
+for archiver (CAPABILITY, LOGIN, LIST, STATUS, EXAMINE, UID FETCH of the listing,
+``BODY[]`` and ``BODY[HEADER]``, LOGOUT).
 Subclass and override a ``reply_*`` method, or set ``hooks``, to misbehave;
 ``self.connections`` counts accepted connections (1-based in hooks).
 Use with ``--plaintext`` and ``imap://``.
@@ -198,6 +199,11 @@ class FakeImap:
     def body_item(self, seq: int, uid: int, body: bytes) -> bytes:
         return b"* %d FETCH (UID %d BODY[] {%d}\r\n%s)\r\n" % (seq, uid, len(body), body)
 
+    def header_item(self, seq: int, uid: int, body: bytes) -> bytes:
+        cut = body.find(b"\r\n\r\n")
+        head = body[:cut + 4] if cut >= 0 else body
+        return b"* %d FETCH (UID %d BODY[HEADER] {%d}\r\n%s)\r\n" % (seq, uid, len(head), head)
+
     def reply_fetch(self, tag: bytes, rest: bytes) -> bytes:
         parts = rest.split(b" ", 3)  # UID FETCH set items
         uids, items = self.uids(parts[2]), parts[3]
@@ -208,7 +214,9 @@ class FakeImap:
             if uid not in msgs:
                 continue
             seq = order.index(uid) + 1
-            if b"BODY" in items.upper():
+            if b"BODY.PEEK[HEADER]" in items.upper():
+                out.append(self.header_item(seq, uid, msgs[uid]))
+            elif b"BODY" in items.upper():
                 out.append(self.body_item(seq, uid, msgs[uid]))
             else:
                 out.append(self.listing_item(seq, uid, msgs[uid]))

@@ -76,6 +76,8 @@ def backup(source: str, dest: Path, include: tuple[str, ...], exclude: tuple[str
             f"{summary.new} new messages ({summary.new_bytes / 1e6:.1f} MB), "
             f"{summary.already} already archived, {summary.flags_updated} flag updates, "
             f"{summary.gone} gone from server, {summary.seconds:.1f} s")
+        for note in summary.notes:
+            err(f"note: {note}")
     for problem in summary.problems:
         err(f"problem: {problem}")
     if summary.problems:

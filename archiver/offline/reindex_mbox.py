@@ -139,17 +139,23 @@ def _note_record(name: str, rel: str, offset: int, data: bytes, note: dict[str, 
     return msg_record(name, key, path=rel, size=len(data), sha256=note["sha256"],
                       internaldate=note.get("internaldate") or _from_line_date(envelope),
                       flags=note.get("flags") or [], keywords=note.get("keywords") or [],
-                      offset=offset, length=int(note["length"]), **extra, reindexed=True)
+                      offset=offset, length=int(note["length"]),
+                      rfc822_size=_size_or_none(note.get("rfc822_size")), **extra,
+                      reindexed=True)
+
+
+def _size_or_none(value: Any) -> Optional[int]:
+    return value if type(value) is int and value >= 0 else None
 
 
 def _parsed_record(name: str, rel: str, offset: int, length: int, data: bytes, sha: str,
                    rank: int, envelope: bytes) -> dict[str, Any]:
     key = message_key(POP3_UIDVALIDITY, uid_for_uidl(f"reindexed:{sha}:{rank}"))
+    summary: dict[str, Any] = summarize(data[:HEAD_BYTES])
     return msg_record(name, key, path=rel, size=len(data), sha256=sha,
                       internaldate=_from_line_date(envelope), flags=(), keywords=(),
                       offset=offset, length=length, flags_known=False,
-                      sha256_norm=norm_hash(data), **summarize(data[:HEAD_BYTES]),
-                      reindexed=True)
+                      sha256_norm=norm_hash(data), **summary, reindexed=True)
 
 
 def parse_file(path: Path, rel: str, name: str, notes_at: dict[tuple[str, int], dict[str, Any]],

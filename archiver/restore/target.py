@@ -198,6 +198,14 @@ class ImapTarget(ImapSession):
                               "target server") from None
         return Selected(uidvalidity, int(res.get(b"EXISTS", 0) or 0), perm)
 
+    def sizes(self, exists: int) -> dict[int, int]:
+        """UID -> RFC822.SIZE of every message in the selected folder (restore/recheck.py)."""
+        if exists == 0:
+            return {}
+        with _network("UID FETCH 1:* (UID RFC822.SIZE)"):
+            res = _uid_fetch(self.client, "1:*", "(UID RFC822.SIZE)")
+        return {int(uid): int(data.get(b"RFC822.SIZE", 0) or 0) for uid, data in res.items()}
+
     def scan(self, exists: int) -> list[TargetMessage]:
         """Size, date, flags and Message-ID of every message in the selected folder."""
         if exists == 0:

@@ -35,6 +35,7 @@ from archiver.names import encode_mutf7
 from archiver.plan import folder_selected
 from archiver.restore.journal import Landed, RestoreJournal
 from archiver.restore.match import Candidate, epoch, ident_of, match
+from archiver.restore.recheck import still_landed
 from archiver.restore.target import (
     AppendItem,
     AppendResult,
@@ -365,6 +366,15 @@ class Restore:
                 confirmed.append((m, landed))
             else:
                 todo.append(m)
+        if any(landed.to_uid is not None for _, landed in confirmed):
+            confirmed, doubtful = still_landed(
+                confirmed, selected.uidvalidity, self.target.sizes(selected.exists),
+                lambda m, size: self.candidate(m).size_ok(size))
+            if doubtful:
+                self.progress.note(f"note: {entry.name}: {len(doubtful)} messages are no longer "
+                                   f"under the UID the journal recorded on '{tname}' (the "
+                                   "target renumbered or lost them): looked for again")
+                todo = sorted(todo + doubtful, key=lambda m: (m.uidvalidity, m.uid))
         self.summary.already += len(confirmed)
         if todo and opts.dedup and selected.exists:
             todo = self._dedup(entry, tname, selected.uidvalidity, selected.exists,

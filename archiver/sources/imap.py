@@ -390,6 +390,26 @@ class ImapSource(ImapSession):
         out.sort(key=lambda m: m.uid)
         return out
 
+    def fetch_headers(self, uids: list[int], chunk: int = 1000) -> dict[int, bytes]:
+        """``BODY.PEEK[HEADER]`` of ``uids`` (one round trip per ``chunk`` UIDs): enough to
+        tell which archived message a renumbered UID now names, without the bodies.
+        A chunk the server refuses is left out: those messages are fetched whole."""
+        out: dict[int, bytes] = {}
+        ordered = sorted(uids)
+        for start in range(0, len(ordered), chunk):
+            part = ordered[start:start + chunk]
+            try:
+                with _network(f"UID FETCH ({len(part)} messages) BODY.PEEK[HEADER]"):
+                    res = _uid_fetch(self.client, _uid_set(part), "(UID BODY.PEEK[HEADER])")
+            except ServerError as exc:
+                log.info("no headers for %d messages (%s): their bodies decide", len(part), exc)
+                continue
+            for uid, data in res.items():
+                for key, value in data.items():
+                    if isinstance(key, bytes) and key.startswith(b"BODY[HEADER]"):
+                        out[int(uid)] = value if isinstance(value, bytes) else b""
+        return out
+
 
 def _uid_fetch(client: imapclient.IMAPClient, uid_set: str, items: str) -> dict[int, Any]:
     """``UID FETCH`` returning every FETCH response keyed by UID.

@@ -377,6 +377,11 @@ class Pop3Source:
         num = self._numbers[uid]
         return f"TOP {num} {TOP_ALL_LINES}" if self.use_top else f"RETR {num}"
 
+    def fetch_headers(self, uids: list[int]) -> dict[int, bytes]:
+        """None: a UIDL that names another message is told by its LIST size alone, and the
+        message is fetched whole (archiver.renumber never asks a POP3 source for headers)."""
+        return {}
+
     def fetch(self, uids: list[int]) -> Iterator[tuple[int, bytes | FetchFailed]]:
         """Pipelined TOP (or RETR) for a batch; one reply per message, in order."""
         if "PIPELINING" in self.capabilities:

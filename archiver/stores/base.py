@@ -56,6 +56,7 @@ class Incoming:
     spool: Optional[Spool] = None
     uidl: Optional[str] = None  # POP3 messages
     date_source: Optional[str] = None  # POP3: where the date came from (no INTERNALDATE)
+    server_size: Optional[int] = None  # what the listing said (RFC822.SIZE, POP3 LIST)
 
     def sha256(self) -> str:
         if self.spool is not None:
@@ -154,4 +155,9 @@ class Store(Protocol):
 
     def read_message(self, entry: MessageEntry) -> bytes:
         """The exact bytes archived for ``entry`` (what its ``sha256`` covers)."""
+        ...
+
+    def read_head(self, entry: MessageEntry, limit: int) -> bytes:
+        """The first ``limit`` bytes of :meth:`read_message` (for its header), read
+        without the rest."""
         ...

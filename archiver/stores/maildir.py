@@ -9,6 +9,7 @@ instead of a duplicate -- with the standard info letters for the flags
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from collections.abc import Iterable
@@ -58,6 +59,14 @@ class _Staged:
     moves: list[tuple[Path, Path, Optional[Path]]] = field(default_factory=list)
 
 
+def _digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 class MaildirStore:
     """Writes batches durably: write all, fsync all (a few threads), rename all, fsync dir."""
 
@@ -78,7 +87,48 @@ class MaildirStore:
         return folder_path(components)
 
     def repair(self, folder_path: str, entries: Iterable[MessageEntry]) -> None:
-        """Nothing to do: a file renamed into cur/ but not recorded is rewritten by name."""
+        """Put back a file that a rename cut short by a crash left under a name no record has.
+
+        Files are renamed (new flags, a new UIDVALIDITY, a renumbered folder:
+        archiver.renumber) before the index frame that records the new names, so
+        a crash in between leaves a recorded message whose file is missing and a
+        file no record names.  Such a file is moved back to the recorded name
+        when its SHA-256 is the recorded one.  Costs a set comparison unless
+        something is missing; a file written but not recorded keeps its name
+        (the rerun writes it again).
+        """
+        existing = self.existing(folder_path)
+        named: set[str] = set()
+        missing: list[MessageEntry] = []
+        for e in entries:
+            base = e.path.rsplit("/", 1)[-1].split(":", 1)[0]
+            if not base:
+                continue
+            named.add(base)
+            if base not in existing and e.path.startswith(folder_path + "/"):
+                missing.append(e)
+        orphans = [b for b in existing if b not in named]
+        if not missing or not orphans:
+            return
+        d = self._dir(folder_path)
+        by_hash: dict[str, list[str]] = {}
+        with translate_os_errors(f"repairing {d}"):
+            for base in orphans:
+                rel = existing[base]
+                by_hash.setdefault(_digest(d / rel), []).append(base)
+            back = 0
+            for e in missing:
+                found = by_hash.get(e.sha256)
+                if not found:
+                    continue
+                base = found.pop()
+                replace(d / existing.pop(base), self.root.joinpath(*e.path.split("/")))
+                existing[e.path.rsplit("/", 1)[-1].split(":", 1)[0]] = \
+                    e.path[len(folder_path) + 1:]
+                back += 1
+            if back:
+                fsync_dir(d / "cur")
+                fsync_dir(d / "new")
 
     def prepare_folder(self, folder_path: str, mailbox: bool = True) -> None:
         """Create the folder's cur/new/tmp (0700), durably, and clear stale tmp files.
@@ -208,6 +258,17 @@ class MaildirStore:
                 if current is None:
                     out.append("")
                     continue
+                target = base_name(mv.uidvalidity, mv.uid)
+                taken = existing.get(target)
+                if taken is not None and target != mv.old_base:
+                    # Callers move recorded files out of the way first (archiver.renumber
+                    # parks them): a file here is a crash's unrecorded copy.  Dropped only
+                    # when it holds the same bytes; never one message renamed onto another.
+                    if _digest(d / taken) != _digest(d / current):
+                        raise FileExistsError(errno.EEXIST, f"{d / current} would replace",
+                                              d / taken)
+                    os.unlink(d / taken)
+                    del existing[target]
                 if current != f"cur/{name}":
                     replace(d / current, d / "cur" / name)
                     existing.pop(mv.old_base, None)
@@ -231,6 +292,10 @@ class MaildirStore:
 
     def read_message(self, entry: MessageEntry) -> bytes:
         return self.read(entry.path)
+
+    def read_head(self, entry: MessageEntry, limit: int) -> bytes:
+        with open(self.root.joinpath(*entry.path.split("/")), "rb") as fh:
+            return fh.read(limit)
 
     def read(self, relpath: str) -> bytes:
         return self.root.joinpath(*relpath.split("/")).read_bytes()

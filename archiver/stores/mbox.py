@@ -308,9 +308,13 @@ class MboxStore:
         return self._file(relpath).read_bytes()
 
     def read_message(self, entry: MessageEntry) -> bytes:
+        return self.read_head(entry, -1)
+
+    def read_head(self, entry: MessageEntry, limit: int) -> bytes:
+        """Quoting is per line, so a prefix of the quoted bytes unquotes to a prefix."""
         if entry.offset is None or entry.length is None:
             raise ValueError(f"no offset recorded for a message in {entry.path}")
         with open(self._file(entry.path), "rb") as fh:
             fh.seek(entry.offset)
-            return unquote(fh.read(entry.length))
+            return unquote(fh.read(entry.length if limit < 0 else min(limit, entry.length)))
 

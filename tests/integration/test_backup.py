@@ -175,10 +175,11 @@ def test_index_is_zstd_jsonl_with_the_documented_fields(
     assert backup(dovecot, mail_user, dest)[0] == 0
     recs = read_index(dest / ".archiver" / "index.jsonl.zst").records
     msg = next(r for r in recs if r["type"] == "msg")
-    for key in ("v", "type", "folder", "uidvalidity", "uid", "path", "size", "sha256",
-                "internaldate", "flags", "keywords", "message_id", "date", "from", "to",
-                "subject"):
+    for key in ("v", "type", "folder", "uidvalidity", "uid", "path", "size", "rfc822_size",
+                "sha256", "internaldate", "flags", "keywords", "message_id", "date", "from",
+                "to", "subject"):
         assert key in msg, key
+    assert msg["rfc822_size"] == msg["size"]  # Dovecot reports what it serves
     assert msg["folder"] == "受信箱/講義" and msg["path"].startswith("受信箱/講義/cur/")
     assert msg["subject"] == "講義"
     assert datetime.fromisoformat(msg["internaldate"]).tzinfo is not None

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from archiver.plan import batches, folder_selected, plan_folder
+from datetime import datetime, timedelta, timezone
+from typing import Optional
+
+from archiver.plan import Identity, batches, folder_selected, plan_folder, same_message
 from archiver.sources.base import MessageMeta
 from archiver.state import FolderEntry, MessageEntry
 
@@ -67,3 +70,59 @@ def test_folder_globs_match_children_and_inbox_case() -> None:
     assert not folder_selected("Archive/2003", [], ["Archive/*"])
     assert folder_selected("INBOX", ["inbox"], [])
     assert folder_selected("受信箱/講義", ["受信箱*"], [])
+
+
+# ---------------------------------------------------------------- is a known UID still its message?
+
+WHEN = datetime(2004, 3, 1, 10, 0, tzinfo=timezone(timedelta(hours=9)))
+
+
+def dated(uid: int, size: int = 10, when: datetime = WHEN, flags: tuple[str, ...] = (),
+          rfc822_size: Optional[int] = 10) -> tuple[MessageEntry, MessageMeta]:
+    e = entry(5, uid, flags=flags)
+    e.size, e.internaldate, e.rfc822_size = 10, WHEN.isoformat(), rfc822_size
+    return e, MessageMeta(uid=uid, flags=(), keywords=(), internaldate=when, size=size)
+
+
+def test_a_known_uid_keeps_its_message_when_size_and_internaldate_agree() -> None:
+    e, m = dated(1)
+    assert same_message(e, m) is Identity.SAME
+    e, m = dated(1, when=WHEN.astimezone(timezone.utc))  # the same instant, another offset
+    assert same_message(e, m) is Identity.SAME
+
+
+def test_another_rfc822_size_or_internaldate_means_the_uid_names_another_message() -> None:
+    assert same_message(*dated(1, size=11)) is Identity.DIFFERENT
+    assert same_message(*dated(1, when=WHEN + timedelta(seconds=1))) is Identity.DIFFERENT
+
+
+def test_a_record_without_rfc822_size_compares_the_stored_size_and_is_only_unsure() -> None:
+    """A server may report another RFC822.SIZE than the bytes it serves: no false alarm."""
+    assert same_message(*dated(1, size=10, rfc822_size=None)) is Identity.SAME
+    assert same_message(*dated(1, size=12, rfc822_size=None)) is Identity.UNSURE
+    assert same_message(*dated(1, size=12, rfc822_size=None,
+                               when=WHEN + timedelta(hours=1))) is Identity.DIFFERENT
+
+
+def test_an_unknown_internaldate_is_no_evidence() -> None:
+    e, m = dated(1)
+    e.internaldate = None
+    assert same_message(e, m) is Identity.SAME
+    pop3 = MessageMeta(uid=1, flags=(), keywords=(), internaldate=None, size=10, uidl="u")
+    assert same_message(dated(1)[0], pop3) is Identity.SAME
+
+
+def test_suspect_uids_are_never_flag_changes() -> None:
+    a, ma = dated(1, flags=("\\Seen",))
+    b, mb = dated(2, size=99)  # UID 2 names another message now
+    plan = plan_folder(folder(a, b), 5, [ma, MessageMeta(2, ("\\Flagged",), (), WHEN, 99)])
+    assert [m.uid for _, m in plan.flag_changes] == [1]
+    assert [(e.uid, m.uid) for e, m in plan.suspects] == [(2, 2)]
+
+
+def test_a_pop3_sight_linked_before_links_kept_the_list_size_is_not_checked() -> None:
+    sight = MessageEntry("F", 0, 7, "F/cur/x", 10, "h", (), (), uidl="u", linked_to=(5, 1))
+    listed = MessageMeta(uid=7, flags=(), keywords=(), internaldate=None, size=12, uidl="u")
+    assert not plan_folder(folder(sight), 0, [listed]).suspects
+    sight.rfc822_size = 10
+    assert plan_folder(folder(sight), 0, [listed]).suspects

@@ -6,6 +6,7 @@ from typing import Optional
 
 from archiver.index import uid_for_uidl
 from archiver.repair import unrepairable_reason
+from archiver.sources.base import MessageMeta
 from archiver.state import MessageEntry
 
 
@@ -19,7 +20,12 @@ def _pop3(uidl: str) -> MessageEntry:
 
 
 def _reason(entry: MessageEntry, uidvalidity: int, listed: set[int]) -> Optional[str]:
-    return unrepairable_reason(entry, uidvalidity, listed)
+    """``listed``: the UIDs (POP3: numbers from the UIDLs) of a listing of what was archived."""
+    return unrepairable_reason(entry, uidvalidity, {uid: _meta(uid, 1) for uid in listed})
+
+
+def _meta(uid: int, size: int) -> MessageMeta:
+    return MessageMeta(uid=uid, flags=(), keywords=(), internaldate=None, size=size)
 
 
 def test_imap_message_is_fetched_only_under_the_same_uidvalidity_and_uid() -> None:
@@ -41,3 +47,11 @@ def test_each_protocol_repairs_only_what_it_archived() -> None:
     orphan = _imap(0, 12345)  # an mbox message reindexed without a snapshot
     assert "unknown" in str(_reason(orphan, 7, {12345}))
     assert "unknown" in str(_reason(orphan, 0, {12345}))
+
+
+def test_a_uid_that_now_names_another_message_is_not_fetched_for_it() -> None:
+    """The folder was renumbered without a new UIDVALIDITY: the UID's size is another's."""
+    damaged = _imap(7, 3)
+    damaged.rfc822_size = 1
+    assert unrepairable_reason(damaged, 7, {3: _meta(3, 1)}) is None
+    assert "renumbered" in str(unrepairable_reason(damaged, 7, {3: _meta(3, 99)}))
