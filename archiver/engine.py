@@ -33,6 +33,7 @@ from archiver.index import (
 from archiver.names import assign_path
 from archiver.pipeline import Job, Pipeline
 from archiver.plan import FolderPlan, batches, describe, folder_selected, plan_folder
+from archiver.progress import NullProgress, Progress
 from archiver.sources.base import (
     ConnectionLost,
     FetchFailed,
@@ -59,27 +60,6 @@ class Source(Protocol):
     def fetch_headers(self, uids: list[int]) -> dict[int, bytes]: ...
     def fetch_stream(self, uid: int, size_hint: int, write: Callable[[bytes], None],
                      chunk: int = ...) -> int: ...
-
-
-class Progress(Protocol):
-    def add_total(self, messages: int, nbytes: int) -> None: ...
-    def advance(self, messages: int, nbytes: int) -> None: ...
-    def folder(self, name: str) -> None: ...
-    def note(self, text: str) -> None: ...
-
-
-class NullProgress:
-    def add_total(self, messages: int, nbytes: int) -> None:
-        pass
-
-    def advance(self, messages: int, nbytes: int) -> None:
-        pass
-
-    def folder(self, name: str) -> None:
-        pass
-
-    def note(self, text: str) -> None:
-        log.info("%s", text)
 
 
 @dataclass

@@ -1,9 +1,38 @@
-"""Terminal progress: a tqdm bar (messages, bytes, ETA) when stderr is a terminal."""
+"""Progress of a run: what the engines report, and a tqdm bar when stderr is a terminal.
+
+:class:`Progress` is what the backup and restore engines call; the library
+default :class:`NullProgress` only logs notes; the CLI's
+:class:`TerminalProgress` draws the bar (messages, bytes, ETA).
+"""
 
 from __future__ import annotations
 
+import logging
 import sys
-from typing import Any, Optional
+from typing import Any, Optional, Protocol
+
+log = logging.getLogger("archiver.progress")
+
+
+class Progress(Protocol):
+    def add_total(self, messages: int, nbytes: int) -> None: ...
+    def advance(self, messages: int, nbytes: int) -> None: ...
+    def folder(self, name: str) -> None: ...
+    def note(self, text: str) -> None: ...
+
+
+class NullProgress:
+    def add_total(self, messages: int, nbytes: int) -> None:
+        pass
+
+    def advance(self, messages: int, nbytes: int) -> None:
+        pass
+
+    def folder(self, name: str) -> None:
+        pass
+
+    def note(self, text: str) -> None:
+        log.info("%s", text)
 
 
 class TerminalProgress:

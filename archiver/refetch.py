@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from archiver.archive import Archive
-from archiver.engine import Backup, BackupOptions, Progress, Source
+from archiver.engine import Backup, BackupOptions, Source
 from archiver.pipeline import Job
 from archiver.plan import FolderPlan
+from archiver.progress import Progress
 from archiver.sources.base import Folder, FolderStatus, MessageMeta
 from archiver.stores.base import Store
 

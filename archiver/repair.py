@@ -36,12 +36,13 @@ from typing import Any, Optional
 
 from archiver.archive import Archive
 from archiver.durable import fsync_dir, fsync_parents, replace
-from archiver.engine import BackupOptions, Progress, Source
+from archiver.engine import BackupOptions, Source
 from archiver.errors import ArchiverError, DestinationError
 from archiver.fsutil import ensure_dir, translate_os_errors
 from archiver.index import POP3_UIDVALIDITY, damaged_record, message_key
 from archiver.offline.verify import Damage, VerifyReport, check_message, verify_archive
 from archiver.plan import Identity, same_message
+from archiver.progress import Progress
 from archiver.refetch import Pick, Refetch, Refetcher
 from archiver.sources.base import FolderStatus, MessageMeta
 from archiver.state import MessageEntry

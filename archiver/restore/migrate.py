@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from archiver.archive import Archive
-from archiver.engine import Backup, BackupOptions, Progress, Source, Summary
+from archiver.engine import Backup, BackupOptions, Source, Summary
+from archiver.progress import Progress
 from archiver.restore.check import TargetReport, verify_target
 from archiver.restore.journal import RestoreJournal
 from archiver.restore.target import ImapTarget

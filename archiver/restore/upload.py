@@ -28,11 +28,11 @@ from datetime import datetime
 from typing import Any, Callable, Optional
 
 from archiver.archive import Archive
-from archiver.engine import NullProgress, Progress
 from archiver.errors import ConnectionFailed, Interrupted
 from archiver.index import FORMAT_VERSION, timestamp
 from archiver.names import encode_mutf7
 from archiver.plan import folder_selected
+from archiver.progress import NullProgress, Progress
 from archiver.restore.journal import Landed, RestoreJournal
 from archiver.restore.match import Candidate, epoch, ident_of, match
 from archiver.restore.recheck import still_landed
