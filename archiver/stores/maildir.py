@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +29,7 @@ from archiver.fsutil import (
 )
 from archiver.index import MessageEntry
 from archiver.names import folder_path
-from archiver.stores.base import Incoming, Rename, Spool, Stored
+from archiver.stores.base import CHUNK, Incoming, Rename, ShortMessage, Spool, Stored
 
 INFO_SEP = ":2,"
 _LETTERS = {"\\Draft": "D", "\\Flagged": "F", "$Forwarded": "P", "\\Answered": "R",
@@ -241,5 +241,21 @@ class MaildirStore:
     def read_message(self, entry: MessageEntry) -> bytes:
         return self.read(entry.path)
 
+    def check_message(self, entry: MessageEntry) -> None:
+        have = os.stat(self._path(entry.path)).st_size
+        if have != entry.size:
+            raise ShortMessage(f"{entry.path} holds {have} bytes, the index says {entry.size}")
+
+    def message_chunks(self, entry: MessageEntry, chunk: int = CHUNK) -> Iterator[bytes]:
+        with open(self._path(entry.path), "rb") as fh:
+            while True:
+                piece = fh.read(chunk)
+                if not piece:
+                    return
+                yield piece
+
+    def _path(self, relpath: str) -> Path:
+        return self.root.joinpath(*relpath.split("/"))
+
     def read(self, relpath: str) -> bytes:
-        return self.root.joinpath(*relpath.split("/")).read_bytes()
+        return self._path(relpath).read_bytes()
