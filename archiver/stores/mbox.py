@@ -39,7 +39,9 @@ from archiver.fsutil import (
 from archiver.index import MessageEntry
 from archiver.names import encode_component
 from archiver.stores.base import CHUNK, Incoming, Rename, ShortMessage, Spool, Stored
-from archiver.stores.mboxrd import StreamQuoter, quote, unquote
+from archiver.stores.mboxrd import StreamQuoter
+from archiver.stores.mboxrd import quote as quote  # re-exported: the mbox format's quoting
+from archiver.stores.mboxrd import unquote as unquote
 
 _RETURN_PATH = re.compile(rb"(?im)^return-path:[ \t]*<?([^>\r\n]*)>?")
 _APPEND = os.O_WRONLY | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
