@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -77,11 +78,15 @@ class Catalog:
 def read_records(path: Path) -> list[dict[str, Any]]:
     """The index's records, like :func:`archiver.index.read_index` (stopping at a torn
     or corrupt frame), but parsing each frame with one ``json.loads``: ~2x faster."""
+    return list(iter_records(path))
+
+
+def iter_records(path: Path) -> Iterator[dict[str, Any]]:
+    """:func:`read_records` one record at a time: only one frame's records are held."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        return []
-    records: list[dict[str, Any]] = []
+        return
     for _start, _end, payload in _frames(data):
         if payload is None:
             break
@@ -94,8 +99,7 @@ def read_records(path: Path) -> list[dict[str, Any]]:
                     batch.append(json.loads(line))
                 except ValueError:
                     continue
-        records.extend(r for r in batch if isinstance(r, dict))
-    return records
+        yield from (r for r in batch if isinstance(r, dict))
 
 
 def load(archive: Archive, *, include_linked: bool = False) -> Catalog:
@@ -115,7 +119,7 @@ def _load(archive: Archive, include_linked: bool) -> Catalog:
     state = IndexState()
     apply = state.apply
     msgs: dict[tuple[Any, Any, Any], dict[str, Any]] = {}
-    for rec in read_records(archive.index_path):
+    for rec in iter_records(archive.index_path):
         apply(rec)
         if rec.get("type") == "msg":
             uidl = rec.get("uidl")

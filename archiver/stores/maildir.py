@@ -247,12 +247,16 @@ class MaildirStore:
             raise ShortMessage(f"{entry.path} holds {have} bytes, the index says {entry.size}")
 
     def message_chunks(self, entry: MessageEntry, chunk: int = CHUNK) -> Iterator[bytes]:
-        with open(self._path(entry.path), "rb") as fh:
+        fd = os.open(os.path.join(self.root, *entry.path.split("/")),
+                     os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        try:
             while True:
-                piece = fh.read(chunk)
+                piece = os.read(fd, chunk)
                 if not piece:
                     return
                 yield piece
+        finally:
+            os.close(fd)
 
     def _path(self, relpath: str) -> Path:
         return self.root.joinpath(*relpath.split("/"))

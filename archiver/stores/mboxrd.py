@@ -64,6 +64,8 @@ class StreamQuoter:
 
     def feed(self, data: bytes) -> bytes:
         """The transformed bytes that ``data`` completes (some may be held back)."""
+        if not self._carry and b"From" not in data:
+            return self._plain(data)
         head = b""
         if self._midline:
             nl = data.find(b"\n")
@@ -78,13 +80,36 @@ class StreamQuoter:
             return head + self._whole(data)
         lines, part = data[:cut], data[cut:]
         done = self._whole(lines) if lines else b""
+        return head + done + self._last_line(part)
+
+    def _plain(self, data: bytes) -> bytes:
+        """``data`` holds no ``From``: nothing in it changes, only its end may be held.
+
+        The common case (a chunk of base64 or text), so it copies nothing: the
+        bytes go back as they came unless the chunk ends in an undecided line start.
+        """
+        cut = data.rfind(b"\n") + 1
+        if cut == 0 and self._midline:
+            return data
+        if cut == len(data):
+            self._midline = False
+            return data
+        part = data[cut:]
+        if not _UNDECIDED.fullmatch(part):
+            self._midline = True
+            return data
+        self._midline = False
+        return data[:cut] + self._last_line(part)
+
+    def _last_line(self, part: bytes) -> bytes:
+        """The start of the last, unfinished line: hold it if still undecided."""
         if _UNDECIDED.fullmatch(part):
             run = len(part) - len(part.lstrip(b">"))
             keep = max(run - 1, 0)  # the rest of a '>' run commutes with the '>' added/removed
             self._carry = part[keep:]
-            return head + done + part[:keep]
+            return part[:keep]
         self._midline = True
-        return head + done + self._whole(part)
+        return self._whole(part)
 
     def end(self) -> bytes:
         """What is still held back: an unfinished last line, which cannot match."""
