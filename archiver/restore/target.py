@@ -35,6 +35,7 @@ from datetime import datetime, timezone
 from typing import Any, Optional
 
 import imapclient.exceptions
+from imapclient.response_parser import parse_fetch_response
 
 from archiver.errors import ServerError
 from archiver.headers import summarize
@@ -46,6 +47,7 @@ log = logging.getLogger("archiver.sink")
 
 SPECIAL_USES = ("\\Sent", "\\Drafts", "\\Trash", "\\Junk", "\\Archive", "\\All", "\\Flagged")
 HEAD_BYTES = 2048  # prefix fetched to identify a message without Message-ID (see match.py)
+SCAN_EVERY = 1000  # messages per FETCH of a folder listing: its raw answer is held while parsed
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _ATOM_SPECIALS = re.compile(rb'[\x00-\x20\x7f(){%*"\\\]]')
 _TAGGED = re.compile(rb"^(\S+) (OK|NO|BAD)\b ?(.*)$", re.DOTALL | re.IGNORECASE)
@@ -254,27 +256,31 @@ class ImapTarget(ImapSession):
         return Selected(uidvalidity, int(res.get(b"EXISTS", 0) or 0), perm)
 
     def scan(self, exists: int) -> list[TargetMessage]:
-        """Size, date, flags and Message-ID of every message in the selected folder."""
-        if exists == 0:
-            return []
-        items = "(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])"
-        with _network("UID FETCH 1:* (listing)"):
-            res = _uid_fetch(self.client, "1:*", items)
+        """Size, date, flags and Message-ID of every message in the selected folder.
+
+        Fetched ``SCAN_EVERY`` messages (by sequence number) at a time: imaplib
+        keeps a command's whole answer, and its parse, until the command ends.
+        """
         out: dict[int, TargetMessage] = {}
         no_id: list[int] = []
-        for uid, data in res.items():
-            head = b""
-            for key, value in data.items():
-                if isinstance(key, bytes) and key.startswith(b"BODY[HEADER.FIELDS"):
-                    head = value if isinstance(value, bytes) else b""
-            mid = summarize(head).get("message_id") if head else None
-            system, keywords = split_flags(tuple(_text(f) for f in data.get(b"FLAGS", ())))
-            idate = data.get(b"INTERNALDATE")
-            out[int(uid)] = TargetMessage(
-                int(uid), int(data.get(b"RFC822.SIZE", 0) or 0),
-                idate if isinstance(idate, datetime) else None, mid, system, keywords)
-            if mid is None:
-                no_id.append(int(uid))
+        for lo in range(1, exists + 1, SCAN_EVERY):
+            # the last range is open ("n:*"), so a folder that shrank meanwhile is no error
+            hi = str(lo + SCAN_EVERY - 1) if lo + SCAN_EVERY <= exists else "*"
+            with _network(f"FETCH {lo}:{hi} (listing)"):
+                res = self._fetch_range(f"{lo}:{hi}")
+            for uid, data in res.items():
+                head = b""
+                for key, value in data.items():
+                    if isinstance(key, bytes) and key.startswith(b"BODY[HEADER.FIELDS"):
+                        head = value if isinstance(value, bytes) else b""
+                mid = summarize(head).get("message_id") if head else None
+                system, keywords = split_flags(tuple(_text(f) for f in data.get(b"FLAGS", ())))
+                idate = data.get(b"INTERNALDATE")
+                out[int(uid)] = TargetMessage(
+                    int(uid), int(data.get(b"RFC822.SIZE", 0) or 0),
+                    idate if isinstance(idate, datetime) else None, mid, system, keywords)
+                if mid is None:
+                    no_id.append(int(uid))
         for start in range(0, len(no_id), 500):
             chunk = no_id[start:start + 500]
             with _network("UID FETCH (head of messages without Message-ID)"):
@@ -289,6 +295,19 @@ class ImapTarget(ImapSession):
                                 old.uid, old.size, old.internaldate, None, old.flags,
                                 old.keywords, value if isinstance(value, bytes) else b"")
         return [out[uid] for uid in sorted(out)]
+
+    def _fetch_range(self, seq: str) -> dict[int, Any]:
+        """``FETCH seq`` (sequence numbers) of what the listing needs, keyed by UID."""
+        imap = self.client._imap
+        items = "(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])"
+        tag = imap._command("FETCH", seq, items)
+        typ, data = imap._command_complete("FETCH", tag)
+        if typ != "OK":
+            raise imapclient.exceptions.IMAPClientError(
+                f"FETCH failed: {_text(data[0] if data else typ)}")
+        typ, data = imap._untagged_response(typ, data, "FETCH")
+        parsed: dict[int, Any] = parse_fetch_response(data, False, True)
+        return parsed
 
     def writer(self, **options: Any) -> AppendWriter:
         return AppendWriter(self.client._imap, self.capabilities, **options)
