@@ -62,6 +62,7 @@ class RestoreJournal:
         self._writer: Optional[IndexWriter] = None
         self._good = 0
         self._lock_fh: Optional[IO[bytes]] = None
+        self._names: dict[str, str] = {}  # one str object per folder name, not one per record
 
     def open(self, write: bool) -> RestoreJournal:
         """Read what is recorded; with ``write``, lock it and cut a torn tail."""
@@ -77,10 +78,8 @@ class RestoreJournal:
             self._lock_fh = fh
             with translate_os_errors(f"repairing {self.path}"):
                 cut_torn_tail(self.path)
-        res = read_index(self.path)
+        res = read_index(self.path, sink=self.apply)  # folded as read: no list of records
         self._good = res.good_length
-        for rec in res.records:
-            self.apply(rec)
         return self
 
     def apply(self, rec: dict[str, Any]) -> None:
@@ -88,6 +87,7 @@ class RestoreJournal:
         target = rec.get("target")
         if not isinstance(target, str):
             return
+        target = self._names.setdefault(target, target)
         if kind == "folder":
             try:
                 self.folders[target] = int(rec["uidvalidity"])
@@ -95,13 +95,24 @@ class RestoreJournal:
                 return
         elif kind == "landed":
             try:
-                key = (target, str(rec["folder"]), int(rec["uidvalidity"]), int(rec["uid"]))
+                folder = str(rec["folder"])
+                key = (target, self._names.setdefault(folder, folder), int(rec["uidvalidity"]),
+                       int(rec["uid"]))
                 ident, size, ts = rec.get("key") or ("", 0, None)
                 self.landed[key] = Landed(
                     target, _int(rec.get("to_uidvalidity")), _int(rec.get("to_uid")),
                     (str(ident), int(size), _int(ts)))
             except (KeyError, TypeError, ValueError):
                 return
+
+    def forget(self, target: str, folder: str) -> None:
+        """Drop what is held in memory about archive ``folder`` in ``target`` (the file keeps it).
+
+        For a run that is done with that folder: the records of every finished
+        folder need not stay in memory till the end of a long migrate.
+        """
+        for key in [k for k in self.landed if k[0] == target and k[1] == folder]:
+            del self.landed[key]
 
     def record(self, records: list[dict[str, Any]]) -> None:
         """Append one durable frame and apply it."""

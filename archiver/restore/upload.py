@@ -288,6 +288,7 @@ class Restore:
             try:
                 self._restore_folder(entry)
                 self._reconnects = 0
+                self.journal.forget("/".join(self.mapper().target(name)), name)  # done with it
                 return
             except ConnectionLost as exc:
                 # the folder is redone from the journal: count what it holds only once
