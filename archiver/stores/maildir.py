@@ -250,10 +250,14 @@ class MaildirStore:
         fd = os.open(os.path.join(self.root, *entry.path.split("/")),
                      os.O_RDONLY | getattr(os, "O_BINARY", 0))
         try:
+            left = os.fstat(fd).st_size
             while True:
-                piece = os.read(fd, chunk)
+                # asked for what is there: a 1 MiB buffer for a 5 KB file costs a
+                # large allocation (an mmap) per message
+                piece = os.read(fd, min(chunk, left) if left > 0 else chunk)
                 if not piece:
                     return
+                left -= len(piece)
                 yield piece
         finally:
             os.close(fd)
