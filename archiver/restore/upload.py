@@ -56,6 +56,8 @@ log = logging.getLogger("archiver.restore.upload")
 CRASH_ENV = "ARCHIVER_TEST_RESTORE_CRASH_AFTER"  # test hook: exit after N landed, unjournalled
 JOURNAL_EVERY = 200  # landed records per journal frame (a crash loses at most these: found again)
 WHOLE_MAX = CHUNK  # bytes: a message up to this size is read whole; larger ones are streamed
+STREAM_CHUNK = CHUNK  # bytes read from the archive at a time when streaming
+HEAD_MAX = 256 * 1024  # bytes of a streamed message read to identify it without Message-ID
 
 # Well-known names of special folders (top level, case-insensitive) when the old
 # server did not mark them with SPECIAL-USE attributes.
@@ -520,11 +522,22 @@ class Restore:
         else:
             self.store.check_message(m)
             if not m.message_id:
-                head = next(iter(self.store.message_chunks(m)), b"")
-        store = self.store
+                head = self._head(m)
+        store, chunk = self.store, STREAM_CHUNK
         return AppendItem(m.size, self._flags(m, keywords_allowed, permanent),
                           parse_date(m.internaldate), (m, ident_of(m.message_id, head)),
-                          data=data, read=lambda: store.message_chunks(m))
+                          data=data, read=lambda: store.message_chunks(m, chunk))
+
+    def _head(self, m: MessageEntry) -> bytes:
+        """The first HEAD_MAX bytes of a message (its header, as the backup decoded it)."""
+        pieces: list[bytes] = []
+        have = 0
+        for piece in self.store.message_chunks(m, STREAM_CHUNK):
+            pieces.append(piece)
+            have += len(piece)
+            if have >= HEAD_MAX:
+                break
+        return b"".join(pieces)[:HEAD_MAX]
 
     def _unreadable_problem(self, entry: FolderEntry, m: MessageEntry, why: object) -> None:
         text = getattr(why, "strerror", None) or str(why)
