@@ -15,10 +15,11 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Optional
 
 from archiver.index import MessageEntry
-from archiver.stores.base import Store
+from archiver.stores.base import CHUNK, Store
 from archiver.stores.mboxrd import StreamQuoter
 
 Chunks = Callable[[], Iterable[bytes]]
+COPY_CHUNK = CHUNK  # bytes read from the archive at a time
 
 
 class Unreadable(Exception):
@@ -40,7 +41,7 @@ class Message:
 
     @classmethod
     def archived(cls, store: Store, entry: MessageEntry) -> Message:
-        return cls(lambda: store.message_chunks(entry))
+        return cls(lambda: store.message_chunks(entry, COPY_CHUNK))
 
     @classmethod
     def of(cls, data: bytes) -> Message:
