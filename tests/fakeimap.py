@@ -121,7 +121,8 @@ class FakeImap:
             b"CAPABILITY": self.reply_capability, b"LOGIN": self.reply_login,
             b"LIST": self.reply_list, b"STATUS": self.reply_status,
             b"EXAMINE": self.reply_examine, b"SELECT": self.reply_examine,
-            b"UID FETCH": self.reply_fetch, b"LOGOUT": self.reply_logout,
+            b"UID FETCH": self.reply_fetch, b"FETCH": self.reply_seq_fetch,
+            b"LOGOUT": self.reply_logout,
             b"NOOP": lambda t, r: t + b" OK noop\r\n",
         }
 
@@ -191,6 +192,22 @@ class FakeImap:
             else:
                 out.append(int(part))
         return out
+
+    def reply_seq_fetch(self, tag: bytes, rest: bytes) -> bytes:
+        """``FETCH seq-set items`` (sequence numbers, as restore's listing asks): answered
+        as the UID FETCH of the same messages."""
+        _, spec, items = rest.split(b" ", 2)
+        order = sorted(self.mailbox.get(self.selected or b"", {}))
+        uids: list[int] = []
+        for part in spec.split(b","):
+            lo, _, hi = part.partition(b":")
+            first = int(lo)
+            last = len(order) if hi == b"*" else int(hi or lo)
+            uids += order[first - 1:last]
+        if not uids:
+            return tag + b" OK done\r\n"
+        as_uids = b",".join(b"%d" % u for u in uids)
+        return self.reply_fetch(tag, b"UID FETCH " + as_uids + b" " + items)
 
     def listing_item(self, seq: int, uid: int, body: bytes) -> bytes:
         return (b'* %d FETCH (UID %d FLAGS (\\Seen) INTERNALDATE "01-Jan-2024 10:00:00 +0900" '

@@ -65,11 +65,13 @@ def migrate(source: str, target: str, via: Optional[Path], include: tuple[str, .
     from archiver.archive import Archive
     from archiver.engine import BackupOptions
     from archiver.errors import EXIT_PARTIAL, EXIT_VERIFY_PROBLEMS
+    from archiver.malloc import fix_mmap_threshold
     from archiver.restore.journal import RestoreJournal
     from archiver.restore.migrate import run_migrate
     from archiver.restore.upload import RestoreOptions
     from archiver.stores import open_store
 
+    fix_mmap_threshold()  # message buffers go back to the system when freed
     args = SourceArgs.from_params(source, source_params)
     with Logging(verbose, log_file) as logging:
         src = open_source(args, logging.trace)

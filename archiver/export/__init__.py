@@ -3,8 +3,15 @@
 Forms (one module each): ``thunderbird`` (a "Local Folders" tree of mbox
 files), ``mbox`` (mboxrd files in the same tree shape), ``maildir`` (a plain
 Maildir tree) and ``eml`` (one ``.eml`` file per message).  Messages are read
-only through ``open_store(archive.dest, archive.format).read_message(entry)``,
+only through ``open_store(archive.dest, archive.format).message_chunks(entry)``,
 so every archive format exports the same way.
+
+Constant memory: the index is read record by record into the folded state
+plus, per message, only what the form needs beyond it (the Date header when
+there is no INTERNALDATE; the subject for ``eml``), and each message is
+copied in chunks (:mod:`archiver.export.framing`), never held whole.  A
+message that cannot be read is reported and whatever of it was written is
+taken back.
 
 OUT must not exist or be an empty directory (and must not lie inside the
 archive): an export never mixes with other files, and a second export never
@@ -12,28 +19,31 @@ half-overwrites the first.  Files are created ``0600`` and directories
 ``0700`` (it is private mail); the run ends with ``sync()``.
 
 This module holds what the forms share: the message list in a stable order,
-dates, mbox framing (``From `` lines, mboxrd quoting) and file names that are
-safe on Windows and macOS.
+dates, output files and file names that are safe on Windows and macOS.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import BinaryIO, Optional, Protocol
+from typing import Any, BinaryIO, Optional, Protocol
 
 from archiver.archive import Archive
 from archiver.errors import DestinationError, UsageError
+from archiver.export.framing import Message, Unreadable
+from archiver.export.framing import mbox_entry as mbox_entry  # re-exported for the forms
 from archiver.fsutil import DIR_MODE, open_new, set_mtime, translate_os_errors, write_all
 from archiver.index import POP3_UIDVALIDITY
-from archiver.offline.catalog import Item, load
-from archiver.state import FolderEntry
-from archiver.stores.mbox import quote, unquote
+from archiver.offline.catalog import Item
+from archiver.state import FolderEntry, record_key
+from archiver.stores.mboxrd import quote, unquote
 
 KINDS = ("thunderbird", "mbox", "maildir", "eml")
 
@@ -71,7 +81,9 @@ class Writer(Protocol):
 
     def begin(self, job: FolderJob) -> None: ...
 
-    def add(self, item: Item, data: bytes) -> None: ...
+    def add(self, item: Item, msg: Message) -> None:
+        """Write one message; if ``msg`` turns out :class:`Unreadable`, leave no trace of it."""
+
 
     def end(self) -> None: ...
 
@@ -97,30 +109,67 @@ def check_out(out: Path, dest: Path) -> None:
             out.mkdir(mode=DIR_MODE, parents=True)
 
 
-def plan(archive: Archive) -> list[FolderJob]:
+_NOTHING: dict[str, Any] = {}  # the (shared, never changed) notes of most messages
+
+
+def plan(archive: Archive, kind: str = "thunderbird") -> list[FolderJob]:
     """Every folder (implied parents too), parents first, messages in a stable order:
-    IMAP messages by (UIDVALIDITY, UID) -- the server's order -- then POP3 ones by date."""
-    cat = load(archive)
-    by_folder: dict[str, list[Item]] = {}
-    for item in cat.items:
-        by_folder.setdefault(item.folder, []).append(item)
-    names = set(cat.state.folders)
+    IMAP messages by (UIDVALIDITY, UID) -- the server's order -- then POP3 ones by date.
+
+    The index is folded record by record; of a ``msg`` record only what
+    ``kind`` needs beyond the folded state is kept (see :func:`_notes`).
+    """
+    notes: dict[tuple[str, int, int], dict[str, Any]] = {}
+
+    def keep(rec: dict[str, Any]) -> None:  # checked by the fold: a folder and a key
+        if rec.get("type") == "msg":
+            key = (rec["folder"], *record_key(rec))
+            note = _notes(rec, kind)
+            if note:
+                notes[key] = note
+            else:
+                notes.pop(key, None)
+
+    gc_was_on = gc.isenabled()
+    gc.disable()  # tens of thousands of new objects, no cycles: collections only cost time
+    try:
+        state = archive.read_state(also=keep)
+    finally:
+        if gc_was_on:
+            gc.enable()
+    names = set(state.folders)
     for name in list(names):
         parts = name.split("/")
         for i in range(1, len(parts)):
             names.add("/".join(parts[:i]))
     jobs = []
     for name in sorted(names, key=lambda n: n.split("/")):
-        items = by_folder.get(name, [])
+        folder = state.folders.get(name)
+        items = []
+        for (uv, uid), entry in (folder.messages.items() if folder else ()):
+            if entry.counted and entry.sha256:  # a linked POP3 sight goes as its IMAP twin
+                items.append(Item(entry, notes.get((name, uv, uid), _NOTHING)))
         items.sort(key=_order)
-        jobs.append(FolderJob(name, cat.state.folders.get(name), items))
+        jobs.append(FolderJob(name, folder, items))
     return jobs
+
+
+def _notes(rec: dict[str, Any], kind: str) -> dict[str, Any]:
+    """What an export needs of a ``msg`` record besides the folded state: the Date
+    header when INTERNALDATE does not parse (see :func:`received`), the subject
+    for ``eml`` names."""
+    note: dict[str, Any] = {}
+    if parse_when(rec.get("internaldate")) is None and isinstance(rec.get("date"), str):
+        note["date"] = rec["date"]
+    if kind == "eml" and isinstance(rec.get("subject"), str):
+        note["subject"] = rec["subject"]
+    return note
 
 
 def _order(item: Item) -> tuple[int, str, int, int]:
     e = item.entry
     pop3 = e.uidvalidity == POP3_UIDVALIDITY
-    return (1 if pop3 else 0, item.text("internaldate") if pop3 else "", e.uidvalidity, e.uid)
+    return (1 if pop3 else 0, (e.internaldate or "") if pop3 else "", e.uidvalidity, e.uid)
 
 
 def export_archive(archive: Archive, out: Path, kind: str) -> ExportReport:
@@ -129,7 +178,7 @@ def export_archive(archive: Archive, out: Path, kind: str) -> ExportReport:
         raise UsageError(f"unknown export form '{kind}': choose one of {', '.join(KINDS)}")
     from archiver.stores import open_store
 
-    jobs = plan(archive)
+    jobs = plan(archive, kind)
     check_out(out, archive.dest)
     writer = _writer(kind, out)
     report = ExportReport()
@@ -142,15 +191,14 @@ def export_archive(archive: Archive, out: Path, kind: str) -> ExportReport:
                 report.folders += 1
                 for item in job.items:
                     try:
-                        data = bytes(store.read_message(item.entry))
-                    except (OSError, ValueError) as exc:
+                        msg = Message.archived(store, item.entry)
+                        writer.add(item, msg)
+                    except Unreadable as exc:
                         report.problems.append(f"{item.folder}: message {item.id} "
-                                               f"({item.entry.path}) unreadable: "
-                                               f"{getattr(exc, 'strerror', None) or exc}")
+                                               f"({item.entry.path}) unreadable: {exc}")
                         continue
-                    writer.add(item, data)
                     report.messages += 1
-                    report.bytes += len(data)
+                    report.bytes += msg.copied
                 writer.end()
     finally:
         store.close()
@@ -192,7 +240,7 @@ def parse_when(value: object) -> Optional[datetime]:
 
 def received(item: Item) -> Optional[datetime]:
     """INTERNALDATE, else the Date header, else None (never the current time)."""
-    return parse_when(item.rec.get("internaldate")) or parse_when(item.rec.get("date"))
+    return parse_when(item.entry.internaldate) or parse_when(item.rec.get("date"))
 
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -207,16 +255,24 @@ def asctime_utc(when: Optional[datetime]) -> str:
             f"{d.hour:02d}:{d.minute:02d}:{d.second:02d} {d.year}")
 
 
-def write_message_file(path: Path, data: bytes, when: Optional[datetime]) -> None:
+def write_message_file(path: Path, msg: Message, when: Optional[datetime]) -> None:
     """One exported message as a new 0600 file, its mtime the received date.
 
-    Not fsynced one by one: an export syncs once at the end.
+    Not fsynced one by one: an export syncs once at the end.  A message that
+    turns out unreadable half way leaves no file behind.
     """
     fd = open_new(path)
     try:
-        write_all(fd, data)
-    finally:
+        for chunk in msg.chunks():
+            write_all(fd, chunk)
+    except Unreadable:
         os.close(fd)
+        fd = -1
+        path.unlink()
+        raise
+    finally:
+        if fd >= 0:
+            os.close(fd)
     set_mtime(path, when)
 
 
@@ -225,35 +281,6 @@ def write_message_file(path: Path, data: bytes, when: Optional[datetime]) -> Non
 # One mboxrd implementation for the store and the exports.
 mboxrd_quote = quote
 mboxrd_unquote = unquote
-
-
-def line_end(data: bytes) -> bytes:
-    """The message's own line end: CRLF if its first LF follows a CR, else LF."""
-    i = data.find(b"\n")
-    return b"\r\n" if i > 0 and data[i - 1 : i] == b"\r" else b"\n"
-
-
-_LF_EMPTY_LINE = re.compile(rb"(?:^|\n)\n")
-
-
-def mbox_entry(from_line: str, data: bytes, extra_headers: Iterable[str] = (), *,
-               lf_blank_line: bool = False) -> bytes:
-    """One mbox entry: the ``From `` line (LF), ``extra_headers`` (in the message's own
-    line ends), the mboxrd-quoted message, its final line end if it lacked one, and
-    the separating empty line (LF).
-
-    ``lf_blank_line``: if the message has no LF-only empty line (every CRLF
-    message), add a second empty line.  GNU mailutils ends a header only at an
-    LF-only empty line and does not look for ``From `` lines before that, so it
-    would take the next message for part of this one.
-    """
-    eol = line_end(data)
-    head = b"".join(h.encode("utf-8") + eol for h in extra_headers)
-    body = mboxrd_quote(data)
-    if body and not body.endswith(b"\n"):
-        body += eol
-    sep = b"\n\n" if lf_blank_line and not _LF_EMPTY_LINE.search(head + body) else b"\n"
-    return from_line.encode("ascii", "replace") + b"\n" + head + body + sep
 
 
 class FolderFiles:
@@ -269,6 +296,19 @@ class FolderFiles:
     def write(self, data: bytes) -> None:
         assert self.fh is not None
         self.fh.write(data)
+
+    @contextlib.contextmanager
+    def entry(self) -> Iterator[None]:
+        """Write one message; if it turns out unreadable, cut the file back to before it."""
+        assert self.fh is not None
+        start = self.fh.tell()
+        try:
+            yield
+        except Unreadable:
+            self.fh.flush()
+            self.fh.truncate(start)
+            self.fh.seek(start)
+            raise
 
     def close(self) -> None:
         if self.fh is not None:

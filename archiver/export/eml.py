@@ -24,6 +24,7 @@ from archiver.export import (
     tree_names,
     write_message_file,
 )
+from archiver.export.framing import Message
 from archiver.offline.catalog import Item
 
 EXT = ".eml"
@@ -61,9 +62,9 @@ class EmlWriter:
         for child in os.listdir(self.current):
             self.names.claim(child)
 
-    def add(self, item: Item, data: bytes) -> None:
+    def add(self, item: Item, msg: Message) -> None:
         name = self.names.claim(eml_base(item), EXT)
-        write_message_file(self.current / name, data, received(item))
+        write_message_file(self.current / name, msg, received(item))
 
     def end(self) -> None:
         pass

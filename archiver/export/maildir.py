@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from archiver.export import FolderJob, make_dirs, received, write_message_file
+from archiver.export.framing import Message
 from archiver.names import assign_path
 from archiver.offline.catalog import Item
 from archiver.stores.maildir import file_name
@@ -40,10 +41,10 @@ class MaildirWriter:
             for sub in ("cur", "new", "tmp"):
                 make_dirs(self.dirs[job.name] / sub)
 
-    def add(self, item: Item, data: bytes) -> None:
+    def add(self, item: Item, msg: Message) -> None:
         e = item.entry
         write_message_file(self.current / file_name(e.uidvalidity, e.uid, e.flags, e.keywords),
-                           data, received(item))
+                           msg, received(item))
 
     def end(self) -> None:
         pass

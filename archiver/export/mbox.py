@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import re
 
-from archiver.export import asctime_utc, mbox_entry, received
+from archiver.export import asctime_utc, received
+from archiver.export.framing import Message, write_mbox_entry
 from archiver.export.thunderbird import ThunderbirdWriter
 from archiver.headers import header_block
 from archiver.offline.catalog import Item
@@ -32,6 +33,9 @@ def envelope_sender(data: bytes) -> str:
 
 
 class MboxWriter(ThunderbirdWriter):
-    def add(self, item: Item, data: bytes) -> None:
-        self.files.write(mbox_entry(f"From {envelope_sender(data)} "
-                                    f"{asctime_utc(received(item))}", data, lf_blank_line=True))
+    def add(self, item: Item, msg: Message) -> None:
+        # the first chunk holds the header (a chunk is 1 MiB; the store itself takes
+        # the sender from the first 256 KiB)
+        with self.files.entry():
+            write_mbox_entry(self.files.write, f"From {envelope_sender(msg.first)} "
+                             f"{asctime_utc(received(item))}", msg, lf_blank_line=True)

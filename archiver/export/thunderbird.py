@@ -20,11 +20,11 @@ from archiver.export import (
     FolderJob,
     asctime_utc,
     make_dirs,
-    mbox_entry,
     received,
     touch,
     tree_names,
 )
+from archiver.export.framing import Message, write_mbox_entry
 from archiver.offline.catalog import Item
 
 READ, REPLIED, MARKED, FORWARDED = 0x0001, 0x0002, 0x0004, 0x1000
@@ -74,10 +74,11 @@ class ThunderbirdWriter:
     def begin(self, job: FolderJob) -> None:
         self.files.open(self.paths[job.name])
 
-    def add(self, item: Item, data: bytes) -> None:
+    def add(self, item: Item, msg: Message) -> None:
         e = item.entry
-        self.files.write(mbox_entry(f"From - {asctime_utc(received(item))}", data,
-                                    mozilla_headers(e.flags, e.keywords)))
+        with self.files.entry():
+            write_mbox_entry(self.files.write, f"From - {asctime_utc(received(item))}", msg,
+                             mozilla_headers(e.flags, e.keywords))
 
     def end(self) -> None:
         self.files.close()

@@ -112,6 +112,7 @@ class RestoreJournal:
         self._writer: Optional[IndexWriter] = None
         self._good = 0
         self._lock_fh: Optional[IO[bytes]] = None
+        self._names: dict[str, str] = {}  # one str object per folder name, not one per record
 
     @classmethod
     def for_archive(cls, archive: Archive, host: str, port: int, user: str,
@@ -139,10 +140,14 @@ class RestoreJournal:
                 "to finish (or stop it) and rerun")
             with translate_os_errors(f"repairing {self.path}"):
                 cut_torn_tail(self.path)
+        others = [other for other in self.also_read if other.exists()]
+        if not others:  # the usual case: folded as read, no list of every record
+            self._good = read_index(self.path, sink=self.apply).good_length
+            return self
         res = read_index(self.path)
         self._good = res.good_length
         records = list(res.records)
-        for other in self.also_read:
+        for other in others:
             try:
                 records.extend(read_index(other).records)
             except OSError as exc:
@@ -159,6 +164,7 @@ class RestoreJournal:
         target = rec.get("target")
         if not isinstance(target, str):
             return
+        target = self._names.setdefault(target, target)
         if kind == "folder":
             try:
                 uidvalidity = int(rec["uidvalidity"])
@@ -171,13 +177,24 @@ class RestoreJournal:
             self.folders[target] = uidvalidity
         elif kind == "landed":
             try:
-                key = (target, str(rec["folder"]), int(rec["uidvalidity"]), int(rec["uid"]))
+                folder = str(rec["folder"])
+                key = (target, self._names.setdefault(folder, folder), int(rec["uidvalidity"]),
+                       int(rec["uid"]))
                 ident, size, ts = rec.get("key") or ("", 0, None)
                 self.landed[key] = Landed(
                     target, _int(rec.get("to_uidvalidity")), _int(rec.get("to_uid")),
                     (str(ident), int(size), _int(ts)))
             except _NONSENSE:  # a record that makes no sense is skipped, not fatal
                 return
+
+    def forget(self, target: str, folder: str) -> None:
+        """Drop what is held in memory about archive ``folder`` in ``target`` (the file keeps it).
+
+        For a run that is done with that folder: the records of every finished
+        folder need not stay in memory till the end of a long migrate.
+        """
+        for key in [k for k in self.landed if k[0] == target and k[1] == folder]:
+            del self.landed[key]
 
     def record(self, records: list[dict[str, Any]]) -> None:
         """Append one durable frame and apply it."""

@@ -10,6 +10,14 @@ batches several messages into one command with MULTIAPPEND, and keeps a
 window of commands in flight, reading the tagged answers as they come.
 Without LITERAL+ every literal waits for the server's ``+``, but the next
 command still goes out without waiting for the previous answer.
+
+A literal's bytes are streamed from the archive in chunks (an item carries
+its size, which the ``{n}`` announces, and a way to read its bytes), so a
+large message is never held whole.  Once a literal has begun it cannot be
+taken back: if the archive yields other than the announced number of bytes,
+the last chunk is withheld, the answers to the commands before it are read,
+and the connection is dropped (:class:`AppendAborted`) -- the server then
+discards the unfinished APPEND instead of storing a wrong message.
 """
 
 from __future__ import annotations
@@ -21,12 +29,13 @@ import logging
 import re
 import ssl
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Optional
 
 import imapclient.exceptions
+from imapclient.response_parser import parse_fetch_response
 
 from archiver.errors import ServerError
 from archiver.headers import summarize
@@ -40,6 +49,7 @@ log = logging.getLogger("archiver.sink")
 SPECIAL_USES = ("\\Sent", "\\Drafts", "\\Trash", "\\Junk", "\\Archive", "\\All", "\\Flagged")
 HEAD_BYTES = 2048  # prefix fetched to identify a message without Message-ID (see match.py)
 BODY_BATCH = 4 << 20  # bytes of bodies per FETCH when they are compared (see body_profiles)
+SCAN_EVERY = 1000  # messages per FETCH of a folder listing: its raw answer is held while parsed
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _ATOM_SPECIALS = re.compile(rb'[\x00-\x20\x7f(){%*"\\\]]')
 _TAGGED = re.compile(rb"^(\S+) (OK|NO|BAD)\b ?(.*)$", re.DOTALL | re.IGNORECASE)
@@ -95,12 +105,61 @@ class TargetMessage:
 
 @dataclass
 class AppendItem:
-    """A message to upload; ``token`` is the caller's (returned with the result)."""
+    """A message to upload; ``token`` is the caller's (returned with the result).
 
-    data: bytes
+    ``size`` is promised to the server before the first byte goes.  The bytes
+    are ``data`` when the caller has read them already (small messages; let go
+    once sent), else -- and again when a refused MULTIAPPEND is retried one by
+    one -- whatever ``read()`` yields, chunk by chunk.
+    """
+
+    size: int
     flags: tuple[str, ...]
     internaldate: Optional[datetime]
     token: Any = None
+    data: Optional[bytes] = None
+    read: Optional[Callable[[], Iterable[bytes]]] = None
+
+    @classmethod
+    def of(cls, data: bytes, flags: tuple[str, ...] = (),
+           internaldate: Optional[datetime] = None, token: Any = None) -> AppendItem:
+        """An item whose bytes are all in memory (and stay there)."""
+        return cls(len(data), flags, internaldate, token, data)
+
+    def chunks(self) -> Iterable[bytes]:
+        if self.data is not None:
+            return (self.data,)
+        if self.read is None:
+            raise ValueError("an append item without bytes")
+        return self.read()
+
+    def sent(self) -> None:
+        """The bytes went out: drop them if they can be read again for a retry."""
+        if self.read is not None:
+            self.data = None
+
+
+class AppendAborted(ConnectionLost):
+    """An item's bytes could not be read as announced mid-APPEND; the line was dropped.
+
+    The commands before it were answered (and yielded); this one, and any
+    others of its command, did not land.
+    """
+
+    def __init__(self, item: AppendItem, reason: str) -> None:
+        super().__init__(f"APPEND abandoned: {reason}")
+        self.item = item
+        self.reason = reason
+
+
+class _Unreadable(Exception):
+    """Internal: an item's bytes failed while its literal was being sent."""
+
+    def __init__(self, item: AppendItem, reason: str) -> None:
+        super().__init__(reason)
+        self.item = item
+        self.reason = reason
+        self.done: list[_Command] = []
 
 
 @dataclass
@@ -207,27 +266,31 @@ class ImapTarget(ImapSession):
         return {int(uid): int(data.get(b"RFC822.SIZE", 0) or 0) for uid, data in res.items()}
 
     def scan(self, exists: int) -> list[TargetMessage]:
-        """Size, date, flags and Message-ID of every message in the selected folder."""
-        if exists == 0:
-            return []
-        items = "(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])"
-        with _network("UID FETCH 1:* (listing)"):
-            res = _uid_fetch(self.client, "1:*", items)
+        """Size, date, flags and Message-ID of every message in the selected folder.
+
+        Fetched ``SCAN_EVERY`` messages (by sequence number) at a time: imaplib
+        keeps a command's whole answer, and its parse, until the command ends.
+        """
         out: dict[int, TargetMessage] = {}
         no_id: list[int] = []
-        for uid, data in res.items():
-            head = b""
-            for key, value in data.items():
-                if isinstance(key, bytes) and key.startswith(b"BODY[HEADER.FIELDS"):
-                    head = value if isinstance(value, bytes) else b""
-            mid = summarize(head).get("message_id") if head else None
-            system, keywords = split_flags(tuple(_text(f) for f in data.get(b"FLAGS", ())))
-            idate = data.get(b"INTERNALDATE")
-            out[int(uid)] = TargetMessage(
-                int(uid), int(data.get(b"RFC822.SIZE", 0) or 0),
-                idate if isinstance(idate, datetime) else None, mid, system, keywords)
-            if mid is None:
-                no_id.append(int(uid))
+        for lo in range(1, exists + 1, SCAN_EVERY):
+            # the last range is open ("n:*"), so a folder that shrank meanwhile is no error
+            hi = str(lo + SCAN_EVERY - 1) if lo + SCAN_EVERY <= exists else "*"
+            with _network(f"FETCH {lo}:{hi} (listing)"):
+                res = self._fetch_range(f"{lo}:{hi}")
+            for uid, data in res.items():
+                head = b""
+                for key, value in data.items():
+                    if isinstance(key, bytes) and key.startswith(b"BODY[HEADER.FIELDS"):
+                        head = value if isinstance(value, bytes) else b""
+                mid = summarize(head).get("message_id") if head else None
+                system, keywords = split_flags(tuple(_text(f) for f in data.get(b"FLAGS", ())))
+                idate = data.get(b"INTERNALDATE")
+                out[int(uid)] = TargetMessage(
+                    int(uid), int(data.get(b"RFC822.SIZE", 0) or 0),
+                    idate if isinstance(idate, datetime) else None, mid, system, keywords)
+                if mid is None:
+                    no_id.append(int(uid))
         for start in range(0, len(no_id), 500):
             chunk = no_id[start:start + 500]
             with _network("UID FETCH (head of messages without Message-ID)"):
@@ -274,6 +337,19 @@ class ImapTarget(ImapSession):
     def _profile_batch(self, uids: list[int]) -> dict[int, Profile]:
         return {uid: profile([body]) for uid, body in self.fetch(uids)
                 if isinstance(body, bytes)}
+
+    def _fetch_range(self, seq: str) -> dict[int, Any]:
+        """``FETCH seq`` (sequence numbers) of what the listing needs, keyed by UID."""
+        imap = self.client._imap
+        items = "(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])"
+        tag = imap._command("FETCH", seq, items)
+        typ, data = imap._command_complete("FETCH", tag)
+        if typ != "OK":
+            raise imapclient.exceptions.IMAPClientError(
+                f"FETCH failed: {_text(data[0] if data else typ)}")
+        typ, data = imap._untagged_response(typ, data, "FETCH")
+        parsed: dict[int, Any] = parse_fetch_response(data, False, True)
+        return parsed
 
     def writer(self, **options: Any) -> AppendWriter:
         return AppendWriter(self.client._imap, self.capabilities, **options)
@@ -338,13 +414,34 @@ class AppendWriter:
                     return
                 done = self._read(inflight)
             else:
-                nbytes = sum(len(i.data) for i in group)
+                nbytes = sum(i.size for i in group)
                 while inflight and (len(inflight) >= self.window_commands or
                                     sum(c.nbytes for c in inflight.values()) + nbytes
                                     > self.window_bytes):
                     yield from self._settle(self._read(inflight), retry)
-                done = self._send(mailbox, group, nbytes, inflight)
+                try:
+                    done = self._send(mailbox, group, nbytes, inflight)
+                except _Unreadable as exc:
+                    yield from self._abandon(exc, inflight, retry)
+                    raise AppendAborted(exc.item, exc.reason) from None
             yield from self._settle(done, retry)
+
+    def _abandon(self, exc: _Unreadable, inflight: dict[bytes, _Command],
+                 retry: deque[list[AppendItem]]) -> Iterator[list[AppendResult]]:
+        """Answers for the commands sent before the broken one, then drop the line.
+
+        The broken command's literal is unfinished, so the server waits for the
+        rest and answers nothing for it; the commands before it are complete and
+        get their answers.  Nothing more may be sent: any byte would go into the
+        literal.  Closing the socket makes the server discard the APPEND.
+        """
+        yield from self._settle(exc.done, retry)
+        broken = next((t for t, c in inflight.items()
+                       if any(i is exc.item for i in c.items)), None)
+        while any(t != broken for t in inflight):
+            yield from self._settle(self._read(inflight), retry)
+        with contextlib.suppress(Exception):
+            self.imap.shutdown()
 
     # ------------------------------------------------------------ internals
 
@@ -352,17 +449,17 @@ class AppendWriter:
         group: list[AppendItem] = []
         size = 0
         for item in items:
-            alone = (not item.data or len(item.data) > self.nonsync_max
-                     or len(item.data) >= self.group_bytes)
+            alone = (not item.size or item.size > self.nonsync_max
+                     or item.size >= self.group_bytes)
             if group and (alone or len(group) >= self.group_count
-                          or size + len(item.data) > self.group_bytes):
+                          or size + item.size > self.group_bytes):
                 yield group
                 group, size = [], 0
             if alone:
                 yield [item]
                 continue
             group.append(item)
-            size += len(item.data)
+            size += item.size
         if group:
             yield group
 
@@ -380,22 +477,52 @@ class AppendWriter:
         date = (b" " + imap_date(item.internaldate).encode("ascii")
                 if item.internaldate is not None else b"")
         mark = b"" if sync else b"+"
-        return flags + date + b" {" + str(len(item.data)).encode() + mark + b"}\r\n"
+        return flags + date + b" {" + str(item.size).encode() + mark + b"}\r\n"
+
+    def _literal(self, item: AppendItem) -> Iterator[bytes]:
+        """Exactly ``item.size`` bytes, or :class:`_Unreadable` before the last of them.
+
+        One chunk is held back until the next one (or the end) is read, so a
+        source longer or shorter than announced is found while the literal is
+        still unfinished.
+        """
+        got = 0
+        held = b""
+        try:
+            for chunk in item.chunks():
+                if not chunk:
+                    continue
+                got += len(chunk)
+                if got > item.size:
+                    raise _Unreadable(item, f"the archive holds more than the {item.size} "
+                                            "bytes recorded")
+                if held:
+                    yield held
+                held = chunk
+        except (OSError, ValueError) as exc:
+            raise _Unreadable(item, getattr(exc, "strerror", None) or str(exc)) from exc
+        if got != item.size:
+            raise _Unreadable(item, f"the archive holds {got} bytes, not the {item.size} "
+                                    "recorded")
+        if held:
+            yield held
+        item.sent()
+
+    def _pieces(self, head: bytes, group: list[AppendItem]) -> Iterator[bytes]:
+        for i, item in enumerate(group):
+            yield (head if i == 0 else b" ") + self._part(item, False)
+            yield from self._literal(item)
+        yield b"\r\n"
 
     def _send(self, mailbox: bytes, group: list[AppendItem], nbytes: int,
               inflight: dict[bytes, _Command]) -> list[_Command]:
         tag = b"ap%d" % next(self._tags)
         cmd = _Command(tag, group, nbytes)
         head = tag + b" APPEND " + quote(mailbox) + b" "
-        sync = len(group) == 1 and len(group[0].data) > self.nonsync_max
+        sync = len(group) == 1 and group[0].size > self.nonsync_max
         inflight[tag] = cmd
         if not sync:
-            pieces: list[bytes] = []
-            for i, item in enumerate(group):
-                pieces.append((head if i == 0 else b" ") + self._part(item, False))
-                pieces.append(item.data)
-            pieces.append(b"\r\n")
-            self._write(pieces)
+            self._write(self._pieces(head, group))
             return []
         item = group[0]
         self.imap.send(head + self._part(item, True))
@@ -404,10 +531,14 @@ class AppendWriter:
         while cmd.awaiting_continuation is not None and tag in inflight:
             done.extend(self._read(inflight))
         if cmd.awaiting_continuation is None and tag in inflight:
-            self._write([item.data, b"\r\n"])
+            try:
+                self._write(itertools.chain(self._literal(item), (b"\r\n",)))
+            except _Unreadable as exc:
+                exc.done = done
+                raise
         return done
 
-    def _write(self, pieces: list[bytes]) -> None:
+    def _write(self, pieces: Iterable[bytes]) -> None:
         buf: list[bytes] = []
         size = 0
         for piece in pieces:  # coalesce small pieces; send big ones as they are

@@ -15,6 +15,11 @@ marked gone (expunged on the old server after they were archived: they are
 the user's mail, and the archive is the only copy), except messages flagged
 ``\\Deleted`` unless ``include_deleted``.  POP3 sights linked to their IMAP
 twin are the same message and go once.
+
+Memory: a message up to ``WHOLE_MAX`` is read whole (and checked against its
+recorded size) before its APPEND begins; a larger one is only checked to be
+all there (a stat) and then streamed from the archive in chunks.  Either way
+its bytes are let go once sent: a retry reads them again.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from archiver.restore.journal import Landed, RestoreJournal
 from archiver.restore.match import Candidate, epoch, ident_of, match
 from archiver.restore.recheck import still_landed
 from archiver.restore.target import (
+    AppendAborted,
     AppendItem,
     AppendResult,
     ImapTarget,
@@ -45,12 +51,15 @@ from archiver.restore.target import (
 )
 from archiver.sources.base import ConnectionLost
 from archiver.state import FolderEntry, MessageEntry
-from archiver.stores.base import Store
+from archiver.stores.base import CHUNK, ShortMessage, Store
 
 log = logging.getLogger("archiver.restore.upload")
 
 CRASH_ENV = "ARCHIVER_TEST_RESTORE_CRASH_AFTER"  # test hook: exit after N landed, unjournalled
 JOURNAL_EVERY = 200  # landed records per journal frame (a crash loses at most these: found again)
+WHOLE_MAX = CHUNK  # bytes: a message up to this size is read whole; larger ones are streamed
+STREAM_CHUNK = CHUNK  # bytes read from the archive at a time when streaming
+HEAD_MAX = 256 * 1024  # bytes of a streamed message read to identify it without Message-ID
 
 # Well-known names of special folders (top level, case-insensitive) when the old
 # server did not mark them with SPECIAL-USE attributes.
@@ -221,6 +230,9 @@ class Restore:
         self._crash_after = int(crash) if crash else None
         self._landed_now = 0
         self._done: set[str] = set()
+        # (folder, uidvalidity, uid) whose bytes failed mid-APPEND: left out when the
+        # folder is redone after the dropped line (reported once, in summary.problems)
+        self._unreadable: set[tuple[str, int, int]] = set()
 
     # ------------------------------------------------------------ top level
 
@@ -280,11 +292,15 @@ class Restore:
             try:
                 self._restore_folder(entry)
                 self._reconnects = 0
+                self.journal.forget("/".join(self.mapper().target(name)), name)  # done with it
                 return
             except ConnectionLost as exc:
                 # the folder is redone from the journal: count what it holds only once
                 self.summary.already, self.summary.skipped_deleted = counted
-                self._reconnect(exc)
+                if isinstance(exc, AppendAborted):
+                    self._reopen()  # we dropped the line ourselves: no back-off
+                else:
+                    self._reconnect(exc)
 
     def _with_reconnect(self, call: Any) -> Any:
         while True:
@@ -292,6 +308,13 @@ class Restore:
                 return call()
             except ConnectionLost as exc:
                 self._reconnect(exc)
+
+    def _reopen(self) -> None:
+        self.target.close()
+        try:
+            self.target.connect()
+        except ConnectionFailed as exc:
+            self._reconnect(exc)
 
     def _reconnect(self, exc: Exception) -> None:
         if self._reconnects >= self.options.max_reconnects:
@@ -466,15 +489,14 @@ class Restore:
 
         def items() -> Iterator[AppendItem]:
             for m in todo:
-                try:
-                    data = self.store.read_message(m)
-                except OSError as exc:
-                    self.summary.problems.append(f"{entry.name}: cannot read the archived "
-                                                 f"message UID {m.uid} ({exc}); run "
-                                                 "'archiver verify'")
+                if (entry.name, m.uidvalidity, m.uid) in self._unreadable:
                     continue
-                yield AppendItem(data, self._flags(m, keywords_allowed, permanent),
-                                 parse_date(m.internaldate), m)
+                try:
+                    item = self._item(m, keywords_allowed, permanent)
+                except (OSError, ValueError) as exc:
+                    self._unreadable_problem(entry, m, exc)
+                    continue
+                yield item
 
         writer = self.target.writer(**self.options.writer)
         try:
@@ -484,13 +506,53 @@ class Restore:
                 if len(pending) >= JOURNAL_EVERY:
                     self.journal.record(pending)
                     pending.clear()
+        except AppendAborted as exc:
+            m = exc.item.token[0]
+            self._unreadable.add((entry.name, m.uidvalidity, m.uid))
+            self._unreadable_problem(entry, m, exc.reason)
+            raise
         finally:
             self.journal.record(pending)
 
+    def _item(self, m: MessageEntry, keywords_allowed: bool,
+              permanent: tuple[str, ...]) -> AppendItem:
+        """The APPEND of one archived message, its size checked before anything is sent."""
+        data: Optional[bytes] = None
+        head: Optional[bytes] = None  # for the journal key of a message without Message-ID
+        if m.size <= WHOLE_MAX:
+            data = head = self.store.read_message(m)
+            if len(data) != m.size:
+                raise ShortMessage(f"the archive holds {len(data)} bytes, not the {m.size} "
+                                   "recorded")
+        else:
+            self.store.check_message(m)
+            if not m.message_id:
+                head = self._head(m)
+        store, chunk = self.store, STREAM_CHUNK
+        return AppendItem(m.size, self._flags(m, keywords_allowed, permanent),
+                          parse_date(m.internaldate), (m, ident_of(m.message_id, head)),
+                          data=data, read=lambda: store.message_chunks(m, chunk))
+
+    def _head(self, m: MessageEntry) -> bytes:
+        """The first HEAD_MAX bytes of a message (its header, as the backup decoded it)."""
+        pieces: list[bytes] = []
+        have = 0
+        for piece in self.store.message_chunks(m, STREAM_CHUNK):
+            pieces.append(piece)
+            have += len(piece)
+            if have >= HEAD_MAX:
+                break
+        return b"".join(pieces)[:HEAD_MAX]
+
+    def _unreadable_problem(self, entry: FolderEntry, m: MessageEntry, why: object) -> None:
+        text = getattr(why, "strerror", None) or str(why)
+        self.summary.problems.append(f"{entry.name}: cannot read the archived message UID "
+                                     f"{m.uid} ({text}); run 'archiver verify'")
+
     def _result(self, entry: FolderEntry, tname: str, res: AppendResult,
                 pending: list[dict[str, Any]]) -> None:
-        m: MessageEntry = res.item.token
-        size = len(res.item.data)
+        m: MessageEntry = res.item.token[0]
+        size = res.item.size
         if not res.ok:
             self.summary.refused.append(f"{entry.name}: UID {m.uid} ({_describe(m)}, "
                                         f"{size} bytes): the target refused it: {res.reason}")
@@ -500,7 +562,7 @@ class Restore:
         if self._crash_after is not None and self._landed_now >= self._crash_after:
             self.journal.record(pending)
             os._exit(137)  # test hook: this APPEND landed, its journal record is not written
-        key = (ident_of(m.message_id, res.item.data), m.size, epoch(m.internaldate))
+        key = (res.item.token[1], m.size, epoch(m.internaldate))
         pending.append(self._landed_record(entry.name, tname, m, res.uidvalidity, res.uid,
                                            key, "append"))
         self.summary.uploaded += 1

@@ -11,7 +11,7 @@ that mentions them.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -19,6 +19,12 @@ from typing import Any, Optional, Protocol
 
 from archiver.fsutil import open_new, write_all
 from archiver.state import MessageEntry
+
+CHUNK = 1 << 20  # bytes read at a time when a message is streamed out of the archive
+
+
+class ShortMessage(OSError):
+    """The archive holds fewer bytes for a message than the index recorded (or none)."""
 
 
 @dataclass
@@ -160,4 +166,20 @@ class Store(Protocol):
     def read_head(self, entry: MessageEntry, limit: int) -> bytes:
         """The first ``limit`` bytes of :meth:`read_message` (for its header), read
         without the rest."""
+        ...
+
+    def check_message(self, entry: MessageEntry) -> None:
+        """Raise OSError unless the archive holds all of ``entry``'s recorded bytes.
+
+        Cheap (a stat): a restore asks before it promises the target a literal of
+        ``entry.size`` bytes, since a literal cannot be taken back once begun.
+        """
+        ...
+
+    def message_chunks(self, entry: MessageEntry, chunk: int = CHUNK) -> Iterator[bytes]:
+        """The same bytes as :meth:`read_message`, in pieces of about ``chunk`` bytes.
+
+        For messages too large to hold whole; raises :class:`ShortMessage` when the
+        file ends early.
+        """
         ...

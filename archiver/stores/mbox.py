@@ -22,7 +22,7 @@ import hashlib
 import os
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO, Optional
@@ -37,30 +37,13 @@ from archiver.durable import (
 from archiver.fsutil import ensure_dir, translate_os_errors, write_all
 from archiver.names import encode_component
 from archiver.state import MessageEntry
-from archiver.stores.base import Incoming, Rename, Spool, Stored
+from archiver.stores.base import CHUNK, Incoming, Rename, ShortMessage, Spool, Stored
+from archiver.stores.mboxrd import StreamQuoter
+from archiver.stores.mboxrd import quote as quote  # re-exported: the mbox format's quoting
+from archiver.stores.mboxrd import unquote as unquote
 
-_QUOTE = re.compile(rb"^(>*From )", re.MULTILINE)
-_UNQUOTE = re.compile(rb"^>(>*From )", re.MULTILINE)
 _RETURN_PATH = re.compile(rb"(?im)^return-path:[ \t]*<?([^>\r\n]*)>?")
 _APPEND = os.O_WRONLY | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
-
-
-def quote(data: bytes) -> bytes:
-    """mboxrd quoting: every line matching ``>*From `` gets one more ``>``.
-
-    Most messages have no ``From `` at all: a substring test (C speed) skips
-    the regex, which is most of the cost of writing an mbox.
-    """
-    if b"From " not in data:
-        return data
-    return _QUOTE.sub(rb">\1", data)
-
-
-def unquote(data: bytes) -> bytes:
-    """Reverse :func:`quote` exactly."""
-    if b">From " not in data:
-        return data
-    return _UNQUOTE.sub(rb"\1", data)
 
 
 def from_line(message_head: bytes, when: Optional[datetime]) -> bytes:
@@ -312,9 +295,41 @@ class MboxStore:
 
     def read_head(self, entry: MessageEntry, limit: int) -> bytes:
         """Quoting is per line, so a prefix of the quoted bytes unquotes to a prefix."""
+        offset, length = self._where(entry)
+        with open(self._file(entry.path), "rb") as fh:
+            fh.seek(offset)
+            return unquote(fh.read(length if limit < 0 else min(limit, length)))
+
+    def check_message(self, entry: MessageEntry) -> None:
+        """Raise unless the mbox file reaches to the end of the message's recorded bytes."""
+        offset, length = self._where(entry)
+        have = os.stat(self._file(entry.path)).st_size
+        if have < offset + length:
+            raise ShortMessage(f"{entry.path} ends at byte {have}, before the end of the "
+                               f"message at {offset}+{length}")
+
+    def message_chunks(self, entry: MessageEntry, chunk: int = CHUNK) -> Iterator[bytes]:
+        """The message unquoted on the fly, ``chunk`` quoted bytes at a time."""
+        offset, length = self._where(entry)
+        unquoter = StreamQuoter.unquoting()
+        with open(self._file(entry.path), "rb") as fh:
+            fh.seek(offset)
+            left = length
+            while left > 0:
+                piece = fh.read(min(chunk, left))
+                if not piece:
+                    raise ShortMessage(f"{entry.path} ends {left} bytes before the end of "
+                                       f"the message at {offset}+{length}")
+                left -= len(piece)
+                out = unquoter.feed(piece)
+                if out:
+                    yield out
+        rest = unquoter.end()
+        if rest:
+            yield rest
+
+    def _where(self, entry: MessageEntry) -> tuple[int, int]:
         if entry.offset is None or entry.length is None:
             raise ValueError(f"no offset recorded for a message in {entry.path}")
-        with open(self._file(entry.path), "rb") as fh:
-            fh.seek(entry.offset)
-            return unquote(fh.read(entry.length if limit < 0 else min(limit, entry.length)))
+        return entry.offset, entry.length
 
