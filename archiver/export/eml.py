@@ -13,7 +13,7 @@ import os
 import re
 from pathlib import Path
 
-from archiver.export import (
+from archiver.export.common import (
     MAX_NAME_BYTES,
     MAX_NAME_CHARS,
     FolderJob,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from archiver.export import FolderJob, make_dirs, received, write_message_file
+from archiver.export.common import FolderJob, make_dirs, received, write_message_file
 from archiver.export.framing import Message
 from archiver.names import assign_path
 from archiver.offline.catalog import Item

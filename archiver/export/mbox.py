@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from archiver.export import asctime_utc, received
+from archiver.export.common import asctime_utc, received
 from archiver.export.framing import Message, write_mbox_entry
 from archiver.export.thunderbird import ThunderbirdWriter
 from archiver.headers import header_block

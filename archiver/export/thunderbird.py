@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from archiver.export import (
+from archiver.export.common import (
     FolderFiles,
     FolderJob,
     asctime_utc,

@@ -59,7 +59,9 @@ def check_message(archive: Archive, entry: MessageEntry) -> Check:
             return Check(MISSING, label, str(exc))
         ok = len(data) == entry.size and hashlib.sha256(data).hexdigest() == entry.sha256
         return Check(None if ok else CHANGED, label, size=len(data))
-    path = archive.dest.joinpath(*entry.path.split("/"))
+    from archiver.stores.maildir import MaildirStore
+
+    path = MaildirStore(archive.dest).locate(entry)  # by base name after a crash mid-rename
     try:
         digest, size, _ = hash_file(path)
     except FileNotFoundError:
@@ -129,12 +131,17 @@ def verify_archive(archive: Archive) -> VerifyReport:
 
 
 def _verify_maildir(archive: Archive, report: VerifyReport) -> None:
+    from archiver.stores.maildir import MaildirStore
+
+    store = MaildirStore(archive.dest)
     state = archive.state()
     expected: set[str] = set()
     for entry in state.messages():
         if not entry.counted:
             continue  # a POP3 sight linked to the IMAP copy, checked with it
-        expected.add(entry.path)
+        located = store.locate(entry)
+        expected.add(located.relative_to(archive.dest).as_posix()
+                     if located.is_relative_to(archive.dest) else entry.path)
         report.add(entry, check_message(archive, entry))
     for folder in state.folders.values():
         for rel in _message_files(archive.dest, folder.path):

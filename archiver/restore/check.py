@@ -2,9 +2,13 @@
 
 Independent of the journal on purpose: it looks at what the target holds
 now, folder by folder, and matches it with the archive the same way the
-deduplication does (:mod:`archiver.restore.match`), and then downloads
-each match and compares its normal form (:mod:`archiver.restore.normal`)
-with the archived message's.  A message whose bytes the server rewrote
+deduplication does (:mod:`archiver.restore.match`), and then (``content``,
+what ``restore --verify`` asks for) downloads each match and compares its
+normal form (:mod:`archiver.restore.normal`) with the archived message's.
+``migrate``'s closing check is the quick one: identity, the sizes the
+server may report, INTERNALDATE and flags, bodies only where two archived
+messages could be the same target message -- downloading every body again
+would double a migration's time.  A message whose bytes the server rewrote
 (line ends, NUL, a final CRLF) is "present, altered by the server":
 counted and listed, not a problem.  Messages on the target that are not in
 the archive (new mail, other uploads) are counted, not errors.  Keywords
@@ -44,8 +48,9 @@ class TargetReport:
                 "altered": self.altered, "altered_messages": self.altered_messages}
 
 
-def verify_target(restore: Restore, limit: int = 50) -> TargetReport:
-    """Compare every selected archived folder with its target folder."""
+def verify_target(restore: Restore, limit: int = 50, content: bool = True) -> TargetReport:
+    """Compare every selected archived folder with its target folder (``content``: the text
+    of every message too)."""
     report = TargetReport()
     target = restore.target
     mapper = restore.mapper()
@@ -68,7 +73,7 @@ def verify_target(restore: Restore, limit: int = 50) -> TargetReport:
         selected = target.select(raw)
         on_target = target.scan(selected.exists)
         cands = [restore.candidate(m) for m in messages]
-        found = match(cands, on_target, target.body_profiles, check_all=True)
+        found = match(cands, on_target, target.body_profiles, check_all=content)
         report.extra += len(on_target) - len(found.pairs)
         for i, m in enumerate(messages):
             pair = found.pairs.get(i)

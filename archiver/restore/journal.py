@@ -205,8 +205,7 @@ class RestoreJournal:
                 fresh = not self.path.exists() or self._good == 0
                 self._writer = IndexWriter(self.path, self._good)
                 if fresh:
-                    self._writer.append([{"v": FORMAT_VERSION, "type": "target",
-                                          **self.target, "t": timestamp()}])
+                    self._writer.append([target_record(self.target)])
             self._writer.append(records)
         for rec in records:
             self.apply(rec)
@@ -218,6 +217,31 @@ class RestoreJournal:
         if self._lock_fh is not None:
             self._lock_fh.close()
             self._lock_fh = None
+
+
+# ---------------------------------------------------------------- records
+# Every journal record is built here (docs/FORMAT.md, "The restore journal").
+
+
+def target_record(target: dict[str, Any]) -> dict[str, Any]:
+    """The first record of a journal: which account it is about."""
+    return {"v": FORMAT_VERSION, "type": "target", **target, "t": timestamp()}
+
+
+def folder_record(target: str, folder: str, uidvalidity: int) -> dict[str, Any]:
+    """Archived ``folder`` goes to target folder ``target``, whose UIDVALIDITY this is."""
+    return {"v": FORMAT_VERSION, "type": "folder", "target": target, "folder": folder,
+            "uidvalidity": uidvalidity, "t": timestamp()}
+
+
+def landed_record(target: str, folder: str, uidvalidity: int, uid: int, sha256: str,
+                  to_uidvalidity: Optional[int], to_uid: Optional[int],
+                  key: tuple[str, int, Optional[int]], how: str) -> dict[str, Any]:
+    """An archived message is on the target (``how``: ``append`` or ``found``)."""
+    return {"v": FORMAT_VERSION, "type": "landed", "target": target, "folder": folder,
+            "uidvalidity": uidvalidity, "uid": uid, "sha256": sha256,
+            "to_uidvalidity": to_uidvalidity, "to_uid": to_uid, "key": list(key),
+            "how": how, "t": timestamp()}
 
 
 def _int(value: Any) -> Optional[int]:

@@ -42,7 +42,7 @@ from archiver.headers import summarize
 from archiver.names import decode_mutf7
 from archiver.restore.normal import Profile, Profiler, profile
 from archiver.sources.base import ConnectionLost, FetchFailed, split_flags
-from archiver.sources.imap import ImapSession, _network, _text, _uid_fetch
+from archiver.sources.imap import ImapSession, as_text, network, uid_fetch
 
 log = logging.getLogger("archiver.sink")
 
@@ -215,7 +215,7 @@ class ImapTarget(ImapSession):
 
     def list_folders(self) -> list[TargetFolder]:
         client = self.client
-        with _network("LIST"):
+        with network("LIST"):
             if "SPECIAL-USE" in self.capabilities:
                 imap = client._imap
                 typ, data = imap._simple_command("LIST", '""', '"*"', "RETURN", "(SPECIAL-USE)")
@@ -229,27 +229,27 @@ class ImapTarget(ImapSession):
         for flags, delim, raw in listing:
             raw_bytes = raw if isinstance(raw, bytes) else str(raw).encode("utf-8")
             out.append(TargetFolder(raw_bytes, decode_mutf7(raw_bytes),
-                                    _text(delim) if delim else None,
-                                    tuple(_text(f) for f in flags)))
+                                    as_text(delim) if delim else None,
+                                    tuple(as_text(f) for f in flags)))
         return out
 
     def create(self, raw_name: bytes) -> Optional[str]:
         """CREATE and SUBSCRIBE; returns the server's refusal text, or None when done."""
         client = self.client
         try:
-            with _network(f"CREATE {raw_name!r}"):
+            with network(f"CREATE {raw_name!r}"):
                 client.create_folder(raw_name)
         except ServerError as exc:
             if "ALREADYEXISTS" not in str(exc).upper():
                 return str(exc)
-        with contextlib.suppress(ServerError), _network("SUBSCRIBE"):
+        with contextlib.suppress(ServerError), network("SUBSCRIBE"):
             client.subscribe_folder(raw_name)
         return None
 
     def select(self, raw_name: bytes, readonly: bool = False) -> Selected:
-        with _network(f"SELECT {raw_name!r}"):
+        with network(f"SELECT {raw_name!r}"):
             res = self.client.select_folder(raw_name, readonly=readonly)
-        perm = tuple(_text(f) for f in res.get(b"PERMANENTFLAGS", ()) or ())
+        perm = tuple(as_text(f) for f in res.get(b"PERMANENTFLAGS", ()) or ())
         try:
             uidvalidity = int(res[b"UIDVALIDITY"])
         except (KeyError, TypeError, ValueError):
@@ -261,8 +261,8 @@ class ImapTarget(ImapSession):
         """UID -> RFC822.SIZE of every message in the selected folder (restore/recheck.py)."""
         if exists == 0:
             return {}
-        with _network("UID FETCH 1:* (UID RFC822.SIZE)"):
-            res = _uid_fetch(self.client, "1:*", "(UID RFC822.SIZE)")
+        with network("UID FETCH 1:* (UID RFC822.SIZE)"):
+            res = uid_fetch(self.client, "1:*", "(UID RFC822.SIZE)")
         return {int(uid): int(data.get(b"RFC822.SIZE", 0) or 0) for uid, data in res.items()}
 
     def scan(self, exists: int) -> list[TargetMessage]:
@@ -276,7 +276,7 @@ class ImapTarget(ImapSession):
         for lo in range(1, exists + 1, SCAN_EVERY):
             # the last range is open ("n:*"), so a folder that shrank meanwhile is no error
             hi = str(lo + SCAN_EVERY - 1) if lo + SCAN_EVERY <= exists else "*"
-            with _network(f"FETCH {lo}:{hi} (listing)"):
+            with network(f"FETCH {lo}:{hi} (listing)"):
                 res = self._fetch_range(f"{lo}:{hi}")
             for uid, data in res.items():
                 head = b""
@@ -284,7 +284,7 @@ class ImapTarget(ImapSession):
                     if isinstance(key, bytes) and key.startswith(b"BODY[HEADER.FIELDS"):
                         head = value if isinstance(value, bytes) else b""
                 mid = summarize(head).get("message_id") if head else None
-                system, keywords = split_flags(tuple(_text(f) for f in data.get(b"FLAGS", ())))
+                system, keywords = split_flags(tuple(as_text(f) for f in data.get(b"FLAGS", ())))
                 idate = data.get(b"INTERNALDATE")
                 out[int(uid)] = TargetMessage(
                     int(uid), int(data.get(b"RFC822.SIZE", 0) or 0),
@@ -293,8 +293,8 @@ class ImapTarget(ImapSession):
                     no_id.append(int(uid))
         for start in range(0, len(no_id), 500):
             chunk = no_id[start:start + 500]
-            with _network("UID FETCH (head of messages without Message-ID)"):
-                heads = _uid_fetch(self.client, ",".join(map(str, chunk)),
+            with network("UID FETCH (head of messages without Message-ID)"):
+                heads = uid_fetch(self.client, ",".join(map(str, chunk)),
                                    f"(UID BODY.PEEK[]<0.{HEAD_BYTES}>)")
             for uid, data in heads.items():
                 for key, value in data.items():
@@ -346,7 +346,7 @@ class ImapTarget(ImapSession):
         typ, data = imap._command_complete("FETCH", tag)
         if typ != "OK":
             raise imapclient.exceptions.IMAPClientError(
-                f"FETCH failed: {_text(data[0] if data else typ)}")
+                f"FETCH failed: {as_text(data[0] if data else typ)}")
         typ, data = imap._untagged_response(typ, data, "FETCH")
         parsed: dict[int, Any] = parse_fetch_response(data, False, True)
         return parsed
@@ -581,7 +581,7 @@ class AppendWriter:
             raise ServerError(f"unexpected continuation from the server: {line[:200]!r}")
         if line.startswith(b"*"):
             if line[:6].upper() == b"* BYE ":
-                raise EOFError(_text(line.strip()))
+                raise EOFError(as_text(line.strip()))
             return []
         m = _TAGGED.match(line.rstrip(b"\r\n"))
         if not m or m.group(1) not in inflight:
@@ -590,7 +590,7 @@ class AppendWriter:
         cmd = inflight.pop(m.group(1))
         status, text = m.group(2).upper(), m.group(3)
         if status != b"OK":
-            reason = _text(text).strip() or _text(status)
+            reason = as_text(text).strip() or as_text(status)
             cmd.results = [AppendResult(item, False, reason=reason) for item in cmd.items]
             return [cmd]
         uids: list[Optional[int]] = [None] * len(cmd.items)

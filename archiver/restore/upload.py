@@ -34,11 +34,10 @@ from typing import Any, Callable, Optional
 
 from archiver.archive import Archive
 from archiver.errors import ConnectionFailed, Interrupted
-from archiver.index import FORMAT_VERSION, timestamp
 from archiver.names import encode_mutf7
 from archiver.plan import folder_selected
 from archiver.progress import NullProgress, Progress
-from archiver.restore.journal import Landed, RestoreJournal
+from archiver.restore.journal import Landed, RestoreJournal, folder_record, landed_record
 from archiver.restore.match import Candidate, epoch, ident_of, match
 from archiver.restore.recheck import still_landed
 from archiver.restore.target import (
@@ -378,9 +377,7 @@ class Restore:
             for k in stale:  # the folder was recreated: what it held is checked afresh
                 del self.journal.landed[k]
             if not opts.dry_run:
-                self.journal.record([{"v": FORMAT_VERSION, "type": "folder", "target": tname,
-                                      "folder": entry.name, "uidvalidity": selected.uidvalidity,
-                                      "t": timestamp()}])
+                self.journal.record([folder_record(tname, entry.name, selected.uidvalidity)])
         confirmed: list[tuple[MessageEntry, Landed]] = []
         todo: list[MessageEntry] = []
         for m in messages:
@@ -460,10 +457,8 @@ class Restore:
     def _landed_record(self, folder: str, tname: str, m: MessageEntry,
                        to_uidvalidity: Optional[int], to_uid: Optional[int],
                        key: tuple[str, int, Optional[int]], how: str) -> dict[str, Any]:
-        return {"v": FORMAT_VERSION, "type": "landed", "target": tname, "folder": folder,
-                "uidvalidity": m.uidvalidity, "uid": m.uid, "sha256": m.sha256,
-                "to_uidvalidity": to_uidvalidity, "to_uid": to_uid, "key": list(key),
-                "how": how, "t": timestamp()}
+        return landed_record(tname, folder, m.uidvalidity, m.uid, m.sha256, to_uidvalidity,
+                             to_uid, key, how)
 
     def _flags(self, m: MessageEntry, keywords_allowed: bool,
                permanent: tuple[str, ...]) -> tuple[str, ...]:

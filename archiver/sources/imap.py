@@ -13,9 +13,7 @@ import contextlib
 import imaplib
 import logging
 import re
-import socket
 import ssl
-import time
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, Callable, Optional
@@ -35,6 +33,12 @@ from archiver.sources.base import (
     MessageMeta,
     split_flags,
 )
+from archiver.sources.connection import (
+    DROPS,
+    connect_error,
+    dropped,
+    retry_dropped,
+)
 
 log = logging.getLogger("archiver.imap")
 
@@ -45,82 +49,22 @@ class ServerUnavailable(ConnectionFailed):
     """Temporary refusal (too many connections, [UNAVAILABLE]): worth a retry later."""
 
 
-class ConnectionDropped(ConnectionFailed):
-    """The server (or the network) closed the line during TLS, greeting or login.
-
-    Unlike a refused connection, an unknown host or a bad certificate this
-    says nothing about the address or the credentials, so it is worth another
-    try (and must never read as "wrong password").
-    """
-
-
-# Errors that mean "the line went dead", as opposed to "wrong place" or "not trusted".
-_DROPS = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionResetError,
-          ConnectionAbortedError, BrokenPipeError, EOFError, imaplib.IMAP4.abort)
-
-
-def _dropped(endpoint: Endpoint, what: str, exc: BaseException) -> ConnectionDropped:
-    return ConnectionDropped(f"{endpoint.host}:{endpoint.port} closed the connection during "
-                             f"{what} ({exc.__class__.__name__}: {exc}); check the network "
-                             "and run the same command again")
-
-
-def retry_dropped(connect_once: Callable[[], None], attempts: int, backoff: float) -> None:
-    """Run ``connect_once``; a line dropped during setup is retried with back-off.
-
-    Shared by every protocol's first connect (later reconnects are the
-    engine's business, with its own budget).
-    """
-    for attempt in range(1, attempts + 1):
-        try:
-            connect_once()
-            return
-        except ConnectionDropped as exc:
-            if attempt == attempts:
-                raise
-            delay = backoff * 2 ** (attempt - 1)
-            log.info("%s; retrying in %.1f s", exc, delay)
-            time.sleep(delay)
-
-
-def _text(value: Any) -> str:
+def as_text(value: Any) -> str:
+    """An IMAP answer's bytes (or anything) as text, never raising."""
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
     return str(value)
 
 
-def connect_error(endpoint: Endpoint, exc: BaseException) -> ConnectionFailed:
-    """One-line explanation of a failure to reach or trust the server."""
-    host = endpoint.host
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return TLSError(
-            f"the certificate of {host} could not be verified ({exc.verify_message}); "
-            "if you trust this server, give its CA with --cafile (or --insecure to skip checks)"
-        )
-    if isinstance(exc, ssl.SSLError):
-        return TLSError(f"TLS with {host}:{endpoint.port} failed ({exc.reason or exc}); "
-                        "check the port and whether the server speaks TLS there")
-    if isinstance(exc, socket.gaierror):
-        return ConnectionFailed(f"cannot find host {host}: check the spelling and your "
-                                "network connection")
-    if isinstance(exc, ConnectionRefusedError):
-        return ConnectionFailed(f"{host}:{endpoint.port} refused the connection: check the "
-                                "host and port")
-    if isinstance(exc, (socket.timeout, TimeoutError)):
-        return ConnectionFailed(f"{host}:{endpoint.port} did not answer in time: check the "
-                                "network, or raise --timeout")
-    return ConnectionFailed(f"connection to {host}:{endpoint.port} failed: "
-                            f"{exc.__class__.__name__}: {exc}")
-
-
 @contextlib.contextmanager
-def _network(what: str) -> Iterator[None]:
+def network(what: str) -> Iterator[None]:
+    """Turn a dropped line into ConnectionLost and a NO/BAD into ServerError, naming ``what``."""
     try:
         yield
     except imapclient.exceptions.IMAPClientError as exc:
         if isinstance(exc, imaplib.IMAP4.abort):
             raise ConnectionLost(f"{what}: {exc}") from exc
-        raise ServerError(f"{what}: the server said {_text(exc)}") from exc
+        raise ServerError(f"{what}: the server said {as_text(exc)}") from exc
     except _NETWORK_ERRORS as exc:
         raise ConnectionLost(f"{what}: {exc.__class__.__name__}: {exc}") from exc
 
@@ -177,13 +121,13 @@ class ImapSession:
                 ep.host, port=ep.port, ssl=ep.implicit_tls, ssl_context=ctx,
                 timeout=imapclient.SocketTimeout(connect=self.timeout, read=self.timeout),
             )
-        except _DROPS as exc:
-            raise _dropped(ep, "the TLS handshake or greeting", exc) from None
+        except DROPS as exc:
+            raise dropped(ep, "the TLS handshake or greeting", exc) from None
         except (OSError, ssl.SSLError) as exc:
             raise connect_error(ep, exc) from None
         except imapclient.exceptions.IMAPClientError as exc:
             raise ConnectionFailed(f"{ep.host}:{ep.port} did not greet as an IMAP server: "
-                                   f"{_text(exc)}") from None
+                                   f"{as_text(exc)}") from None
         if not self.trace:
             client._imap.debug = 0  # skip imaplib's per-line trace formatting
         client.folder_encode = False
@@ -194,19 +138,19 @@ class ImapSession:
                 self._starttls(client, ctx)
             self._login(client)
             try:
-                with _network("CAPABILITY"):
+                with network("CAPABILITY"):
                     caps = client.capabilities()
-                self.capabilities = frozenset(_text(c).upper() for c in caps)
+                self.capabilities = frozenset(as_text(c).upper() for c in caps)
                 self._read_namespace(client)
             except ConnectionLost as exc:
-                raise _dropped(ep, "the login", exc) from None
+                raise dropped(ep, "the login", exc) from None
         except BaseException:
             self.close()
             raise
 
     def _starttls(self, client: imapclient.IMAPClient, ctx: ssl.SSLContext) -> None:
         ep = self.endpoint
-        caps = {_text(c).upper() for c in client.capabilities()}
+        caps = {as_text(c).upper() for c in client.capabilities()}
         if "STARTTLS" in caps:
             try:
                 client.starttls(ctx)
@@ -228,28 +172,28 @@ class ImapSession:
         except imapclient.exceptions.LoginError as exc:
             # imapclient turns *any* error during LOGIN into LoginError, a dead
             # line included: that is not a refusal of the password.
-            if isinstance(exc.__context__, _DROPS + _NETWORK_ERRORS):
-                raise _dropped(ep, "the login", exc.__context__) from None
-            text = _text(exc)
+            if isinstance(exc.__context__, DROPS + _NETWORK_ERRORS):
+                raise dropped(ep, "the login", exc.__context__) from None
+            text = as_text(exc)
             if "UNAVAILABLE" in text.upper() or "TOO MANY" in text.upper():
                 raise ServerUnavailable(f"{ep.host} refused the login for now ({text}); "
                                         "wait a moment and rerun") from None
             raise LoginError(f"{ep.host} refused the login for user '{ep.user}': check the "
                              "user name and password") from None
-        except _DROPS as exc:
-            raise _dropped(ep, "the login", exc) from None
+        except DROPS as exc:
+            raise dropped(ep, "the login", exc) from None
         except _NETWORK_ERRORS as exc:
             raise connect_error(ep, exc) from None
 
     def _read_namespace(self, client: imapclient.IMAPClient) -> None:
         if "NAMESPACE" not in self.capabilities:
             return
-        with _network("NAMESPACE"):
+        with network("NAMESPACE"):
             ns = client.namespace()
         if ns.personal:
             prefix, sep = ns.personal[0]
             self.prefix = decode_mutf7(prefix) if prefix else ""
-            self.separator = _text(sep) if sep else None
+            self.separator = as_text(sep) if sep else None
 
     # ------------------------------------------------------------ bodies (read-only)
 
@@ -258,7 +202,7 @@ class ImapSession:
         if not uids:
             return
         try:
-            with _network(f"UID FETCH ({len(uids)} messages) BODY.PEEK[]"):
+            with network(f"UID FETCH ({len(uids)} messages) BODY.PEEK[]"):
                 res = _uid_fetch_bodies(self.client, _uid_set(uids))
         except ServerError as exc:
             if len(uids) == 1:
@@ -275,7 +219,7 @@ class ImapSession:
             if body is None:
                 yield uid, FetchFailed(uid, "the server did not return the message")
             else:
-                yield uid, body if isinstance(body, bytes) else _text(body).encode()
+                yield uid, body if isinstance(body, bytes) else as_text(body).encode()
 
     def fetch_stream(self, uid: int, size_hint: int, write: Callable[[bytes], None],
                      chunk: int = 4 << 20) -> int:
@@ -283,8 +227,8 @@ class ImapSession:
         offset = 0
         while True:
             item = f"BODY.PEEK[]<{offset}.{chunk}>".encode()
-            with _network(f"UID FETCH {uid} BODY.PEEK[]<{offset}.{chunk}>"):
-                res = _uid_fetch(self.client, str(uid), f"({item.decode()})")
+            with network(f"UID FETCH {uid} BODY.PEEK[]<{offset}.{chunk}>"):
+                res = uid_fetch(self.client, str(uid), f"({item.decode()})")
             data = res.get(uid) or {}
             piece = None
             for key, value in data.items():
@@ -295,7 +239,7 @@ class ImapSession:
                     raise FetchFailed(uid, "the server did not return the message")
                 break
             if not isinstance(piece, bytes):
-                piece = _text(piece).encode()
+                piece = as_text(piece).encode()
             write(piece)
             offset += len(piece)
             if len(piece) < chunk:
@@ -320,7 +264,7 @@ class ImapSource(ImapSession):
     # ------------------------------------------------------------ folders
 
     def folders(self) -> list[Folder]:
-        with _network("LIST"):
+        with network("LIST"):
             listing = self.client.list_folders()
         out: list[Folder] = []
         seen: set[bytes] = set()
@@ -330,8 +274,8 @@ class ImapSource(ImapSession):
                 continue
             seen.add(raw_bytes)
             name = decode_mutf7(raw_bytes)
-            sep = _text(delim) if delim else None
-            attrs = tuple(_text(f) for f in flags)
+            sep = as_text(delim) if delim else None
+            attrs = tuple(as_text(f) for f in flags)
             out.append(Folder(name, raw_bytes, sep, attrs, logical_name(name, sep, self.prefix)))
         return out
 
@@ -343,7 +287,7 @@ class ImapSource(ImapSession):
         if "STATUS=SIZE" in self.capabilities:
             items.append(b"SIZE")
         try:
-            with _network(f"STATUS {folder.server_name}"):
+            with network(f"STATUS {folder.server_name}"):
                 res = self.client.folder_status(folder.raw_name, items)
         except (ServerError, UnicodeError):  # UnicodeError: see open_folder
             return None
@@ -358,7 +302,7 @@ class ImapSource(ImapSession):
         problem (exit 3) and the other folders are archived.
         """
         try:
-            with _network(f"EXAMINE {folder.server_name}"):
+            with network(f"EXAMINE {folder.server_name}"):
                 res = self.client.select_folder(folder.raw_name, readonly=True)
         except UnicodeError:
             raise FetchFailed(0, "the server lists this folder with raw 8-bit bytes in its "
@@ -375,11 +319,11 @@ class ImapSource(ImapSession):
         """UID, flags, INTERNALDATE and size of every message in the open folder."""
         if count == 0:
             return []
-        with _network("UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE)"):
-            res = _uid_fetch(self.client, "1:*", "(UID FLAGS INTERNALDATE RFC822.SIZE)")
+        with network("UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE)"):
+            res = uid_fetch(self.client, "1:*", "(UID FLAGS INTERNALDATE RFC822.SIZE)")
         out: list[MessageMeta] = []
         for uid, data in res.items():
-            flags = tuple(_text(f) for f in data.get(b"FLAGS", ()))
+            flags = tuple(as_text(f) for f in data.get(b"FLAGS", ()))
             system, keywords = split_flags(flags)
             idate = data.get(b"INTERNALDATE")
             out.append(MessageMeta(
@@ -399,8 +343,8 @@ class ImapSource(ImapSession):
         for start in range(0, len(ordered), chunk):
             part = ordered[start:start + chunk]
             try:
-                with _network(f"UID FETCH ({len(part)} messages) BODY.PEEK[HEADER]"):
-                    res = _uid_fetch(self.client, _uid_set(part), "(UID BODY.PEEK[HEADER])")
+                with network(f"UID FETCH ({len(part)} messages) BODY.PEEK[HEADER]"):
+                    res = uid_fetch(self.client, _uid_set(part), "(UID BODY.PEEK[HEADER])")
             except ServerError as exc:
                 log.info("no headers for %d messages (%s): their bodies decide", len(part), exc)
                 continue
@@ -411,7 +355,7 @@ class ImapSource(ImapSession):
         return out
 
 
-def _uid_fetch(client: imapclient.IMAPClient, uid_set: str, items: str) -> dict[int, Any]:
+def uid_fetch(client: imapclient.IMAPClient, uid_set: str, items: str) -> dict[int, Any]:
     """``UID FETCH`` returning every FETCH response keyed by UID.
 
     imapclient's own ``fetch`` cannot take ``1:*`` (it filters its result by the
@@ -422,7 +366,7 @@ def _uid_fetch(client: imapclient.IMAPClient, uid_set: str, items: str) -> dict[
     typ, data = imap._command_complete("FETCH", tag)
     if typ != "OK":
         raise imapclient.exceptions.IMAPClientError(
-            f"UID FETCH failed: {_text(data[0] if data else typ)}")
+            f"UID FETCH failed: {as_text(data[0] if data else typ)}")
     typ, data = imap._untagged_response(typ, data, "FETCH")
     parsed: dict[int, Any] = parse_fetch_response(data, False, True)
     return parsed
@@ -448,7 +392,7 @@ def _uid_fetch_bodies(client: imapclient.IMAPClient, uid_set: str) -> dict[int, 
     typ, data = imap._command_complete("FETCH", tag)
     if typ != "OK":
         raise imapclient.exceptions.IMAPClientError(
-            f"UID FETCH failed: {_text(data[0] if data else typ)}")
+            f"UID FETCH failed: {as_text(data[0] if data else typ)}")
     typ, data = imap._untagged_response(typ, data, "FETCH")
     out: dict[int, Any] = {}
     rest: list[Any] = []

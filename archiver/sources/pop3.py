@@ -29,12 +29,7 @@ from archiver.sources.base import (
     FolderStatus,
     MessageMeta,
 )
-from archiver.sources.imap import (
-    _DROPS,
-    _dropped,
-    connect_error,
-    retry_dropped,
-)
+from archiver.sources.connection import DROPS, connect_error, dropped, retry_dropped
 
 log = logging.getLogger("archiver.pop3")
 
@@ -163,8 +158,8 @@ class Pop3Source:
             sock: socket.socket = raw
             if ep.implicit_tls:
                 sock = ctx.wrap_socket(raw, server_hostname=ep.host)
-        except _DROPS as exc:
-            raise _dropped(ep, "the TLS handshake", exc) from None
+        except DROPS as exc:
+            raise dropped(ep, "the TLS handshake", exc) from None
         except (OSError, ssl.SSLError) as exc:
             raise connect_error(ep, exc) from None
         self._sock, self._reader = sock, _Reader(sock)
@@ -181,7 +176,7 @@ class Pop3Source:
             self._choose_fetch()
         except ConnectionLost as exc:
             self.close(quit_=False)
-            raise _dropped(ep, "the greeting or login", exc) from None
+            raise dropped(ep, "the greeting or login", exc) from None
         except BaseException:
             self.close(quit_=False)
             raise
@@ -241,8 +236,8 @@ class Pop3Source:
         assert self._sock is not None
         try:
             self._sock = ctx.wrap_socket(self._sock, server_hostname=ep.host)
-        except _DROPS as exc:
-            raise _dropped(ep, "the STLS handshake", exc) from None
+        except DROPS as exc:
+            raise dropped(ep, "the STLS handshake", exc) from None
         except (OSError, ssl.SSLError) as exc:
             raise connect_error(ep, exc) from None
         self._reader = _Reader(self._sock)

@@ -13,8 +13,11 @@ from pathlib import Path
 import pytest
 
 from archiver.archive import Archive
-from archiver.export import mbox_entry, mboxrd_quote, mboxrd_unquote, safe_name
+from archiver.export.common import safe_name
+from archiver.export.framing import mbox_entry
 from archiver.offline.catalog import Item, catalog
+from archiver.stores.mboxrd import quote as mboxrd_quote
+from archiver.stores.mboxrd import unquote as mboxrd_unquote
 from tests import corpus
 from tests.dovecot import DovecotServer
 from tests.helpers import archived_files, build_archive, run_cli
