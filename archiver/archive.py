@@ -195,8 +195,12 @@ class Archive:
 
     @property
     def skipped_records(self) -> int:
-        """Index records that made no sense and were skipped (see IndexState.fold)."""
-        return self.state().skipped
+        """Index records that made no sense and were skipped (see IndexState.fold).
+
+        Counted only if this run read the index: a no-op backup, which skips
+        every folder without reading it, says nothing (and stays fast).
+        """
+        return self._state.skipped if self._state is not None else 0
 
     def skipped_note(self) -> str | None:
         """The warning every command prints when the index held nonsense records."""
