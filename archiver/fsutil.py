@@ -64,7 +64,7 @@ def write_all(fd: int, data: bytes | memoryview) -> None:
         view = view[n:]
 
 
-def hash_file(path: Path, head_bytes: int = 0) -> tuple[str, int, bytes]:
+def hash_file(path: str | os.PathLike[str], head_bytes: int = 0) -> tuple[str, int, bytes]:
     """(sha256 hex, size, first ``head_bytes`` bytes) of a file, read in 1 MB pieces."""
     digest = hashlib.sha256()
     head = b""

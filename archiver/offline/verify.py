@@ -41,6 +41,7 @@ class Check:
     label: str
     detail: str = ""  # why it could not be read, if so
     size: int = 0  # bytes read
+    found_as: str = ""  # Maildir: the file read, when not the recorded name (relative path)
 
     @property
     def text(self) -> str:
@@ -61,14 +62,21 @@ def check_message(archive: Archive, entry: MessageEntry) -> Check:
         return Check(None if ok else CHANGED, label, size=len(data))
     from archiver.stores.maildir import MaildirStore
 
-    path = MaildirStore(archive.dest).locate(entry)  # by base name after a crash mid-rename
+    path = os.path.join(archive.dest, *entry.path.split("/"))  # str: pathlib costs per file
+    found_as = ""
     try:
-        digest, size, _ = hash_file(path)
+        try:
+            digest, size, _ = hash_file(path)
+        except FileNotFoundError:  # by base name: a crash between a rename and its record
+            located = MaildirStore(archive.dest).locate(entry)
+            digest, size, _ = hash_file(located)
+            found_as = located.relative_to(archive.dest).as_posix()
     except FileNotFoundError:
         return Check(MISSING, entry.path)
     except OSError as exc:
         return Check(MISSING, entry.path, str(exc.strerror))
-    return Check(None if digest == entry.sha256 else CHANGED, entry.path, size=size)
+    return Check(None if digest == entry.sha256 else CHANGED, entry.path, size=size,
+                 found_as=found_as)
 
 
 @dataclass
@@ -131,18 +139,14 @@ def verify_archive(archive: Archive) -> VerifyReport:
 
 
 def _verify_maildir(archive: Archive, report: VerifyReport) -> None:
-    from archiver.stores.maildir import MaildirStore
-
-    store = MaildirStore(archive.dest)
     state = archive.state()
     expected: set[str] = set()
     for entry in state.messages():
         if not entry.counted:
             continue  # a POP3 sight linked to the IMAP copy, checked with it
-        located = store.locate(entry)
-        expected.add(located.relative_to(archive.dest).as_posix()
-                     if located.is_relative_to(archive.dest) else entry.path)
-        report.add(entry, check_message(archive, entry))
+        check = check_message(archive, entry)
+        expected.add(check.found_as or entry.path)  # a newer name is not an extra file
+        report.add(entry, check)
     for folder in state.folders.values():
         for rel in _message_files(archive.dest, folder.path):
             if rel not in expected:
