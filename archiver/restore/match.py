@@ -184,7 +184,10 @@ def match(candidates: Sequence[Candidate], targets: Sequence[TargetMessage],
                 body = fetched.get(t.uid)
                 if body is not None and not cand.body_ok(body):
                     continue
-                altered = None if body is None else body.sha256 != cand.sha256
+                # not fetched: a size other than the archived one is the server's rewrite
+                # (the size fitted a variant); an equal size says nothing either way
+                altered = (body.sha256 != cand.sha256 if body is not None
+                           else True if t.size != cand.size else None)
                 result.pairs[i] = Match(t, altered)
                 taken.add(t.uid)
                 break

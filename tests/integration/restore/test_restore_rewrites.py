@@ -201,7 +201,9 @@ def test_migrate_reports_rewritten_messages_as_altered_not_missing(
     report = result["verify"]
     altered = altered_on_dovecot(tmp_path / "via")
     assert altered >= 4
-    assert report["ok"] and report["altered"] == altered, report
+    # migrate's closing check is the quick one (no bodies): a rewrite that changed the size
+    # is seen as such; one that kept it (NUL -> 0x80) is just present
+    assert report["ok"] and 0 < report["altered"] <= altered, report
     assert report["present"] == len(REWRITTEN)
 
 
