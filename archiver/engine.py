@@ -579,11 +579,20 @@ def run_backup(source: Source, archive: Archive, store: Store,
     finally:
         source.close()
         store.close()
-    if summary.new or summary.flags_updated or summary.gone:
-        from archiver.snapshot import write_snapshot
-
-        try:
-            write_snapshot(archive, archive.state())
-        except (ArchiverError, OSError, ValueError) as exc:
-            log.warning("could not refresh the index snapshot: %s", exc)
+    refresh_snapshot(archive, summary)
     return summary
+
+
+def refresh_snapshot(archive: Archive, summary: Summary) -> None:
+    """After a run that changed the index, save the snapshot ``archiver reindex`` uses.
+
+    A failure here is logged, not fatal: the index itself is complete.
+    """
+    if not (summary.new or summary.flags_updated or summary.gone):
+        return
+    from archiver.snapshot import write_snapshot
+
+    try:
+        write_snapshot(archive, archive.state())
+    except (ArchiverError, OSError, ValueError) as exc:
+        log.warning("could not refresh the index snapshot: %s", exc)

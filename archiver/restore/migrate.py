@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from archiver.archive import Archive
-from archiver.engine import Backup, BackupOptions, Source, Summary
+from archiver.engine import Backup, BackupOptions, Source, Summary, refresh_snapshot
 from archiver.progress import Progress
 from archiver.restore.check import TargetReport, verify_target
 from archiver.restore.journal import RestoreJournal
@@ -112,6 +112,7 @@ def run_migrate(source: Source, archive: Archive, store: Store, target: ImapTarg
         store.close()
     if failures:
         raise failures[0]
+    refresh_snapshot(archive, backed)  # as a backup does: a lost index can be rebuilt
     for entry in job.selected_folders():  # whatever the overlap did not cover
         job.restore_folder(entry.name)
     job.summary.seconds = time.monotonic() - start

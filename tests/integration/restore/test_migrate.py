@@ -61,6 +61,7 @@ def test_migrate_then_new_mail_moves_only_the_new_mail(
     assert result["restore"]["uploaded"] == 46 and result["verify"]["ok"], result
     assert contents(dovecot_new, new) == contents(dovecot, old)
     assert (via / ".archiver" / "index.jsonl.zst").exists()  # the archive is kept
+    assert (via / ".archiver" / "snapshot.json.zst").exists()  # reindex can rebuild it
     # new mail and a flag change on the old server; one message dragged across by hand
     dovecot.append(old, corpus.JA_INBOX, b"Subject: later\r\nMessage-ID: <later@t>\r\n\r\nz\r\n",
                    ["\\Seen"], corpus._date(99))
