@@ -24,7 +24,7 @@ from typing import Any, Optional
 
 from archiver.archive import Archive
 from archiver.engine import Backup, BackupOptions, Source, Summary, refresh_snapshot
-from archiver.progress import Progress
+from archiver.progress import NullProgress, Progress
 from archiver.restore.check import TargetReport, verify_target
 from archiver.restore.journal import RestoreJournal
 from archiver.restore.target import ImapTarget
@@ -53,20 +53,11 @@ class MigrateResult:
                 "seconds": round(self.seconds, 3)}
 
 
-class _NotesOnly:
+class _NotesOnly(NullProgress):
     """The restore's progress while the backup owns the bar: notes pass, counts do not."""
 
     def __init__(self, progress: Progress) -> None:
         self._progress = progress
-
-    def add_total(self, messages: int, nbytes: int) -> None:
-        pass
-
-    def advance(self, messages: int, nbytes: int) -> None:
-        pass
-
-    def folder(self, name: str) -> None:
-        pass
 
     def note(self, text: str) -> None:
         self._progress.note(text)

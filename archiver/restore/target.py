@@ -35,14 +35,13 @@ from datetime import datetime, timezone
 from typing import Any, Optional
 
 import imapclient.exceptions
-from imapclient.response_parser import parse_fetch_response
 
 from archiver.errors import ServerError
 from archiver.headers import summarize
 from archiver.names import decode_mutf7
 from archiver.restore.normal import Profile, Profiler, profile
 from archiver.sources.base import ConnectionLost, FetchFailed, split_flags
-from archiver.sources.imap import ImapSession, as_text, network, uid_fetch
+from archiver.sources.imap import ImapSession, as_text, network, raw_fetch, uid_fetch
 
 log = logging.getLogger("archiver.sink")
 
@@ -340,16 +339,8 @@ class ImapTarget(ImapSession):
 
     def _fetch_range(self, seq: str) -> dict[int, Any]:
         """``FETCH seq`` (sequence numbers) of what the listing needs, keyed by UID."""
-        imap = self.client._imap
         items = "(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])"
-        tag = imap._command("FETCH", seq, items)
-        typ, data = imap._command_complete("FETCH", tag)
-        if typ != "OK":
-            raise imapclient.exceptions.IMAPClientError(
-                f"FETCH failed: {as_text(data[0] if data else typ)}")
-        typ, data = imap._untagged_response(typ, data, "FETCH")
-        parsed: dict[int, Any] = parse_fetch_response(data, False, True)
-        return parsed
+        return raw_fetch(self.client, seq, items, uid=False)
 
     def writer(self, **options: Any) -> AppendWriter:
         return AppendWriter(self.client._imap, self.capabilities, **options)

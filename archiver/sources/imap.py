@@ -361,12 +361,20 @@ def uid_fetch(client: imapclient.IMAPClient, uid_set: str, items: str) -> dict[i
     imapclient's own ``fetch`` cannot take ``1:*`` (it filters its result by the
     ids given); this uses the same parser on the raw response.
     """
+    return raw_fetch(client, uid_set, items, uid=True)
+
+
+def raw_fetch(client: imapclient.IMAPClient, id_set: str, items: str,
+              uid: bool) -> dict[int, Any]:
+    """``[UID] FETCH id_set items``, every answer parsed and keyed by UID (imaplib underneath:
+    imapclient's ``fetch`` filters by the ids given, so ``n:*`` would lose answers)."""
     imap = client._imap
-    tag = imap._command("UID", "FETCH", uid_set, items)
+    args = ("UID", "FETCH", id_set, items) if uid else ("FETCH", id_set, items)
+    tag = imap._command(*args)
     typ, data = imap._command_complete("FETCH", tag)
     if typ != "OK":
         raise imapclient.exceptions.IMAPClientError(
-            f"UID FETCH failed: {as_text(data[0] if data else typ)}")
+            f"{'UID ' if uid else ''}FETCH failed: {as_text(data[0] if data else typ)}")
     typ, data = imap._untagged_response(typ, data, "FETCH")
     parsed: dict[int, Any] = parse_fetch_response(data, False, True)
     return parsed
