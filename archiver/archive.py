@@ -188,10 +188,18 @@ class Archive:
         if not records:
             return
         with translate_os_errors(f"writing {self.index_path}"):
-            self.writer().append(records)
+            writer = self.writer()
+            writer.append(records)
+        self._good_length = writer.end
         state = self.state()
         for rec in records:
             state.fold(rec)
+
+    @property
+    def index_bytes(self) -> int:
+        """Bytes of whole frames in the index, this run's appends included."""
+        self.state()
+        return self._good_length
 
     @property
     def skipped_records(self) -> int:

@@ -593,6 +593,6 @@ def refresh_snapshot(archive: Archive, summary: Summary) -> None:
     from archiver.snapshot import write_snapshot
 
     try:
-        write_snapshot(archive, archive.state())
+        write_snapshot(archive)
     except (ArchiverError, OSError, ValueError) as exc:
         log.warning("could not refresh the index snapshot: %s", exc)

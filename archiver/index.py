@@ -215,6 +215,7 @@ class IndexWriter:
             os.ftruncate(self._fd, good_length)  # drop a torn tail
             fsync(self._fd)
         os.lseek(self._fd, good_length, os.SEEK_SET)
+        self.end = good_length  # bytes of whole frames, the appended ones included
         # The content checksum lets a reader tell a damaged frame from a good one: without
         # it a flipped bit in a raw (stored) block decodes to different JSON unnoticed.
         self._cctx = zstandard.ZstdCompressor(level=3, write_content_size=True,
@@ -227,8 +228,10 @@ class IndexWriter:
         )
         if not payload:
             return
-        write_all(self._fd, self._cctx.compress(payload))
+        frame = self._cctx.compress(payload)
+        write_all(self._fd, frame)
         fsync(self._fd)
+        self.end += len(frame)
 
     def close(self) -> None:
         if self._fd >= 0:

@@ -272,7 +272,7 @@ def repair_archive(source: Source, archive: Archive, store: Store,
         from archiver.snapshot import write_snapshot
 
         try:  # mbox snapshots list offsets: the repaired ones moved
-            write_snapshot(archive, archive.state())
+            write_snapshot(archive)
         except (ArchiverError, OSError, ValueError) as exc:
             report.problems.append(f"could not refresh the index snapshot: {exc}")
     report.after = verify_archive(archive)

@@ -24,7 +24,7 @@ from archiver.durable import atomic_write
 from archiver.errors import UsageError
 from archiver.fsutil import translate_os_errors
 from archiver.index import FORMAT_VERSION, folder_record, link_record, timestamp
-from archiver.state import IndexState, MessageEntry, read_checked
+from archiver.state import MessageEntry
 
 SNAPSHOT_NAME = "snapshot.json.zst"
 
@@ -69,45 +69,26 @@ def snapshot_path(archive: Archive) -> Path:
     return archive.meta_dir / SNAPSHOT_NAME
 
 
-def write_snapshot(archive: Archive, state: Optional[IndexState] = None) -> SnapshotInfo:
+def write_snapshot(archive: Archive) -> SnapshotInfo:
     """Save what only the index knows, so a later :func:`rebuild_index` recovers it.
 
     One zstd-compressed JSON object: the folder records, and for each message
     that has any, its keywords (other than ``$Forwarded``), UIDL, POP3 date
-    source, gone mark, plus the ``link`` records.  Written atomically.
+    source, gone mark, plus the IMAP/POP3 links.  Written atomically.
 
-    ``state``: the index already folded (a backup just did), so it is not built
-    a second time; the records are then only scanned for folders and links.
+    Everything comes from the folded index (:meth:`Archive.state`): after a
+    backup it is already in memory, so the index is not read a second time.
     """
-    folders: dict[str, dict[str, Any]] = {}
-    sources: dict[tuple[str, str], Any] = {}
-    links: list[dict[str, Any]] = []
-    seen = 0
-
-    def take(rec: dict[str, Any]) -> None:
-        """Note one record as it is read: no list of every record (memory stays low)."""
-        nonlocal seen
-        seen += 1
-        kind = rec.get("type")
-        if kind == "folder" and isinstance(rec.get("folder"), str):
-            old = folders.get(rec["folder"], {})
-            folders[rec["folder"]] = {k: rec.get(k, old.get(k)) for k in
-                                      ("folder", "dir", "server_name", "separator",
-                                       "attributes")}
-            if old.get("dir"):
-                folders[rec["folder"]]["dir"] = old["dir"]  # a folder's path never changes
-        elif kind == "msg" and isinstance(rec.get("uidl"), str):
-            sources[(str(rec.get("folder")), rec["uidl"])] = rec.get("internaldate_source")
-        elif kind == "link":
-            links.append({k: rec.get(k) for k in ("folder", "uidl", "to")})
-
-    if state is None:
-        state, res = IndexState.read(archive.index_path, also=take)
-    else:  # the backup's fold: only scan the (sensible) records, no second fold
-        res, _ = read_checked(archive.index_path, take)
-    if not seen:
+    state = archive.state()
+    index_bytes = archive.index_bytes
+    if not index_bytes:
         raise UsageError(f"{archive.index_path} is missing or empty: nothing to snapshot "
                          "(rebuild it first with 'archiver reindex')")
+    folders = [{"folder": f.name, "dir": f.path, "server_name": f.server_name,
+                "separator": f.separator, "attributes": list(f.attributes)}
+               for f in state.folders.values()]
+    links = [{"folder": m.folder, "uidl": m.uidl, "to": list(m.linked_to)}
+             for m in state.messages() if m.linked_to is not None]
     # Each note is encoded as soon as it is made: 20,000 small strings weigh far
     # less than 20,000 dicts (peak memory of the backup that writes the snapshot).
     notes: list[str] = []
@@ -121,7 +102,7 @@ def write_snapshot(archive: Archive, state: Optional[IndexState] = None) -> Snap
             continue  # a linked POP3 sight: kept as its link
         keywords = [k for k in m.keywords if k != "$Forwarded"]
         if mbox:
-            notes.append(encode(_mbox_note(m, sources)))
+            notes.append(encode(_mbox_note(m)))
             continue
         if not (keywords or m.uidl or m.gone):
             continue
@@ -131,12 +112,12 @@ def write_snapshot(archive: Archive, state: Optional[IndexState] = None) -> Snap
             note["keywords"] = keywords
         if m.uidl is not None:
             note["uidl"] = m.uidl
-            note["internaldate_source"] = sources.get((m.folder, m.uidl))
+            note["internaldate_source"] = m.internaldate_source
         if m.gone:
             note["gone"] = True
         notes.append(encode(note))
     head = encode({"v": FORMAT_VERSION, "type": "snapshot", "t": timestamp(),
-                   "index_bytes": res.good_length, "folders": list(folders.values()),
+                   "index_bytes": index_bytes, "folders": folders,
                    "links": links})
     count = len(notes)
     cobj = zstandard.ZstdCompressor(level=9).compressobj()
@@ -153,7 +134,7 @@ def write_snapshot(archive: Archive, state: Optional[IndexState] = None) -> Snap
     return SnapshotInfo(path, len(folders), count, len(data))
 
 
-def _mbox_note(m: MessageEntry, sources: dict[tuple[str, str], Any]) -> dict[str, Any]:
+def _mbox_note(m: MessageEntry) -> dict[str, Any]:
     """Everything an mbox message's record holds that its bytes do not: where it is, flags."""
     note: dict[str, Any] = {"folder": m.folder, "uidvalidity": m.uidvalidity, "uid": m.uid,
                             "sha256": m.sha256, "path": m.path, "offset": m.offset,
@@ -161,7 +142,7 @@ def _mbox_note(m: MessageEntry, sources: dict[tuple[str, str], Any]) -> dict[str
                             "keywords": list(m.keywords), "internaldate": m.internaldate}
     if m.uidl is not None:
         note["uidl"] = m.uidl
-        note["internaldate_source"] = sources.get((m.folder, m.uidl))
+        note["internaldate_source"] = m.internaldate_source
     if m.sha256_norm:
         note["sha256_norm"] = m.sha256_norm
     if m.rfc822_size is not None:

@@ -206,27 +206,6 @@ def _message(name: str, key: tuple[int, int], rec: Record) -> MessageEntry:
     )
 
 
-def read_checked(path: Path, sink: Callable[[Record], None]) -> tuple[ReadResult, int]:
-    """Every record of the index that makes sense, to ``sink``; (read result, skipped).
-
-    For readers that need the records themselves but no fold (the snapshot
-    after a backup already folded the index).
-    """
-    skipped = 0
-
-    def check(rec: Record) -> None:
-        nonlocal skipped
-        try:
-            parse_record(rec)
-        except _NONSENSE:
-            skipped += 1
-            return
-        sink(rec)
-
-    res = read_index(path, sink=check)
-    return res, skipped + res.bad_lines
-
-
 class IndexState:
     """All records folded into per-folder state: what we have, with which flags."""
 
