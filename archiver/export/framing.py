@@ -113,7 +113,7 @@ def write_mbox_entry(write: Callable[[bytes], None], from_line: str, msg: Messag
     tail = head[-1:] or b"\n"
     empty_line = not lf_blank_line or _LF_EMPTY_LINE.search(head) is not None
     last = b""
-    for piece in _quoted(quoter, msg.chunks()):
+    for piece in quoter.stream(msg.chunks()):
         if not empty_line:
             empty_line = b"\n\n" in tail + piece[:1] or b"\n\n" in piece
         tail = last = piece[-1:]
@@ -121,16 +121,6 @@ def write_mbox_entry(write: Callable[[bytes], None], from_line: str, msg: Messag
     if last and last != b"\n":
         write(eol)
     write(b"\n\n" if lf_blank_line and not empty_line else b"\n")
-
-
-def _quoted(quoter: StreamQuoter, chunks: Iterable[bytes]) -> Iterator[bytes]:
-    for chunk in chunks:
-        out = quoter.feed(chunk)
-        if out:
-            yield out
-    rest = quoter.end()
-    if rest:
-        yield rest
 
 
 def mbox_entry(from_line: str, data: bytes, extra_headers: Iterable[str] = (), *,

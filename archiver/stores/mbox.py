@@ -310,8 +310,11 @@ class MboxStore:
 
     def message_chunks(self, entry: MessageEntry, chunk: int = CHUNK) -> Iterator[bytes]:
         """The message unquoted on the fly, ``chunk`` quoted bytes at a time."""
+        return StreamQuoter.unquoting().stream(self._quoted_chunks(entry, chunk))
+
+    def _quoted_chunks(self, entry: MessageEntry, chunk: int) -> Iterator[bytes]:
+        """The message's bytes as stored (quoted); ShortMessage if the file ends early."""
         offset, length = self._where(entry)
-        unquoter = StreamQuoter.unquoting()
         with open(self._file(entry.path), "rb") as fh:
             fh.seek(offset)
             left = length
@@ -321,12 +324,7 @@ class MboxStore:
                     raise ShortMessage(f"{entry.path} ends {left} bytes before the end of "
                                        f"the message at {offset}+{length}")
                 left -= len(piece)
-                out = unquoter.feed(piece)
-                if out:
-                    yield out
-        rest = unquoter.end()
-        if rest:
-            yield rest
+                yield piece
 
     def _where(self, entry: MessageEntry) -> tuple[int, int]:
         if entry.offset is None or entry.length is None:

@@ -14,7 +14,7 @@ because adding or removing one ``>`` anywhere in the run gives the same bytes.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 
 _QUOTE = re.compile(rb"^(>*From )", re.MULTILINE)
 _UNQUOTE = re.compile(rb"^>(>*From )", re.MULTILINE)
@@ -116,3 +116,13 @@ class StreamQuoter:
         carry, self._carry = self._carry, b""
         self._midline = False
         return carry
+
+    def stream(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        """``chunks`` passed through this quoter: :meth:`feed` each, then :meth:`end`."""
+        for chunk in chunks:
+            out = self.feed(chunk)
+            if out:
+                yield out
+        rest = self.end()
+        if rest:
+            yield rest
