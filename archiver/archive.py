@@ -201,18 +201,11 @@ class Archive:
         self.state()
         return self._good_length
 
-    @property
-    def skipped_records(self) -> int:
-        """Index records that made no sense and were skipped (see IndexState.fold).
-
-        Counted only if this run read the index: a no-op backup, which skips
-        every folder without reading it, says nothing (and stays fast).
-        """
-        return self._state.skipped if self._state is not None else 0
-
     def skipped_note(self) -> str | None:
         """The warning every command prints when the index held nonsense records."""
-        n = self.skipped_records
+        # counted only if this run read the index: a no-op backup, which skips every
+        # folder without reading it, says nothing (and stays fast)
+        n = self._state.skipped if self._state is not None else 0
         if not n:
             return None
         return (f"{n} unreadable index record{'s' if n != 1 else ''} skipped; run "

@@ -40,7 +40,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Protocol
+from typing import Callable, Optional, Protocol
 
 from archiver.fsutil import open_new, write_all
 
@@ -227,11 +227,6 @@ class FileSystemSync:
         self._fallback = fallback or PerFileSync()
         self._refused: Optional[OSError] = None
 
-    @property
-    def active(self) -> str:
-        """What this run really uses now: ``syncfs``, or ``fsync`` after a refusal."""
-        return "fsync" if self._refused is not None else "syncfs"
-
     def sync(self, fds: Sequence[int]) -> None:
         if self._refused is not None or len(fds) < _BULK:
             self._fallback.sync(fds)
@@ -252,7 +247,7 @@ class FileSystemSync:
 
 @dataclass(frozen=True)
 class Choice:
-    strategy: Any  # SyncStrategy
+    strategy: SyncStrategy
     reason: str
 
 

@@ -92,7 +92,7 @@ def set_mtime(path: Path, when: Optional[datetime]) -> None:
         pass
 
 
-def lock_file(fh: IO[bytes]) -> bool:
+def _lock_file(fh: IO[bytes]) -> bool:
     """Take a non-blocking exclusive lock on an open file; False if someone else holds it."""
     if sys.platform == "win32":  # pragma: no cover
         import msvcrt
@@ -121,7 +121,7 @@ def hold_lock(path: Path, busy: str) -> IO[bytes]:
     with translate_os_errors(f"locking {path}"):
         fh = open(path, "ab")  # noqa: SIM115 - returned to the caller, who closes it
         os.chmod(path, FILE_MODE)
-    if not lock_file(fh):
+    if not _lock_file(fh):
         fh.close()
         raise LockedError(busy)
     return fh

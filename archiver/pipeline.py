@@ -133,10 +133,6 @@ class Pipeline:
 
     # ------------------------------------------------------------ main thread
 
-    @property
-    def failed(self) -> bool:
-        return self._any_failure()
-
     def _check(self) -> None:
         with self._lock:
             err = self._error

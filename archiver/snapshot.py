@@ -12,7 +12,7 @@ an mbox file alone cannot say where one message ends.  ``archiver reindex``
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -38,6 +38,37 @@ class SnapshotInfo:
     folders: int
     messages: int  # message notes (keywords, UIDL, gone) saved
     size: int
+
+
+def folders_by_dir(snap: Optional[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The snapshot's folder records by their path in DEST (none without a snapshot)."""
+    by_dir: dict[str, dict[str, Any]] = {}
+    for frec in (snap or {}).get("folders") or []:
+        if isinstance(frec, dict) and isinstance(frec.get("dir"), str):
+            by_dir[frec["dir"]] = frec
+    return by_dir
+
+
+def name_folders(rels: Iterable[str], by_dir: dict[str, dict[str, Any]],
+                 decode: Callable[[str], str]) -> tuple[dict[str, str], set[str]]:
+    """Folder name of each path on disk: the snapshot's, else ``decode(path)``.
+
+    Two cut or suffixed paths may decode alike; the second keeps its path as
+    its name.  Returns (path -> name, the names taken); shared by both formats.
+    """
+    names: dict[str, str] = {}
+    taken: set[str] = set()
+    for rel in rels:
+        frec = by_dir.get(rel)
+        if frec is not None and isinstance(frec.get("folder"), str):
+            name = frec["folder"]
+        else:
+            name = decode(rel)
+            if name in taken:
+                name = rel
+        taken.add(name)
+        names[rel] = name
+    return names, taken
 
 
 def emit_folders(names: dict[str, str], by_dir: dict[str, dict[str, Any]],

@@ -21,6 +21,7 @@ from typing import Any, Optional
 import click
 
 from archiver import __version__
+from archiver.cli.common import err
 from archiver.errors import EXIT_INTERRUPTED, EXIT_USAGE, ArchiverError
 
 DEBUG_ENV = "ARCHIVER_DEBUG"
@@ -74,17 +75,13 @@ def cli(ctx: click.Context, debug: bool) -> None:
         ctx.obj["debug"] = True
 
 
-def _err(text: str) -> None:
-    click.echo(text, err=True)
-
-
 def run(argv: Optional[list[str]] = None) -> int:
     """Run the CLI and return its exit code: every error becomes a short text on stderr."""
     state: dict[str, Any] = {"debug": bool(os.environ.get(DEBUG_ENV))}
     try:
         cli.main(args=argv, prog_name="archiver", standalone_mode=False, obj=state)
     except click.exceptions.Abort:
-        _err("archiver: interrupted")
+        err("archiver: interrupted")
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         _silence_stdout()
@@ -96,10 +93,10 @@ def run(argv: Optional[list[str]] = None) -> int:
         return EXIT_USAGE if exc.exit_code == 2 else int(exc.exit_code)
     except ArchiverError as exc:
         kind = "stopped" if exc.exit_code == EXIT_INTERRUPTED else "error"
-        _err(f"archiver: {kind}: {exc}")
+        err(f"archiver: {kind}: {exc}")
         return exc.exit_code
     except KeyboardInterrupt:
-        _err("archiver: interrupted; run the same command to go on")
+        err("archiver: interrupted; run the same command to go on")
         return EXIT_INTERRUPTED
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
@@ -107,7 +104,7 @@ def run(argv: Optional[list[str]] = None) -> int:
         from archiver.crash import report_crash
 
         return report_crash(exc, argv if argv is not None else sys.argv[1:],
-                            debug=bool(state.get("debug")), echo=_err)
+                            debug=bool(state.get("debug")), echo=err)
     return 0
 
 

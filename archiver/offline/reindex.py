@@ -50,7 +50,13 @@ from archiver.index import (
     uid_for_uidl,
 )
 from archiver.names import decode_component
-from archiver.snapshot import emit_folders, emit_links, read_snapshot
+from archiver.snapshot import (
+    emit_folders,
+    emit_links,
+    folders_by_dir,
+    name_folders,
+    read_snapshot,
+)
 from archiver.state import IndexState
 from archiver.stores.maildir import flags_from_info
 
@@ -206,12 +212,9 @@ def _write_maildir_records(archive: Archive, snap: Optional[dict[str, Any]],
                            emit: Callable[[list[dict[str, Any]]], None],
                            report: ReindexReport) -> None:
     dest = archive.dest
-    by_dir: dict[str, dict[str, Any]] = {}
+    by_dir = folders_by_dir(snap)
     notes: dict[str, dict[tuple[int, int], dict[str, Any]]] = {}
     if snap is not None:
-        for frec in snap.get("folders") or []:
-            if isinstance(frec, dict) and isinstance(frec.get("dir"), str):
-                by_dir[frec["dir"]] = frec
         for note in snap.get("messages") or []:
             try:
                 notes.setdefault(str(note["folder"]), {})[
@@ -219,18 +222,8 @@ def _write_maildir_records(archive: Archive, snap: Optional[dict[str, Any]],
             except (KeyError, TypeError, ValueError):
                 continue
     on_disk = folder_dirs(dest)
-    names: dict[str, str] = {}  # dir -> folder name
-    taken: set[str] = set()
-    for rel in on_disk:
-        frec = by_dir.get(rel)
-        if frec is not None and isinstance(frec.get("folder"), str):
-            name = frec["folder"]
-        else:
-            name = "/".join(decode_component(c) for c in rel.split("/"))
-            if name in taken:  # two cut/suffixed paths decode alike: keep them apart
-                name = rel
-        taken.add(name)
-        names[rel] = name
+    names, taken = name_folders(  # dir -> folder name
+        on_disk, by_dir, lambda rel: "/".join(decode_component(c) for c in rel.split("/")))
     # \Noselect folders (plain directories) are known only from the snapshot.
     for rel, frec in by_dir.items():
         if rel not in names and isinstance(frec.get("folder"), str) \

@@ -45,7 +45,7 @@ from archiver.archive import META_DIR, Archive
 from archiver.headers import summarize
 from archiver.index import POP3_UIDVALIDITY, gone_record, message_key, msg_record, uid_for_uidl
 from archiver.names import decode_component
-from archiver.snapshot import emit_folders, emit_links
+from archiver.snapshot import emit_folders, emit_links, folders_by_dir, name_folders
 from archiver.stores.base import norm_hash
 from archiver.stores.mbox import tail_for, unquote
 
@@ -237,29 +237,15 @@ def write_mbox_records(archive: Archive, snap: Optional[dict[str, Any]],
                        report: Any) -> None:
     """Folder, ``msg``, ``gone`` and ``link`` records of an mbox archive, through ``emit``."""
     dest = archive.dest
-    by_dir: dict[str, dict[str, Any]] = {}
+    by_dir = folders_by_dir(snap)
     notes_at: dict[tuple[str, int], dict[str, Any]] = {}
     if snap is not None:
-        for frec in snap.get("folders") or []:
-            if isinstance(frec, dict) and isinstance(frec.get("dir"), str):
-                by_dir[frec["dir"]] = frec
         for note in snap.get("messages") or []:
             if isinstance(note, dict) and isinstance(note.get("path"), str) \
                     and isinstance(note.get("offset"), int):
                 notes_at[(note["path"], note["offset"])] = note
     files, sbds = mbox_tree(dest)
-    names: dict[str, str] = {}
-    taken: set[str] = set()
-    for rel in files:
-        frec = by_dir.get(rel)
-        if frec is not None and isinstance(frec.get("folder"), str):
-            name = frec["folder"]
-        else:
-            name = folder_name(rel)
-            if name in taken:
-                name = rel
-        taken.add(name)
-        names[rel] = name
+    names, taken = name_folders(files, by_dir, folder_name)
     # \Noselect folders (a .sbd directory without its own file) only from the snapshot.
     for rel, frec in by_dir.items():
         if rel not in names and isinstance(frec.get("folder"), str) and rel + SBD in sbds:
