@@ -13,13 +13,15 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Optional, Protocol
 
 from archiver.archive import Archive
+from archiver.connections import Connection, Spread, Stopping, auto_count
 from archiver.errors import ArchiverError, ConnectionFailed, Interrupted
 from archiver.headers import date_from_headers, summarize
 from archiver.index import (
@@ -72,6 +74,7 @@ class BackupOptions:
     stream_chunk: int = 4 << 20
     max_reconnects: int = 5
     backoff: float = 1.0
+    connections: int = 0  # 0: auto (archiver.connections.auto_count)
 
 
 @dataclass
@@ -153,7 +156,8 @@ class Backup:
         self.summary = Summary()
         self._assigned: set[str] = set()
         self._paths: dict[str, str] = {}  # folder name -> path given in this run
-        self._reconnects = 0
+        self._lock = threading.Lock()  # summary counters and path assignment (connections)
+        self._stop = threading.Event()  # set when one connection's failure ends the run
         crash = os.environ.get(CRASH_ENV)
         self._crash_after = int(crash) if crash else None
         self._written = 0
@@ -196,73 +200,108 @@ class Backup:
         return self.summary
 
     def _run_folders(self) -> None:
-        folders = self._with_reconnect(self.source.folders)
+        conn = Connection(self.source)
+        folders = self._with_reconnect(conn, self.source.folders)
         selected = [f for f in folders
                     if folder_selected(f.name, self.options.include, self.options.exclude)]
         selected.sort(key=lambda f: (f.name != "INBOX", f.name))
-        self._statuses = self._prefetch_status(selected)
-        for folder in selected:
-            if not self._folder_pass(folder, functools.partial(self._one_folder, folder)):
-                return
+        self._statuses = self._prefetch_status(conn, selected)
+        count = self.options.connections or auto_count(self.source, self._with_work(selected))
+        if count <= 1:
+            for folder in selected:
+                if not self._pass(conn, folder):
+                    return
+            return
+        # Largest first, so no connection is left with a big folder at the end.
+        order = sorted(selected, key=self._expected_bytes, reverse=True)
+        Spread(self.source, count, order, self._pass, self.progress.note, self._stop).run()
 
-    def _folder_pass(self, folder: Folder, work: Callable[[], None]) -> bool:
+    def _pass(self, conn: Connection, folder: Folder) -> bool:
+        return self._folder_pass(conn, folder, functools.partial(self._one_folder, conn, folder))
+
+    def _with_work(self, folders: list[Folder]) -> int:
+        """Folders whose STATUS says there may be something to fetch."""
+        return sum(1 for f in folders if f.selectable and (
+            (st := self._statuses.get(f.name)) is None or st.highestmodseq is None
+            or self._counters.get(f.name) != st.as_dict()))
+
+    def _expected_bytes(self, folder: Folder) -> int:
+        st = self._statuses.get(folder.name)
+        return (st.size or st.messages) if st is not None else 0
+
+    def _folder_pass(self, conn: Connection, folder: Folder, work: Callable[[], None]) -> bool:
         """Run one folder's pass, redone after a reconnect; False when out of reconnects.
 
-        After a lost connection the pipeline is drained first, so the redone
+        After a lost connection the pipeline is flushed first, so the redone
         pass plans against everything already recorded.
         """
-        self.summary.folders += 1
+        self._add("folders", 1)
         self.progress.folder(folder.name)
         while True:
             try:
                 work()
                 return True
             except ConnectionLost as exc:
-                self._pipeline.drain()
-                if not self._reconnect(exc):
+                self._pipeline.flush()
+                if not self._reconnect(conn, exc):
                     return False
             except FetchFailed as exc:
                 self.summary.problems.append(f"{folder.name}: {exc}")
                 return True
 
-    def _prefetch_status(self, folders: list[Folder]) -> dict[str, Optional[FolderStatus]]:
+    def _add(self, counter: str, n: int) -> None:
+        """Add to a summary counter: connections' threads and the sync thread all count."""
+        with self._lock:
+            setattr(self.summary, counter, getattr(self.summary, counter) + n)
+
+    def _check_stop(self) -> None:
+        if self._stop.is_set():
+            raise Stopping()
+
+    def _prefetch_status(self, conn: Connection,
+                         folders: list[Folder]) -> dict[str, Optional[FolderStatus]]:
         """STATUS of every folder up front, so the progress bar knows the size of a first run.
 
         A folder never completed before is expected to be fetched whole; the
         estimate is corrected when the folder is planned.
         """
-        out: dict[str, Optional[FolderStatus]] = {}
-        for folder in folders:
-            if not folder.selectable:
-                continue
-            status = self._with_reconnect(functools.partial(self.source.status, folder))
-            out[folder.name] = status
+        selectable = [f for f in folders if f.selectable]
+        many = getattr(self.source, "status_many", None)  # one round trip (IMAP)
+        out: dict[str, Optional[FolderStatus]]
+        if many is not None:
+            out = self._with_reconnect(conn, functools.partial(many, selectable))
+        else:
+            out = {f.name: self._with_reconnect(conn, functools.partial(self.source.status, f))
+                   for f in selectable}
+        for folder in selectable:
+            status = out.get(folder.name)
             if status is not None and folder.name not in self._counters:
                 estimate = (status.messages, status.size or 0)
                 self._estimates[folder.name] = estimate
                 self.progress.add_total(*estimate)
         return out
 
-    def _with_reconnect(self, call: Callable[[], Any]) -> Any:
+    def _with_reconnect(self, conn: Connection, call: Callable[[], Any]) -> Any:
         while True:
             try:
                 return call()
             except ConnectionLost as exc:
-                if not self._reconnect(exc):
+                if not self._reconnect(conn, exc):
                     raise ConnectionFailed(f"lost the connection and could not get it back "
                                            f"({exc}); run the same command again") from None
 
-    def _reconnect(self, exc: Exception) -> bool:
+    def _reconnect(self, conn: Connection, exc: Exception) -> bool:
         """Reconnect with back-off; False (and a problem noted) when out of attempts."""
-        while self._reconnects < self.options.max_reconnects:
-            self._reconnects += 1
-            delay = self.options.backoff * (2 ** (self._reconnects - 1))
+        while conn.reconnects < self.options.max_reconnects:
+            conn.reconnects += 1
+            delay = self.options.backoff * (2 ** (conn.reconnects - 1))
             self.progress.note(f"connection lost ({exc}); reconnecting in {delay:.0f} s "
-                               f"(attempt {self._reconnects}/{self.options.max_reconnects})")
-            time.sleep(delay)
-            self.source.close()
+                               f"(attempt {conn.reconnects}/{self.options.max_reconnects})")
+            if self._stop.wait(delay):
+                raise Stopping()
+            conn.source.close()
             try:
-                self.source.connect()
+                conn.source.connect()
                 return True
             except ConnectionFailed as again:
                 exc = again
@@ -272,7 +311,7 @@ class Backup:
 
     # ------------------------------------------------------------ one folder
 
-    def _one_folder(self, folder: Folder) -> None:
+    def _one_folder(self, conn: Connection, folder: Folder) -> None:
         """Plan and fetch one folder; its durable end is a pipeline job (no waiting here)."""
         if not folder.selectable:
             if folder.name not in self._counters:
@@ -281,31 +320,36 @@ class Backup:
                     folder.name, path, {"noselect": True})))
             return
         # Asked once up front; a folder STATUS refused then (None) is not asked again.
+        source = conn.source
         status = (self._statuses.pop(folder.name) if folder.name in self._statuses
-                  else self.source.status(folder))
+                  else source.status(folder))
         cached = self._counters.get(folder.name)
         if (status is not None and status.highestmodseq is not None
                 and cached == status.as_dict()):
-            self.summary.folders_skipped += 1
-            self.summary.already += status.messages
+            self._add("folders_skipped", 1)
+            self._add("already", status.messages)
             if self.on_folder_done is not None:
                 self.on_folder_done(folder.name)
             return
         path = self._ensure_folder(folder)
-        opened = self.source.open_folder(folder)
-        listing = self.source.list_messages(opened.messages)
+        both = getattr(source, "open_and_list", None)  # one round trip (IMAP)
+        if both is not None:
+            opened, listing = both(folder, status)
+        else:
+            opened = source.open_folder(folder)
+            listing = source.list_messages(opened.messages)
         entry = self.archive.state().folders.get(folder.name)
         plan = plan_folder(entry, opened.uidvalidity, listing)
         if entry is not None and (plan.suspects or plan.reusable):
-            plan = self._rematch(folder.name, path, entry, plan, listing)
-        self.summary.already += plan.already
+            plan = self._rematch(conn, folder.name, path, entry, plan, listing)
+        self._add("already", plan.already)
         est_messages, est_bytes = self._estimates.pop(folder.name, (0, 0))
         self.progress.add_total(len(plan.to_fetch) - est_messages,
                                 plan.fetch_bytes() - est_bytes)
         if plan.flag_changes or plan.gone:
             self._pipeline.submit(Job(folder.name, path,
                                        lambda _: self._commit_changes(folder.name, path, plan)))
-        failures = self._fetch_all(folder, path, plan)
+        failures = self._fetch_all(conn, folder, path, plan)
         if plan.uidvalidity_changed or plan.report:
             self._pipeline.submit(Job(folder.name, path, lambda _: self._retire_old(
                 folder.name, plan, retire=not failures)))
@@ -313,18 +357,18 @@ class Backup:
         self._pipeline.submit(Job(folder.name, path,
                                    lambda _: self._finish_folder(folder.name, path, done)))
 
-    def _rematch(self, name: str, path: str, entry: FolderEntry, plan: FolderPlan,
-                 listing: list[MessageMeta]) -> FolderPlan:
+    def _rematch(self, conn: Connection, name: str, path: str, entry: FolderEntry,
+                 plan: FolderPlan, listing: list[MessageMeta]) -> FolderPlan:
         """UIDs that may not name the archived messages: match again (archiver.renumber,
         imported here: a no-op rerun never needs it)."""
         from archiver.renumber import rearrange, resolve
 
-        plan, work = resolve(entry, plan, listing, self.source.fetch_headers, self.store)
-        self.summary.flags_updated += work.flag_updates
+        plan, work = resolve(entry, plan, listing, conn.source.fetch_headers, self.store)
+        self._add("flags_updated", work.flag_updates)
         if work:
             self._pipeline.submit(Job(name, path, lambda _: self.summary.problems.extend(
                 rearrange(self.store, path, work, functools.partial(self._record, name)))))
-            self._pipeline.drain()  # the stage thread must find the files where the index says
+            self._pipeline.flush()  # the stage thread must find the files where the index says
         return plan
 
     def _finish_folder(self, name: str, path: str, counters: Optional[dict[str, Any]]) -> None:
@@ -345,6 +389,21 @@ class Backup:
 
     def _ensure_folder(self, folder: Folder) -> str:
         """The folder's path (assigned once, for ever) with its directories made."""
+        with self._lock:  # two connections must never be given one path
+            path = self._assign(folder)
+        self.store.prepare_folder(path, mailbox=folder.selectable)
+        state = self.archive.state()
+        entry = state.folders.get(folder.name)
+        # Always: a folder cut before its first frame has bytes but no records yet.
+        self.store.repair(path, list(entry.messages.values()) if entry is not None else [])
+        rec = folder_record(folder.name, path, folder.server_name, folder.separator,
+                            folder.attributes)
+        if entry is None or (entry.server_name, entry.separator, entry.attributes) != (
+                folder.server_name, folder.separator, tuple(folder.attributes)):
+            self._folder_records[folder.name] = rec  # goes out with the folder's first frame
+        return path
+
+    def _assign(self, folder: Folder) -> str:
         state = self.archive.state()
         entry = state.folders.get(folder.name)
         if entry is not None and entry.path:
@@ -358,52 +417,69 @@ class Backup:
                                self.store.path_for(folder.components))
         self._assigned.add(path)
         self._paths[folder.name] = path
-        self.store.prepare_folder(path, mailbox=folder.selectable)
-        # Always: a folder cut before its first frame has bytes but no records yet.
-        self.store.repair(path, list(entry.messages.values()) if entry is not None else [])
-        rec = folder_record(folder.name, path, folder.server_name, folder.separator,
-                            folder.attributes)
-        if entry is None or (entry.server_name, entry.separator, entry.attributes) != (
-                folder.server_name, folder.separator, tuple(folder.attributes)):
-            self._folder_records[folder.name] = rec  # goes out with the folder's first frame
         return path
 
-    def _fetch_all(self, folder: Folder, path: str, plan: FolderPlan) -> int:
+    def _fetch_all(self, conn: Connection, folder: Folder, path: str, plan: FolderPlan) -> int:
+        """Fetch the plan's messages: batches pipelined where the source can, then the
+        messages big enough to stream one by one; returns how many failed."""
         opts = self.options
-        failures = 0
+        groups: list[list[MessageMeta]] = []
+        streamed: list[MessageMeta] = []
         for group in batches(plan.to_fetch, opts.batch_bytes, opts.batch_count,
                              opts.stream_threshold):
-            items: list[Incoming] = []
             if len(group) == 1 and group[0].size > opts.stream_threshold:
-                item = self._stream_one(path, plan, group[0])
-                if item is not None:
-                    items.append(item)
-                else:
-                    failures += 1
+                streamed.append(group[0])
             else:
-                metas = {m.uid: m for m in group}
-                for uid, body in self.source.fetch([m.uid for m in group]):
-                    if isinstance(body, FetchFailed):
-                        failures += 1
-                        self.summary.problems.append(f"{folder.name}: {body}")
-                        continue
-                    m = metas[uid]
-                    items.append(Incoming(plan.uidvalidity, uid, m.flags, m.keywords,
-                                          m.internaldate, data=body, uidl=m.uidl,
-                                          server_size=m.size))
-            if items:
-                self._reconnects = 0  # progress: a flaky line gets a fresh retry budget
-                self._pipeline.submit(Job(
-                    folder.name, path, finish=self._finish_batch,
-                    prepare=functools.partial(self._stage_batch, folder.name, path, plan,
-                                              items),
-                    discard=self._discard_batch))
+                groups.append(group)
+        metas = {m.uid: m for group in groups for m in group}
+        failures = 0
+        for answers in self._fetch_groups(conn.source, groups):
+            self._check_stop()
+            items: list[Incoming] = []
+            for uid, body in answers:
+                if isinstance(body, FetchFailed):
+                    failures += 1
+                    self.summary.problems.append(f"{folder.name}: {body}")
+                    continue
+                m = metas[uid]
+                items.append(Incoming(plan.uidvalidity, uid, m.flags, m.keywords,
+                                      m.internaldate, data=body, uidl=m.uidl,
+                                      server_size=m.size))
+            self._submit_batch(conn, folder, path, plan, items)
+        for meta in streamed:
+            self._check_stop()
+            item = self._stream_one(conn, path, plan, meta)
+            if item is None:
+                failures += 1
+            self._submit_batch(conn, folder, path, plan, [item] if item else [])
         return failures
 
-    def _stream_one(self, path: str, plan: FolderPlan, meta: MessageMeta) -> Optional[Incoming]:
+    def _fetch_groups(self, source: Source, groups: list[list[MessageMeta]]
+                      ) -> Iterator[list[tuple[int, Any]]]:
+        """Each batch's answers: pipelined (IMAP's fetch_many) or one batch at a time."""
+        many = getattr(source, "fetch_many", None)
+        if many is not None:
+            yield from many([([m.uid for m in g], sum(m.size for m in g)) for g in groups],
+                            self.options.batch_bytes)
+            return
+        for group in groups:
+            yield list(source.fetch([m.uid for m in group]))
+
+    def _submit_batch(self, conn: Connection, folder: Folder, path: str, plan: FolderPlan,
+                      items: list[Incoming]) -> None:
+        if not items:
+            return
+        conn.reconnects = 0  # progress: a flaky line gets a fresh retry budget
+        self._pipeline.submit(Job(
+            folder.name, path, finish=self._finish_batch,
+            prepare=functools.partial(self._stage_batch, folder.name, path, plan, items),
+            discard=self._discard_batch))
+
+    def _stream_one(self, conn: Connection, path: str, plan: FolderPlan,
+                    meta: MessageMeta) -> Optional[Incoming]:
         spool = self.store.spool(path, plan.uidvalidity, meta.uid)
         try:
-            self.source.fetch_stream(meta.uid, meta.size, spool.write, self.options.stream_chunk)
+            conn.source.fetch_stream(meta.uid, meta.size, spool.write, self.options.stream_chunk)
         except FetchFailed as exc:
             os.close(spool.fd)
             os.unlink(spool.path)
@@ -487,8 +563,8 @@ class Backup:
         self._record(name, records)
         if replaced:  # the POP3 copy differs only in line ends: the IMAP bytes replace it
             self.store.remove(path, replaced)
-        self.summary.new += len(st.to_write)
-        self.summary.new_bytes += st.nbytes
+        self._add("new", len(st.to_write))
+        self._add("new_bytes", st.nbytes)
         self._reused += len(st.reused) + len(st.links)
         self.progress.advance(st.count, st.nbytes + sum(o.size for _, o, _ in st.reused))
 
@@ -544,10 +620,10 @@ class Backup:
                         "run 'archiver verify'")
                 records.append(flags_record(name, _key(old), meta.flags, meta.keywords,
                                             newpath or old.path))
-            self.summary.flags_updated += len(plan.flag_changes)
+            self._add("flags_updated", len(plan.flag_changes))
         for old in plan.gone:
             records.append(gone_record(name, _key(old), "expunged"))
-        self.summary.gone += len(plan.gone)
+        self._add("gone", len(plan.gone))
         self._record(name, records)
 
     def _retire_old(self, name: str, plan: FolderPlan, retire: bool) -> None:
@@ -559,7 +635,7 @@ class Backup:
         if retire:
             records = [gone_record(name, _key(old), plan.retire_reason)
                        for pool in plan.reusable.values() for old in pool]
-            self.summary.gone += len(records)
+            self._add("gone", len(records))
             self._record(name, records)
 
 

@@ -39,6 +39,7 @@ class Job:
     prepare: Optional[Callable[[], Any]] = None
     discard: Optional[Callable[[Any], None]] = None  # a prepared result that will not finish
     seq: int = field(default=0, compare=False)
+    passed: Optional[threading.Event] = field(default=None, compare=False)  # see flush()
 
 
 @dataclass
@@ -59,6 +60,7 @@ class Pipeline:
         self._staging: queue.Queue[Optional[Job]] = queue.Queue(maxsize=depth)
         self._syncing: queue.Queue[Optional[_Prepared]] = queue.Queue(maxsize=depth)
         self._lock = threading.Lock()
+        self._submitting = threading.Lock()
         self._error: Optional[BaseException] = None
         self._failed_at: Optional[int] = None  # seq of the earliest job that failed
         self._delivered = False  # the error was raised to the caller at least once
@@ -130,6 +132,8 @@ class Pipeline:
                 self._fail(job, exc)
             finally:
                 self._done()
+                if job.passed is not None:
+                    job.passed.set()
 
     # ------------------------------------------------------------ main thread
 
@@ -146,10 +150,22 @@ class Pipeline:
         if self._stopped:
             raise PipelineStopped("submit() after stop()")
         self._check()
-        job.seq = next(self._seq)
-        with self._idle:
-            self._pending += 1
-        self._staging.put(job)
+        # Several connections' threads submit: a job's number and its place in the
+        # queue must agree, or "every job before the failing one" would be wrong.
+        with self._submitting:
+            job.seq = next(self._seq)
+            with self._idle:
+                self._pending += 1
+            self._staging.put(job)
+
+    def flush(self) -> None:
+        """Wait until every job submitted before this call has finished (or been
+        skipped), without waiting for jobs other threads submit meanwhile as
+        :meth:`drain` would; re-raise the pipeline's error."""
+        passed = threading.Event()
+        self.submit(Job("", "", finish=lambda _: None, passed=passed))
+        passed.wait()
+        self._check()
 
     def drain(self) -> None:
         """Wait until every submitted job finished (or was skipped); re-raise the error."""

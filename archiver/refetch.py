@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from archiver.archive import Archive
+from archiver.connections import Connection
 from archiver.engine import Backup, BackupOptions, Source
 from archiver.pipeline import Job
 from archiver.plan import FolderPlan
@@ -50,27 +51,28 @@ class Refetcher(Backup):
         self.unlisted: list[str] = []  # folders asked for that the server does not list
 
     def _run_folders(self) -> None:
-        folders = {f.name: f for f in self._with_reconnect(self.source.folders)}
+        conn = Connection(self.source)
+        folders = {f.name: f for f in self._with_reconnect(conn, self.source.folders)}
         for name, pick in self.picks.items():
             folder = folders.get(name)
             if folder is None or not folder.selectable:
                 self.unlisted.append(name)
                 continue
-            if not self._folder_pass(folder, functools.partial(self._refetch_folder, folder,
-                                                                 pick)):
+            if not self._folder_pass(conn, folder, functools.partial(
+                    self._refetch_folder, conn, folder, pick)):
                 return
 
-    def _refetch_folder(self, folder: Folder, pick: Pick) -> None:
+    def _refetch_folder(self, conn: Connection, folder: Folder, pick: Pick) -> None:
         path = self._ensure_folder(folder)
-        opened = self.source.open_folder(folder)
-        chosen = pick(path, opened, self.source.list_messages(opened.messages))
+        opened = conn.source.open_folder(folder)
+        chosen = pick(path, opened, conn.source.list_messages(opened.messages))
         self.store.forget(path)  # the Pick may have moved files aside
         if chosen.records:
             self._pipeline.submit(Job(folder.name, path,
                                       lambda _: self._record(folder.name, chosen.records)))
         plan = FolderPlan(opened.uidvalidity, list(chosen.messages), [], [], 0)
         self.progress.add_total(len(plan.to_fetch), plan.fetch_bytes())
-        self._fetch_all(folder, path, plan)
+        self._fetch_all(conn, folder, path, plan)
 
         def done(_: Any) -> None:
             self._record(folder.name, [])  # a pending folder record, if nothing else went

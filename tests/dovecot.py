@@ -494,6 +494,8 @@ imap_max_line_length = 2M
 mail_max_userip_connections = 50
 protocol imap {{
   mail_max_userip_connections = 50
+  # COMPRESS=DEFLATE (RFC 4978) for tests/integration/test_link.py
+  mail_plugins = $mail_plugins zlib imap_zlib
 }}
 protocol pop3 {{
   mail_max_userip_connections = 50

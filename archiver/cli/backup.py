@@ -52,7 +52,8 @@ def backup(source: str, dest: Path, include: tuple[str, ...], exclude: tuple[str
     from archiver.stores import open_store
 
     with Logging(verbose, log_file) as logging:
-        src = open_source(SourceArgs.from_params(source, source_params), logging.trace)
+        args = SourceArgs.from_params(source, source_params)
+        src = open_source(args, logging.trace)
         try:
             archive = Archive.create_or_open(dest.expanduser(), fmt, source_identity(src))
         except BaseException:
@@ -61,7 +62,8 @@ def backup(source: str, dest: Path, include: tuple[str, ...], exclude: tuple[str
         progress = progress_for(quiet, as_json)
         try:
             summary = run_backup(src, archive, open_store(archive.dest, fmt),
-                                 BackupOptions(include=list(include), exclude=list(exclude)),
+                                 BackupOptions(include=list(include), exclude=list(exclude),
+                                               connections=args.connections),
                                  progress, connect=False)
         finally:
             progress.close()

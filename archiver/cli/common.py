@@ -98,7 +98,28 @@ source_options = apply_options([
                       "messages read on the server."),
     click.option("--timeout", type=click.FloatRange(1, 3600), default=60.0,
                  show_default=True, help="Seconds to wait for the server on any operation."),
+    click.option("--connections", default="auto", show_default=True, metavar="N|auto",
+                 callback=lambda ctx, param, value: _connections(value),
+                 help="IMAP connections fetching folders side by side (1-8); auto: 3 over "
+                      "a network link with a noticeable round trip, 1 on a LAN or loopback."),
+    click.option("--compress", type=click.Choice(["auto", "on", "off"]), default="auto",
+                 show_default=True,
+                 help="IMAP COMPRESS=DEFLATE when the server offers it; auto: only over a "
+                      "link with a noticeable round trip."),
 ])
+
+
+def _connections(value: str) -> int:
+    """``--connections``: 0 stands for auto."""
+    if value.strip().lower() == "auto":
+        return 0
+    try:
+        n = int(value)
+    except ValueError:
+        n = -1
+    if not 1 <= n <= 8:
+        raise click.BadParameter(f"{value!r} is not a number from 1 to 8 or 'auto'")
+    return n
 
 target_options = apply_options([
     click.option("--target-user", help="Login on the target (default: the archive's "
@@ -154,12 +175,15 @@ class SourceArgs:
     plaintext: bool = False
     allow_seen: bool = False
     timeout: float = 60.0
+    compress: str = "auto"
+    connections: int = 0  # 0: auto
 
     @classmethod
     def from_params(cls, spec: str, params: dict[str, Any]) -> SourceArgs:
         return cls(spec, params["user"], params["password_file"], params["cafile"],
                    params["insecure"], params["plaintext"], params["allow_seen"],
-                   params["timeout"])
+                   params["timeout"], params.get("compress", "auto"),
+                   params.get("connections", 0))
 
 
 def open_source(args: SourceArgs, trace: bool, connect: bool = True) -> Any:
@@ -189,7 +213,8 @@ def open_source(args: SourceArgs, trace: bool, connect: bool = True) -> Any:
     else:
         from archiver.sources.imap import ImapSource
 
-        src = ImapSource(endpoint, password, timeout=args.timeout, trace=trace)
+        src = ImapSource(endpoint, password, timeout=args.timeout, trace=trace,
+                         compress=args.compress)
     if connect:
         src.connect()
     return src

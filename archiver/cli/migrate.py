@@ -94,7 +94,8 @@ def migrate(source: str, target: str, via: Optional[Path], include: tuple[str, .
             try:
                 result = run_migrate(
                     src, archive, open_store(archive.dest, fmt), sink, journal,
-                    BackupOptions(include=list(include), exclude=list(exclude)),
+                    BackupOptions(include=list(include), exclude=list(exclude),
+                                  connections=args.connections),
                     RestoreOptions(prefix=prefix, maps=parse_maps(maps),
                                    special_use=special_use, include_deleted=include_deleted,
                                    dedup=not no_dedup, include=list(include),

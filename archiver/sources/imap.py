@@ -14,7 +14,8 @@ import imaplib
 import logging
 import re
 import ssl
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any, Callable, Optional
 
@@ -39,6 +40,7 @@ from archiver.sources.connection import (
     dropped,
     retry_dropped,
 )
+from archiver.sources.pipelined import FetchPipe, status_many, uid_set
 
 log = logging.getLogger("archiver.imap")
 
@@ -76,12 +78,19 @@ class ImapSession:
     (:mod:`archiver.restore.target`), so the TLS and error rules live in one place.
     """
 
+    # A round trip above this is a real network link: worth compressing and
+    # spreading over several connections (loopback and a LAN are far below).
+    slow_link_rtt = 0.005
+
     def __init__(self, endpoint: Endpoint, password: str, timeout: float = 60.0,
-                 trace: bool = False) -> None:
+                 trace: bool = False, compress: str = "auto") -> None:
         self.endpoint = endpoint
         self._password = password
         self.timeout = timeout
         self.trace = trace
+        self.compress = compress  # "auto" (on a slow link), "on", "off"
+        self.compressed = False
+        self.rtt = 0.0  # seconds, measured by the CAPABILITY after login
         self._client: Optional[imapclient.IMAPClient] = None
         self.capabilities: frozenset[str] = frozenset()
         self.prefix = ""
@@ -140,7 +149,9 @@ class ImapSession:
             try:
                 with network("CAPABILITY"):
                     caps = client.capabilities()
+                self.rtt = self._round_trip(client)
                 self.capabilities = frozenset(as_text(c).upper() for c in caps)
+                self._maybe_compress(client)
                 self._read_namespace(client)
             except ConnectionLost as exc:
                 raise dropped(ep, "the login", exc) from None
@@ -185,6 +196,43 @@ class ImapSession:
         except _NETWORK_ERRORS as exc:
             raise connect_error(ep, exc) from None
 
+    @staticmethod
+    def _round_trip(client: imapclient.IMAPClient) -> float:
+        """Seconds for a NOOP: the link's round trip, which decides compression and
+        connections.  (CAPABILITY cannot tell: imapclient answers it from the
+        login response.)"""
+        started = time.monotonic()
+        with network("NOOP"):
+            client._imap._simple_command("NOOP")
+        return time.monotonic() - started
+
+    @property
+    def slow_link(self) -> bool:
+        return self.rtt >= self.slow_link_rtt
+
+    def clone(self) -> ImapSession:
+        """A new, unconnected session to the same account with the same settings."""
+        return type(self)(self.endpoint, self._password, self.timeout, self.trace,
+                          self.compress)
+
+    def _maybe_compress(self, client: imapclient.IMAPClient) -> None:
+        """COMPRESS=DEFLATE (RFC 4978) when offered and the link is slow (or asked for)."""
+        if self.compress == "off" or "COMPRESS=DEFLATE" not in self.capabilities:
+            return
+        if self.compress == "auto" and not self.slow_link:
+            return
+        from archiver.sources.compress import enable
+
+        imap = client._imap
+        try:
+            with network("COMPRESS DEFLATE"):
+                typ, _ = imap._command_complete("COMPRESS", imap._command("COMPRESS", "DEFLATE"))
+        except ServerError:
+            return
+        if typ == "OK":
+            enable(imap)
+            self.compressed = True
+
     def _read_namespace(self, client: imapclient.IMAPClient) -> None:
         if "NAMESPACE" not in self.capabilities:
             return
@@ -203,7 +251,7 @@ class ImapSession:
             return
         try:
             with network(f"UID FETCH ({len(uids)} messages) BODY.PEEK[]"):
-                res = _uid_fetch_bodies(self.client, _uid_set(uids))
+                res = _uid_fetch_bodies(self.client, uid_set(uids))
         except ServerError as exc:
             if len(uids) == 1:
                 yield uids[0], FetchFailed(uids[0], str(exc))
@@ -214,12 +262,23 @@ class ImapSession:
                 yield from self.fetch([uid])
             return
         for uid in uids:
-            data = res.get(uid)
-            body = data.get(b"BODY[]") if data else None
-            if body is None:
-                yield uid, FetchFailed(uid, "the server did not return the message")
-            else:
-                yield uid, body if isinstance(body, bytes) else as_text(body).encode()
+            yield uid, _body_of(uid, res.get(uid))
+
+    def fetch_many(self, groups: Sequence[tuple[list[int], int]], batch_bytes: int
+                   ) -> Iterator[list[tuple[int, bytes | FetchFailed]]]:
+        """Bodies of several batches (``(uids, expected bytes)``), pipelined: one list of
+        ``(uid, body or FetchFailed)`` per batch, a refused batch retried one by one last."""
+        pipe = FetchPipe(self.client, self.rtt, parse_bodies)
+        what = f"UID FETCH ({sum(len(u) for u, _ in groups)} messages) BODY.PEEK[]"
+        try:
+            with network(what), contextlib.closing(pipe.run(groups, batch_bytes)) as answered:
+                for uids, answers in answered:
+                    yield [(uid, _body_of(uid, answers.get(uid))) for uid in uids]
+        finally:
+            if pipe.abandoned:  # answers still due: this connection cannot be reused
+                self.abort()
+        for uids in pipe.refused:
+            yield [got for uid in uids for got in self.fetch([uid])]
 
     def fetch_stream(self, uid: int, size_hint: int, write: Callable[[bytes], None],
                      chunk: int = 4 << 20) -> int:
@@ -245,6 +304,14 @@ class ImapSession:
             if len(piece) < chunk:
                 break
         return offset
+
+    def abort(self) -> None:
+        """Drop the connection without LOGOUT (which would first read every answer
+        still due); the next use reconnects."""
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.shutdown()
 
     def close(self) -> None:
         client, self._client = self._client, None
@@ -293,6 +360,22 @@ class ImapSource(ImapSession):
             return None
         return _status_from(res)
 
+    def status_many(self, folders: Sequence[Folder]) -> dict[str, Optional[FolderStatus]]:
+        """STATUS of every folder in one round trip (see archiver.sources.pipelined);
+        a folder whose answer did not come back right is asked again on its own."""
+        items = [b"MESSAGES", b"UIDNEXT", b"UIDVALIDITY"]
+        if "CONDSTORE" in self.capabilities:
+            items.append(b"HIGHESTMODSEQ")
+        if "STATUS=SIZE" in self.capabilities:
+            items.append(b"SIZE")
+        with network(f"STATUS ({len(folders)} folders)"):
+            answers = status_many(self.client, [f.raw_name for f in folders], items)
+        out: dict[str, Optional[FolderStatus]] = {}
+        for folder, res in zip(folders, answers):
+            out[folder.name] = (_status_from(res) if res is not None
+                                else self.status(folder))
+        return out
+
     def open_folder(self, folder: Folder) -> FolderStatus:
         """EXAMINE (read-only) the folder; returns its UIDVALIDITY etc.
 
@@ -304,6 +387,8 @@ class ImapSource(ImapSession):
         try:
             with network(f"EXAMINE {folder.server_name}"):
                 res = self.client.select_folder(folder.raw_name, readonly=True)
+        except ServerError as exc:
+            raise _examine_refused(folder, str(exc)) from None
         except UnicodeError:
             raise FetchFailed(0, "the server lists this folder with raw 8-bit bytes in its "
                                  "name, which cannot be sent back to it; not archived",
@@ -320,19 +405,60 @@ class ImapSource(ImapSession):
         if count == 0:
             return []
         with network("UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE)"):
-            res = uid_fetch(self.client, "1:*", "(UID FLAGS INTERNALDATE RFC822.SIZE)")
-        out: list[MessageMeta] = []
-        for uid, data in res.items():
-            flags = tuple(as_text(f) for f in data.get(b"FLAGS", ()))
-            system, keywords = split_flags(flags)
-            idate = data.get(b"INTERNALDATE")
-            out.append(MessageMeta(
-                uid=int(uid), flags=system, keywords=keywords,
-                internaldate=idate if isinstance(idate, datetime) else None,
-                size=int(data.get(b"RFC822.SIZE", 0) or 0),
-            ))
-        out.sort(key=lambda m: m.uid)
-        return out
+            res = uid_fetch(self.client, "1:*", _LISTING)
+        return _listing(res)
+
+    def open_and_list(self, folder: Folder, expected: Optional[FolderStatus]
+                      ) -> tuple[FolderStatus, list[MessageMeta]]:
+        """EXAMINE and the listing in one round trip (both sent, then both read).
+
+        Only when STATUS said the folder has messages: ``UID FETCH 1:*`` on an
+        empty folder is an error on some servers.  If the EXAMINE fails, the
+        listing's answer (an error, or on a lax server the previous folder's
+        messages) is read and dropped.
+        """
+        if expected is None or expected.messages == 0:
+            opened = self.open_folder(folder)
+            return opened, self.list_messages(opened.messages)
+        client = self.client
+        imap = client._imap
+        try:
+            name = client._normalise_folder(folder.raw_name)
+        except UnicodeError:
+            opened = self.open_folder(folder)  # reports the unsendable name
+            return opened, self.list_messages(opened.messages)
+        with network(f"EXAMINE {folder.server_name}"):
+            imap.untagged_responses = {}
+            imap.is_readonly = True
+            examine = imap._command("EXAMINE", name)
+            imap.state = "SELECTED"  # imaplib would refuse UID FETCH before the answer
+            listing = imap._command("UID", "FETCH", "1:*", _LISTING)
+            try:
+                typ, data = imap._command_complete("EXAMINE", examine)
+            except imaplib.IMAP4.abort:
+                raise
+            except imaplib.IMAP4.error as exc:
+                typ, data = "BAD", [str(exc).encode()]
+            selected = client._process_select_response(imap.untagged_responses)
+            imap.untagged_responses = {}
+            try:
+                ltyp, _ = imap._command_complete("FETCH", listing)
+            except imaplib.IMAP4.abort:
+                raise
+            except imaplib.IMAP4.error:
+                ltyp = "BAD"
+            answers = imap.untagged_responses.pop("FETCH", [])
+        if typ != "OK":
+            imap.state = "AUTH"
+            raise _examine_refused(folder, as_text(data[-1] if data else typ))
+        st = _status_from(selected, exists_key=b"EXISTS")
+        if st is None:
+            raise ServerError(f"EXAMINE {folder.server_name}: no UIDVALIDITY from the server")
+        if ltyp != "OK":
+            if st.messages == 0:
+                return st, []
+            raise ServerError(f"UID FETCH 1:* in {folder.server_name}: refused")
+        return st, _listing(parse_fetch_response(answers, False, True) if answers else {})
 
     def fetch_headers(self, uids: list[int], chunk: int = 1000) -> dict[int, bytes]:
         """``BODY.PEEK[HEADER]`` of ``uids`` (one round trip per ``chunk`` UIDs): enough to
@@ -344,7 +470,7 @@ class ImapSource(ImapSession):
             part = ordered[start:start + chunk]
             try:
                 with network(f"UID FETCH ({len(part)} messages) BODY.PEEK[HEADER]"):
-                    res = uid_fetch(self.client, _uid_set(part), "(UID BODY.PEEK[HEADER])")
+                    res = uid_fetch(self.client, uid_set(part), "(UID BODY.PEEK[HEADER])")
             except ServerError as exc:
                 log.info("no headers for %d messages (%s): their bodies decide", len(part), exc)
                 continue
@@ -355,13 +481,45 @@ class ImapSource(ImapSession):
         return out
 
 
-def uid_fetch(client: imapclient.IMAPClient, uid_set: str, items: str) -> dict[int, Any]:
+_LISTING = "(UID FLAGS INTERNALDATE RFC822.SIZE)"
+
+
+def _listing(res: dict[int, Any]) -> list[MessageMeta]:
+    """A folder's listing from parsed ``UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE)``."""
+    out: list[MessageMeta] = []
+    for uid, data in res.items():
+        flags = tuple(as_text(f) for f in data.get(b"FLAGS", ()))
+        system, keywords = split_flags(flags)
+        idate = data.get(b"INTERNALDATE")
+        out.append(MessageMeta(
+            uid=int(uid), flags=system, keywords=keywords,
+            internaldate=idate if isinstance(idate, datetime) else None,
+            size=int(data.get(b"RFC822.SIZE", 0) or 0),
+        ))
+    out.sort(key=lambda m: m.uid)
+    return out
+
+def _examine_refused(folder: Folder, said: str) -> FetchFailed:
+    """A folder the server listed but will not open (deleted meanwhile, no rights):
+    that folder's problem, reported, while the others are archived."""
+    return FetchFailed(0, f"the server would not open it ({said}); not archived this time",
+                       label=f"folder {folder.server_name!r}")
+
+
+def _body_of(uid: int, data: Optional[dict[bytes, Any]]) -> bytes | FetchFailed:
+    body = data.get(b"BODY[]") if data else None
+    if body is None:
+        return FetchFailed(uid, "the server did not return the message")
+    return body if isinstance(body, bytes) else as_text(body).encode()
+
+
+def uid_fetch(client: imapclient.IMAPClient, id_set: str, items: str) -> dict[int, Any]:
     """``UID FETCH`` returning every FETCH response keyed by UID.
 
     imapclient's own ``fetch`` cannot take ``1:*`` (it filters its result by the
     ids given); this uses the same parser on the raw response.
     """
-    return raw_fetch(client, uid_set, items, uid=True)
+    return raw_fetch(client, id_set, items, uid=True)
 
 
 def raw_fetch(client: imapclient.IMAPClient, id_set: str, items: str,
@@ -387,7 +545,7 @@ _FETCH_HEAD = re.compile(rb"^\d+ FETCH \((.*)\{(\d+)\}$", re.DOTALL)
 _UID_ITEM = re.compile(rb"UID (\d+) BODY\[\] ")
 
 
-def _uid_fetch_bodies(client: imapclient.IMAPClient, uid_set: str) -> dict[int, Any]:
+def _uid_fetch_bodies(client: imapclient.IMAPClient, uids: str) -> dict[int, Any]:
     """``UID FETCH set (UID BODY.PEEK[])`` with a lean parse of the common answer shape.
 
     Almost all of a backup's client CPU is here, so the usual response,
@@ -396,12 +554,17 @@ def _uid_fetch_bodies(client: imapclient.IMAPClient, uid_set: str) -> dict[int, 
     extra items, unsolicited FLAGS) goes to imapclient's parser.
     """
     imap = client._imap
-    tag = imap._command("UID", "FETCH", uid_set, "(UID BODY.PEEK[])")
+    tag = imap._command("UID", "FETCH", uids, "(UID BODY.PEEK[])")
     typ, data = imap._command_complete("FETCH", tag)
     if typ != "OK":
         raise imapclient.exceptions.IMAPClientError(
             f"UID FETCH failed: {as_text(data[0] if data else typ)}")
     typ, data = imap._untagged_response(typ, data, "FETCH")
+    return parse_bodies(data)
+
+
+def parse_bodies(data: list[Any]) -> dict[int, Any]:
+    """UID -> FETCH items of the untagged answers to ``UID FETCH … (UID BODY.PEEK[])``."""
     out: dict[int, Any] = {}
     rest: list[Any] = []
     i = 0
@@ -424,21 +587,6 @@ def _uid_fetch_bodies(client: imapclient.IMAPClient, uid_set: str) -> dict[int, 
             if b"BODY[]" in items:
                 out.setdefault(key, items)
     return out
-
-
-def _uid_set(uids: list[int]) -> str:
-    """Compact ``1:5,7,9:12`` form of a sorted UID list (keeps command lines short)."""
-    out: list[str] = []
-    ordered = sorted(uids)
-    start = prev = ordered[0]
-    for uid in ordered[1:]:
-        if uid == prev + 1:
-            prev = uid
-            continue
-        out.append(f"{start}:{prev}" if prev != start else str(start))
-        start = prev = uid
-    out.append(f"{start}:{prev}" if prev != start else str(start))
-    return ",".join(out)
 
 
 def _status_from(res: dict[Any, Any], exists_key: bytes = b"MESSAGES") -> Optional[FolderStatus]:
