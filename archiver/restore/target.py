@@ -41,7 +41,8 @@ from archiver.headers import summarize
 from archiver.names import decode_mutf7
 from archiver.restore.normal import Profile, Profiler, profile
 from archiver.sources.base import ConnectionLost, FetchFailed, split_flags
-from archiver.sources.imap import ImapSession, as_text, network, raw_fetch, uid_fetch
+from archiver.sources.imap import ImapSession, network, raw_fetch, uid_fetch
+from archiver.sources.responses import as_text
 
 log = logging.getLogger("archiver.sink")
 

@@ -12,11 +12,9 @@ from __future__ import annotations
 import contextlib
 import imaplib
 import logging
-import re
 import ssl
 import time
 from collections.abc import Iterator, Sequence
-from datetime import datetime
 from typing import Any, Callable, Optional
 
 import imapclient
@@ -32,7 +30,6 @@ from archiver.sources.base import (
     Folder,
     FolderStatus,
     MessageMeta,
-    split_flags,
 )
 from archiver.sources.connection import (
     DROPS,
@@ -41,6 +38,14 @@ from archiver.sources.connection import (
     retry_dropped,
 )
 from archiver.sources.pipelined import FetchPipe, status_many, uid_set
+from archiver.sources.responses import (
+    LISTING_ITEMS,
+    as_text,
+    body_of,
+    listing,
+    parse_bodies,
+    status_from,
+)
 
 log = logging.getLogger("archiver.imap")
 
@@ -49,13 +54,6 @@ _NETWORK_ERRORS = (OSError, imaplib.IMAP4.abort, EOFError, ssl.SSLError)
 
 class ServerUnavailable(ConnectionFailed):
     """Temporary refusal (too many connections, [UNAVAILABLE]): worth a retry later."""
-
-
-def as_text(value: Any) -> str:
-    """An IMAP answer's bytes (or anything) as text, never raising."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    return str(value)
 
 
 @contextlib.contextmanager
@@ -262,7 +260,7 @@ class ImapSession:
                 yield from self.fetch([uid])
             return
         for uid in uids:
-            yield uid, _body_of(uid, res.get(uid))
+            yield uid, body_of(uid, res.get(uid))
 
     def fetch_many(self, groups: Sequence[tuple[list[int], int]], batch_bytes: int
                    ) -> Iterator[list[tuple[int, bytes | FetchFailed]]]:
@@ -273,7 +271,7 @@ class ImapSession:
         try:
             with network(what), contextlib.closing(pipe.run(groups, batch_bytes)) as answered:
                 for uids, answers in answered:
-                    yield [(uid, _body_of(uid, answers.get(uid))) for uid in uids]
+                    yield [(uid, body_of(uid, answers.get(uid))) for uid in uids]
         finally:
             if pipe.abandoned:  # answers still due: this connection cannot be reused
                 self.abort()
@@ -332,10 +330,10 @@ class ImapSource(ImapSession):
 
     def folders(self) -> list[Folder]:
         with network("LIST"):
-            listing = self.client.list_folders()
+            listed = self.client.list_folders()
         out: list[Folder] = []
         seen: set[bytes] = set()
-        for flags, delim, raw in listing:
+        for flags, delim, raw in listed:
             raw_bytes = raw if isinstance(raw, bytes) else str(raw).encode("utf-8")
             if raw_bytes in seen:
                 continue
@@ -358,7 +356,7 @@ class ImapSource(ImapSession):
                 res = self.client.folder_status(folder.raw_name, items)
         except (ServerError, UnicodeError):  # UnicodeError: see open_folder
             return None
-        return _status_from(res)
+        return status_from(res)
 
     def status_many(self, folders: Sequence[Folder]) -> dict[str, Optional[FolderStatus]]:
         """STATUS of every folder in one round trip (see archiver.sources.pipelined);
@@ -372,7 +370,7 @@ class ImapSource(ImapSession):
             answers = status_many(self.client, [f.raw_name for f in folders], items)
         out: dict[str, Optional[FolderStatus]] = {}
         for folder, res in zip(folders, answers):
-            out[folder.name] = (_status_from(res) if res is not None
+            out[folder.name] = (status_from(res) if res is not None
                                 else self.status(folder))
         return out
 
@@ -393,7 +391,7 @@ class ImapSource(ImapSession):
             raise FetchFailed(0, "the server lists this folder with raw 8-bit bytes in its "
                                  "name, which cannot be sent back to it; not archived",
                               label=f"folder {folder.server_name!r}") from None
-        st = _status_from(res, exists_key=b"EXISTS")
+        st = status_from(res, exists_key=b"EXISTS")
         if st is None:
             raise ServerError(f"EXAMINE {folder.server_name}: no UIDVALIDITY from the server")
         return st
@@ -405,8 +403,8 @@ class ImapSource(ImapSession):
         if count == 0:
             return []
         with network("UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE)"):
-            res = uid_fetch(self.client, "1:*", _LISTING)
-        return _listing(res)
+            res = uid_fetch(self.client, "1:*", LISTING_ITEMS)
+        return listing(res)
 
     def open_and_list(self, folder: Folder, expected: Optional[FolderStatus]
                       ) -> tuple[FolderStatus, list[MessageMeta]]:
@@ -432,7 +430,7 @@ class ImapSource(ImapSession):
             imap.is_readonly = True
             examine = imap._command("EXAMINE", name)
             imap.state = "SELECTED"  # imaplib would refuse UID FETCH before the answer
-            listing = imap._command("UID", "FETCH", "1:*", _LISTING)
+            list_tag = imap._command("UID", "FETCH", "1:*", LISTING_ITEMS)
             try:
                 typ, data = imap._command_complete("EXAMINE", examine)
             except imaplib.IMAP4.abort:
@@ -442,7 +440,7 @@ class ImapSource(ImapSession):
             selected = client._process_select_response(imap.untagged_responses)
             imap.untagged_responses = {}
             try:
-                ltyp, _ = imap._command_complete("FETCH", listing)
+                ltyp, _ = imap._command_complete("FETCH", list_tag)
             except imaplib.IMAP4.abort:
                 raise
             except imaplib.IMAP4.error:
@@ -451,14 +449,14 @@ class ImapSource(ImapSession):
         if typ != "OK":
             imap.state = "AUTH"
             raise _examine_refused(folder, as_text(data[-1] if data else typ))
-        st = _status_from(selected, exists_key=b"EXISTS")
+        st = status_from(selected, exists_key=b"EXISTS")
         if st is None:
             raise ServerError(f"EXAMINE {folder.server_name}: no UIDVALIDITY from the server")
         if ltyp != "OK":
             if st.messages == 0:
                 return st, []
             raise ServerError(f"UID FETCH 1:* in {folder.server_name}: refused")
-        return st, _listing(parse_fetch_response(answers, False, True) if answers else {})
+        return st, listing(parse_fetch_response(answers, False, True) if answers else {})
 
     def fetch_headers(self, uids: list[int], chunk: int = 1000) -> dict[int, bytes]:
         """``BODY.PEEK[HEADER]`` of ``uids`` (one round trip per ``chunk`` UIDs): enough to
@@ -481,36 +479,11 @@ class ImapSource(ImapSession):
         return out
 
 
-_LISTING = "(UID FLAGS INTERNALDATE RFC822.SIZE)"
-
-
-def _listing(res: dict[int, Any]) -> list[MessageMeta]:
-    """A folder's listing from parsed ``UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE)``."""
-    out: list[MessageMeta] = []
-    for uid, data in res.items():
-        flags = tuple(as_text(f) for f in data.get(b"FLAGS", ()))
-        system, keywords = split_flags(flags)
-        idate = data.get(b"INTERNALDATE")
-        out.append(MessageMeta(
-            uid=int(uid), flags=system, keywords=keywords,
-            internaldate=idate if isinstance(idate, datetime) else None,
-            size=int(data.get(b"RFC822.SIZE", 0) or 0),
-        ))
-    out.sort(key=lambda m: m.uid)
-    return out
-
 def _examine_refused(folder: Folder, said: str) -> FetchFailed:
     """A folder the server listed but will not open (deleted meanwhile, no rights):
     that folder's problem, reported, while the others are archived."""
     return FetchFailed(0, f"the server would not open it ({said}); not archived this time",
                        label=f"folder {folder.server_name!r}")
-
-
-def _body_of(uid: int, data: Optional[dict[bytes, Any]]) -> bytes | FetchFailed:
-    body = data.get(b"BODY[]") if data else None
-    if body is None:
-        return FetchFailed(uid, "the server did not return the message")
-    return body if isinstance(body, bytes) else as_text(body).encode()
 
 
 def uid_fetch(client: imapclient.IMAPClient, id_set: str, items: str) -> dict[int, Any]:
@@ -538,13 +511,6 @@ def raw_fetch(client: imapclient.IMAPClient, id_set: str, items: str,
     return parsed
 
 
-_FETCH_HEAD = re.compile(rb"^\d+ FETCH \((.*)\{(\d+)\}$", re.DOTALL)
-# The fast path takes exactly ``UID n BODY[] `` before the literal: searching for "UID n"
-# anywhere took a keyword pair such as ``FLAGS (UID 99)`` for the message's UID and
-# filed the body under another message's name.
-_UID_ITEM = re.compile(rb"UID (\d+) BODY\[\] ")
-
-
 def _uid_fetch_bodies(client: imapclient.IMAPClient, uids: str) -> dict[int, Any]:
     """``UID FETCH set (UID BODY.PEEK[])`` with a lean parse of the common answer shape.
 
@@ -563,49 +529,3 @@ def _uid_fetch_bodies(client: imapclient.IMAPClient, uids: str) -> dict[int, Any
     return parse_bodies(data)
 
 
-def parse_bodies(data: list[Any]) -> dict[int, Any]:
-    """UID -> FETCH items of the untagged answers to ``UID FETCH … (UID BODY.PEEK[])``."""
-    out: dict[int, Any] = {}
-    rest: list[Any] = []
-    i = 0
-    while i < len(data):
-        item = data[i]
-        if isinstance(item, tuple) and len(item) == 2:
-            head = _FETCH_HEAD.match(item[0])
-            tail = data[i + 1] if i + 1 < len(data) else None
-            if head and tail == b")":
-                found = _UID_ITEM.fullmatch(head.group(1))
-                if found is not None and len(item[1]) == int(head.group(2)):
-                    out[int(found.group(1))] = {b"BODY[]": item[1]}
-                    i += 2
-                    continue
-        rest.append(item)
-        i += 1
-    if rest:
-        parsed: dict[int, Any] = parse_fetch_response(rest, False, True)
-        for key, items in parsed.items():
-            if b"BODY[]" in items:
-                out.setdefault(key, items)
-    return out
-
-
-def _status_from(res: dict[Any, Any], exists_key: bytes = b"MESSAGES") -> Optional[FolderStatus]:
-    def num(key: bytes) -> Optional[int]:
-        value = res.get(key)
-        if isinstance(value, (list, tuple)):
-            value = value[0] if value else None
-        try:
-            return int(value) if value is not None else None
-        except (TypeError, ValueError):
-            return None
-
-    uidvalidity = num(b"UIDVALIDITY")
-    if uidvalidity is None:
-        return None
-    return FolderStatus(
-        uidvalidity=uidvalidity,
-        uidnext=num(b"UIDNEXT") or 0,
-        messages=num(exists_key) or 0,
-        highestmodseq=num(b"HIGHESTMODSEQ"),
-        size=num(b"SIZE"),
-    )
