@@ -14,6 +14,7 @@ from archiver.cli.common import (
     SourceArgs,
     err,
     folder_options,
+    namespace_option,
     open_source,
     output_options,
     plural,
@@ -29,13 +30,15 @@ from archiver.cli.common import (
 @click.argument("dest", type=click.Path(path_type=Path))
 @source_options
 @folder_options
+@namespace_option
 @click.option("--format", "fmt", type=click.Choice(["maildir", "mbox"]), default="maildir",
               show_default=True,
               help="Archive format: a Maildir per folder, or one mbox file per folder laid out "
                    "like Thunderbird's Local Folders.")
 @output_options
 def backup(source: str, dest: Path, include: tuple[str, ...], exclude: tuple[str, ...],
-           fmt: str, quiet: bool, as_json: bool, verbose: bool, log_file: Optional[Path],
+           all_namespaces: bool, fmt: str, quiet: bool, as_json: bool, verbose: bool,
+           log_file: Optional[Path],
            **source_params: Any) -> None:
     """Copy every message of every folder of SOURCE into DEST.
 
@@ -61,7 +64,8 @@ def backup(source: str, dest: Path, include: tuple[str, ...], exclude: tuple[str
         progress = progress_for(quiet, as_json)
         try:
             summary = run_backup(src, archive, open_store(archive.dest, fmt),
-                                 BackupOptions(include=list(include), exclude=list(exclude)),
+                                 BackupOptions(include=list(include), exclude=list(exclude),
+                                               all_namespaces=all_namespaces),
                                  progress, connect=False)
         finally:
             progress.close()

@@ -129,6 +129,11 @@ folder_options = apply_options([
                  help="Skip folders matching GLOB; repeatable."),
 ])
 
+namespace_option = click.option(
+    "--all-namespaces", is_flag=True,
+    help="Also archive folders of other users' and shared namespaces (under #other/ and "
+         "#shared/); by default only your own folders.")
+
 output_options = apply_options([
     click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary."),
     click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout."),

@@ -14,6 +14,7 @@ from archiver.cli.common import (
     SourceArgs,
     err,
     folder_options,
+    namespace_option,
     open_source,
     open_target,
     output_options,
@@ -45,12 +46,13 @@ def default_via(host: str, user: str) -> Path:
               help="The local archive (default: HOST/USER under the user data directory).")
 @source_options
 @folder_options
+@namespace_option
 @target_options
 @click.option("--no-dedup", is_flag=True,
               help="Do not look for messages already on the target (only the journal counts).")
 @output_options
 def migrate(source: str, target: str, via: Optional[Path], include: tuple[str, ...],
-            exclude: tuple[str, ...], target_user: Optional[str],
+            exclude: tuple[str, ...], all_namespaces: bool, target_user: Optional[str],
             target_password_file: Optional[Path], target_cafile: Optional[Path],
             target_insecure: bool, prefix: str, maps: tuple[str, ...], special_use: bool,
             include_deleted: bool, no_dedup: bool, quiet: bool, as_json: bool, verbose: bool,
@@ -94,7 +96,8 @@ def migrate(source: str, target: str, via: Optional[Path], include: tuple[str, .
             try:
                 result = run_migrate(
                     src, archive, open_store(archive.dest, fmt), sink, journal,
-                    BackupOptions(include=list(include), exclude=list(exclude)),
+                    BackupOptions(include=list(include), exclude=list(exclude),
+                                  all_namespaces=all_namespaces),
                     RestoreOptions(prefix=prefix, maps=parse_maps(maps),
                                    special_use=special_use, include_deleted=include_deleted,
                                    dedup=not no_dedup, include=list(include),

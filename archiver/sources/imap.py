@@ -24,7 +24,8 @@ from imapclient.response_parser import parse_fetch_response
 
 from archiver.account import Endpoint, ssl_context
 from archiver.errors import ConnectionFailed, LoginError, ServerError, TLSError
-from archiver.names import decode_mutf7, logical_name
+from archiver.names import decode_mutf7
+from archiver.namespaces import OTHER, PERSONAL, SHARED, Namespace, Namespaces, folder_name
 from archiver.sources.base import (
     ConnectionLost,
     FetchFailed,
@@ -86,6 +87,7 @@ class ImapSession:
         self.capabilities: frozenset[str] = frozenset()
         self.prefix = ""
         self.separator: Optional[str] = None
+        self.namespaces = Namespaces()
         self.warnings: list[str] = []
         self._connected_once = False
 
@@ -186,14 +188,21 @@ class ImapSession:
             raise connect_error(ep, exc) from None
 
     def _read_namespace(self, client: imapclient.IMAPClient) -> None:
+        """Personal prefix and separator, and every namespace (without NAMESPACE: all personal)."""
         if "NAMESPACE" not in self.capabilities:
             return
         with network("NAMESPACE"):
             ns = client.namespace()
-        if ns.personal:
-            prefix, sep = ns.personal[0]
-            self.prefix = decode_mutf7(prefix) if prefix else ""
-            self.separator = as_text(sep) if sep else None
+        entries: list[Namespace] = []
+        for kind, part in ((PERSONAL, ns.personal), (OTHER, ns.other), (SHARED, ns.shared)):
+            for item in part or ():
+                prefix, sep = item[0], item[1]
+                entries.append(Namespace(decode_mutf7(prefix) if prefix else "",
+                                         as_text(sep) if sep else None, kind))
+        self.namespaces = Namespaces(tuple(entries))
+        personal = self.namespaces.personal
+        if personal is not None:
+            self.prefix, self.separator = personal.prefix, personal.separator
 
     # ------------------------------------------------------------ bodies (read-only)
 
@@ -276,7 +285,8 @@ class ImapSource(ImapSession):
             name = decode_mutf7(raw_bytes)
             sep = as_text(delim) if delim else None
             attrs = tuple(as_text(f) for f in flags)
-            out.append(Folder(name, raw_bytes, sep, attrs, logical_name(name, sep, self.prefix)))
+            components, kind = folder_name(name, sep, self.namespaces)
+            out.append(Folder(name, raw_bytes, sep, attrs, components, kind))
         return out
 
     def status(self, folder: Folder) -> Optional[FolderStatus]:
