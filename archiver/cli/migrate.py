@@ -120,6 +120,9 @@ def migrate(source: str, target: str, via: Optional[Path], include: tuple[str, .
     if not (quiet or as_json):
         err(f"archive {dest}: {b.new} new messages ({b.new_bytes / 1e6:.1f} MB), "
             f"{b.already} already archived")
+    if not (quiet or as_json):
+        for note in b.notes:
+            err(f"note (backup): {note}")
     for problem in b.problems:
         err(f"problem (backup): {problem}")
     print_restore(result.restore, quiet or as_json)

@@ -38,6 +38,8 @@ def print_restore(summary: Any, quiet: bool) -> None:
         if summary.keywords_dropped:
             err(f"note: {summary.keywords_dropped} keywords were left out (the target "
                 "cannot store them)")
+        for note in summary.notes:
+            err(f"note: {note}")
     for item in summary.refused:
         err(f"refused: {item}")
     for problem in summary.problems:
