@@ -195,6 +195,7 @@ class Backup:
         if self.summary.interrupted:
             raise Interrupted("interrupted; what was fetched is saved -- run the same command "
                               "to go on")
+        self.summary.notes.extend(alert_notes(self.source))
         return self.summary
 
     def _run_folders(self) -> None:
@@ -572,6 +573,12 @@ class Backup:
                        for pool in plan.reusable.values() for old in pool]
             self.summary.gone += len(records)
             self._record(name, records)
+
+
+def alert_notes(session: object) -> list[str]:
+    """The [ALERT]s an IMAP session heard (``server alert from HOST: TEXT``); POP3 has none."""
+    notes = getattr(session, "alert_notes", None)
+    return list(notes()) if callable(notes) else []
 
 
 def run_backup(source: Source, archive: Archive, store: Store,

@@ -18,7 +18,9 @@ from archiver.cli.common import (
     open_source,
     output_options,
     plural,
+    print_notes,
     progress_for,
+    show_alerts,
     source_identity,
     source_options,
     warn_skipped,
@@ -62,6 +64,7 @@ def backup(source: str, dest: Path, include: tuple[str, ...], exclude: tuple[str
             src.close()
             raise
         progress = progress_for(quiet, as_json)
+        show_alerts(progress, src)
         try:
             summary = run_backup(src, archive, open_store(archive.dest, fmt),
                                  BackupOptions(include=list(include), exclude=list(exclude),
@@ -80,8 +83,7 @@ def backup(source: str, dest: Path, include: tuple[str, ...], exclude: tuple[str
             f"{summary.new} new messages ({summary.new_bytes / 1e6:.1f} MB), "
             f"{summary.already} already archived, {summary.flags_updated} flag updates, "
             f"{summary.gone} gone from server, {summary.seconds:.1f} s")
-        for note in summary.notes:
-            err(f"note: {note}")
+        print_notes(summary.notes, "note", src)
     for problem in summary.problems:
         err(f"problem: {problem}")
     if summary.problems:

@@ -19,7 +19,9 @@ from archiver.cli.common import (
     open_target,
     output_options,
     parse_maps,
+    print_notes,
     progress_for,
+    show_alerts,
     source_identity,
     source_options,
     state_dir,
@@ -93,6 +95,7 @@ def migrate(source: str, target: str, via: Optional[Path], include: tuple[str, .
             journal = RestoreJournal.for_archive(archive, ep.host, ep.port, ep.user,
                                                  state_dir()).open(True)
             progress = progress_for(quiet, as_json)
+            show_alerts(progress, src, sink)
             try:
                 result = run_migrate(
                     src, archive, open_store(archive.dest, fmt), sink, journal,
@@ -121,11 +124,10 @@ def migrate(source: str, target: str, via: Optional[Path], include: tuple[str, .
         err(f"archive {dest}: {b.new} new messages ({b.new_bytes / 1e6:.1f} MB), "
             f"{b.already} already archived")
     if not (quiet or as_json):
-        for note in b.notes:
-            err(f"note (backup): {note}")
+        print_notes(b.notes, "note (backup)", src)
     for problem in b.problems:
         err(f"problem (backup): {problem}")
-    print_restore(result.restore, quiet or as_json)
+    print_restore(result.restore, quiet or as_json, sink)
     if result.verify is not None:
         print_verify(result.verify, quiet or as_json)
     if not (quiet or as_json):

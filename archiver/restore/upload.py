@@ -273,6 +273,9 @@ class Restore:
             self.summary.notes.append(
                 f"{n} {'folder' if n == 1 else 'folders'} from other users' or shared "
                 "namespaces were not restored: they are not yours to create")
+        for note in self.target.alert_notes():
+            if note not in self.summary.notes:
+                self.summary.notes.append(note)
 
     def run(self) -> RestoreSummary:
         """Restore every selected folder (the CLI's ``restore``)."""
