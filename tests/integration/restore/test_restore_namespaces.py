@@ -14,14 +14,14 @@ from pathlib import Path
 from archiver.account import Endpoint, TLSOptions
 from archiver.archive import Archive
 from archiver.restore.journal import RestoreJournal
-from archiver.restore.target import ImapTarget
-from archiver.restore.upload import Restore, RestoreOptions
+from archiver.restore.target import ImapTarget, TargetFolder
+from archiver.restore.upload import FolderMapper, Restore, RestoreOptions
 from archiver.stores import open_store
 from tests.dovecot import DovecotServer
 from tests.fakeimap import FakeImap
 from tests.integration.restore.test_restore import restore
 from tests.integration.restore.test_restore_rewrites import CourierLike
-from tests.integration.test_namespaces import CYRUS_BOX, Cyrus, _msg
+from tests.integration.test_namespaces import COURIER_BOX, CYRUS_BOX, Courier, Cyrus, _msg
 from tests.integration.test_namespaces import backup as fake_backup
 
 NOTE = ("3 folders from other users' or shared namespaces were not restored: they are not "
@@ -90,3 +90,33 @@ def test_an_old_archive_of_shared_folders_is_not_restored_into_the_targets_share
     assert not any(b"shared" in c or b"public" in c for c in created), created
     assert appended == [b"INBOX", b"Work"]
     assert target.mailbox[b"Work"] == {1: _msg("work")}
+
+
+def test_courier_inbox_child_named_inbox_round_trips(dovecot: DovecotServer,
+                                                     tmp_path: Path) -> None:
+    dest = tmp_path / "dest"
+    with Courier(COURIER_BOX) as server:
+        code, _, err = fake_backup(server, dest)
+    assert code == 0, err
+    user = dovecot.new_user()
+    code, out, err = restore(dest, dovecot, user, "--json", "--verify")
+    assert code == 0, err
+    served = {name: sorted(m[1] for m in msgs)
+              for name, msgs in dovecot.fetch_all(user).items()}
+    assert served == {"INBOX": [_msg("inbox-1"), _msg("inbox-2")],
+                      "INBOX/Inbox": [_msg("child-1")],
+                      "INBOX/Inbox/Sub": [_msg("sub-1"), _msg("sub-5")],
+                      "Sent": [_msg("sent-3")]}
+
+
+def test_a_courier_target_gets_inbox_child_back_under_its_own_name() -> None:
+    listing = [TargetFolder(b"INBOX", "INBOX", ".", ()),
+               TargetFolder(b"INBOX.Inbox", "INBOX.Inbox", ".", ("\\Sent",))]
+    mapper = FolderMapper(RestoreOptions(), listing, "INBOX.", ".", {})
+    assert mapper.server_name(mapper.target("INBOX/Inbox")) == "INBOX.Inbox"
+    assert mapper.server_name(mapper.target("INBOX/Inbox/Sub")) == "INBOX.Inbox.Sub"
+    assert mapper.server_name(mapper.target("INBOX")) == "INBOX"
+    assert mapper.server_name(mapper.target("Sent")) == "INBOX.Sent"
+    # a target's special folder named INBOX.Inbox is that folder, not the INBOX
+    assert mapper.roles["\\Sent"] == ("INBOX", "Inbox")
+    assert mapper.server_name(mapper.roles["\\Sent"]) == "INBOX.Inbox"
