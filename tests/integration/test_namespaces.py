@@ -179,3 +179,34 @@ def test_without_namespace_capability_everything_is_personal(tmp_path: Path) -> 
     assert code == 0, err
     assert summary["notes"] == []
     assert archived_by_folder(dest) == {"INBOX": {_msg("i")}, "Other Users/dora": {_msg("d")}}
+
+
+def test_a_rebuilt_index_keeps_other_namespaces_marked(tmp_path: Path) -> None:
+    from archiver.archive import Archive
+
+    dest = tmp_path / "dest"
+    with Cyrus(CYRUS_BOX) as server:
+        code, _, err = backup(server, dest, "--all-namespaces")
+    assert code == 0, err
+    assert (dest / ".archiver" / "snapshot.json.zst").exists()
+    (dest / ".archiver" / "index.jsonl.zst").unlink()
+    code, _, err = run_cli(["reindex", str(dest)])
+    assert code == 0, err
+    folders = Archive.open_existing(dest).state().folders
+    assert folders["#other/dora/Sent"].namespace == "other"
+    assert folders["#shared/news"].namespace == "shared"
+    assert folders["Sent"].namespace == "personal"
+
+
+def test_an_old_folder_record_reads_as_personal_and_unknown_fields_are_ignored() -> None:
+    from archiver.state import IndexState
+
+    state = IndexState()
+    state.fold({"v": 1, "type": "folder", "folder": "Sent", "dir": "Sent",
+                "server_name": "INBOX.Sent", "separator": ".", "attributes": []})
+    state.fold({"v": 1, "type": "folder", "folder": "#other/d", "dir": "%23other/d",
+                "server_name": "Other Users.d", "separator": ".", "attributes": [],
+                "namespace": "other", "from_the_future": {"x": 1}})
+    assert state.folders["Sent"].namespace == "personal"
+    assert state.folders["#other/d"].namespace == "other"
+    assert state.skipped == 0
