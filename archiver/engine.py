@@ -35,6 +35,7 @@ from archiver.namespaces import PERSONAL, Recorded, choose
 from archiver.pipeline import Job, Pipeline
 from archiver.plan import FolderPlan, batches, describe, folder_selected, plan_folder
 from archiver.progress import NullProgress, Progress
+from archiver.sources.alerts import alert_notes
 from archiver.sources.base import (
     ConnectionLost,
     FetchFailed,
@@ -573,12 +574,6 @@ class Backup:
                        for pool in plan.reusable.values() for old in pool]
             self.summary.gone += len(records)
             self._record(name, records)
-
-
-def alert_notes(session: object) -> list[str]:
-    """The [ALERT]s an IMAP session heard (``server alert from HOST: TEXT``); POP3 has none."""
-    notes = getattr(session, "alert_notes", None)
-    return list(notes()) if callable(notes) else []
 
 
 def run_backup(source: Source, archive: Archive, store: Store,

@@ -39,6 +39,12 @@ def alert_text(line: bytes) -> Optional[str]:
     return printable(m.group(1)) or "(no text)"
 
 
+def alert_notes(session: object) -> list[str]:
+    """The [ALERT]s a session heard (``server alert from HOST: TEXT``); POP3 has none."""
+    notes = getattr(session, "alert_notes", None)
+    return list(notes()) if callable(notes) else []
+
+
 class AlertWatch:
     """Collects a session's alerts from every response line it reads."""
 
