@@ -31,9 +31,11 @@ from archiver.index import (
     msg_record,
 )
 from archiver.names import assign_path
+from archiver.namespaces import PERSONAL, Recorded, choose
 from archiver.pipeline import Job, Pipeline
 from archiver.plan import FolderPlan, batches, describe, folder_selected, plan_folder
 from archiver.progress import NullProgress, Progress
+from archiver.sources.alerts import alert_notes
 from archiver.sources.base import (
     ConnectionLost,
     FetchFailed,
@@ -72,6 +74,7 @@ class BackupOptions:
     stream_chunk: int = 4 << 20
     max_reconnects: int = 5
     backoff: float = 1.0
+    all_namespaces: bool = False  # also other users' and shared folders (namespaces.py)
 
 
 @dataclass
@@ -193,10 +196,18 @@ class Backup:
         if self.summary.interrupted:
             raise Interrupted("interrupted; what was fetched is saved -- run the same command "
                               "to go on")
+        self.summary.notes.extend(alert_notes(self.source))
         return self.summary
 
     def _run_folders(self) -> None:
-        folders = self._with_reconnect(self.source.folders)
+        listed = self._with_reconnect(self.source.folders)
+        recorded = {e.name: Recorded(e.server_name, e.namespace)
+                    for e in list(self.archive.state().folders.values())}
+        choice = choose(listed, self.options.all_namespaces, recorded)
+        self.summary.problems.extend(choice.problems)
+        if choice.note:
+            self.summary.notes.append(choice.note)
+        folders = choice.folders
         selected = [f for f in folders
                     if folder_selected(f.name, self.options.include, self.options.exclude)]
         selected.sort(key=lambda f: (f.name != "INBOX", f.name))
@@ -361,10 +372,12 @@ class Backup:
         self.store.prepare_folder(path, mailbox=folder.selectable)
         # Always: a folder cut before its first frame has bytes but no records yet.
         self.store.repair(path, list(entry.messages.values()) if entry is not None else [])
+        extra = {} if folder.namespace == PERSONAL else {"namespace": folder.namespace}
         rec = folder_record(folder.name, path, folder.server_name, folder.separator,
-                            folder.attributes)
-        if entry is None or (entry.server_name, entry.separator, entry.attributes) != (
-                folder.server_name, folder.separator, tuple(folder.attributes)):
+                            folder.attributes, **extra)
+        if entry is None or (entry.server_name, entry.separator, entry.attributes,
+                             entry.namespace) != (folder.server_name, folder.separator,
+                                                  tuple(folder.attributes), folder.namespace):
             self._folder_records[folder.name] = rec  # goes out with the folder's first frame
         return path
 

@@ -208,13 +208,27 @@ def logical_name(server_name: str, separator: str | None, prefix: str) -> tuple[
 
     ``prefix`` is the personal namespace prefix (``"INBOX."`` on Courier/Cyrus);
     it is stripped so a later restore can apply the target's own.
-    INBOX is always spelled ``INBOX`` (it is case-insensitive in IMAP).
+
+    Only the server's own INBOX is ``INBOX``: a name that is ``INBOX`` (any
+    case) *without* the prefix, or a child of it.  A folder whose name after
+    the prefix starts with ``Inbox`` (Courier's ``INBOX.Inbox``) is a child of
+    INBOX, not INBOX itself: the prefix is kept as its parent, so it becomes
+    ``INBOX/Inbox`` -- stripping it made ``INBOX.Inbox`` and ``INBOX`` one
+    folder, and a restore maps ``INBOX/Inbox`` back to ``INBOX<sep>Inbox``.
     """
     name = server_name
-    if prefix and name.startswith(prefix) and len(name) > len(prefix):
-        name = name[len(prefix) :]
+    if (prefix and name.startswith(prefix) and len(name) > len(prefix)
+            and not _is_inbox(_first(name[len(prefix):], separator))):
+        name = name[len(prefix):]
     parts = tuple(name.split(separator)) if separator else (name,)
-    if parts[0].upper() == "INBOX":
+    if _is_inbox(parts[0]):
         parts = ("INBOX",) + parts[1:]
     return parts
 
+
+def _first(name: str, separator: str | None) -> str:
+    return name.split(separator, 1)[0] if separator else name
+
+
+def _is_inbox(component: str) -> bool:
+    return component.upper() == "INBOX"

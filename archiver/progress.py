@@ -82,6 +82,13 @@ class TerminalProgress:
         elif not self._quiet:
             print(text, file=sys.stderr)
 
+    def say(self, text: str) -> None:
+        """A line that must be seen even with --quiet (a server's [ALERT]), above the bar."""
+        if self._bar is not None:
+            self._bar.write(text, file=sys.stderr)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()

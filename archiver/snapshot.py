@@ -77,8 +77,10 @@ def emit_folders(names: dict[str, str], by_dir: dict[str, dict[str, Any]],
     for rel in sorted(names, key=lambda r: (r.count("/"), r)):
         name = names[rel]
         frec = by_dir.get(rel) or {}
+        # another user's or a shared folder stays marked so (restore never creates it)
+        extra = {"namespace": frec["namespace"]} if frec.get("namespace") else {}
         emit([folder_record(name, rel, frec.get("server_name") or name, frec.get("separator"),
-                            frec.get("attributes") or [], reindexed=True)])
+                            frec.get("attributes") or [], reindexed=True, **extra)])
     return len(names)
 
 
@@ -116,7 +118,8 @@ def write_snapshot(archive: Archive) -> SnapshotInfo:
         raise UsageError(f"{archive.index_path} is missing or empty: nothing to snapshot "
                          "(rebuild it first with 'archiver reindex')")
     folders = [{"folder": f.name, "dir": f.path, "server_name": f.server_name,
-                "separator": f.separator, "attributes": list(f.attributes)}
+                "separator": f.separator, "attributes": list(f.attributes),
+                **({} if f.namespace == "personal" else {"namespace": f.namespace})}
                for f in state.folders.values()]
     links = [{"folder": m.folder, "uidl": m.uidl, "to": list(m.linked_to)}
              for m in state.messages() if m.linked_to is not None]

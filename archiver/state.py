@@ -70,6 +70,9 @@ class FolderEntry:
     separator: str | None = None
     attributes: tuple[str, ...] = ()
     messages: dict[tuple[int, int], MessageEntry] = field(default_factory=dict)
+    # Whose folder it was on the server: "personal" (also every record written before
+    # the field existed), "other" or "shared" (archiver/namespaces.py; never restored).
+    namespace: str = "personal"
 
     def current(self, uidvalidity: int) -> dict[int, MessageEntry]:
         return {uid: m for (uv, uid), m in self.messages.items() if uv == uidvalidity}
@@ -130,6 +133,7 @@ class FolderFacts:
     server_name: str
     separator: Optional[str]
     attributes: tuple[str, ...]
+    namespace: str = "personal"
 
 
 @dataclass
@@ -171,7 +175,7 @@ def parse_record(rec: Record) -> Optional[Parsed]:
             raise TypeError("separator")
         return Parsed("folder", name, folder=FolderFacts(
             _str(rec.get("dir")), _str(rec.get("server_name"), name), separator,
-            _strs(rec.get("attributes"))))
+            _strs(rec.get("attributes")), _str(rec.get("namespace"), "personal")))
     key = record_key(rec)
     uidl = _str_or_none(rec.get("uidl"))
     if kind == "msg":
@@ -255,6 +259,7 @@ class IndexState:
                 self.folders[p.name] = entry
             entry.server_name = p.folder.server_name
             entry.separator, entry.attributes = p.folder.separator, p.folder.attributes
+            entry.namespace = p.folder.namespace
             return
         folder = self.folders.get(p.name)
         if folder is None:

@@ -30,6 +30,11 @@ class Closed(Exception):
 
 class FakeImap:
     uidvalidity = 777
+    separator = b"/"
+    # The NAMESPACE answer's body, e.g. b'(("INBOX." ".")) NIL NIL' (Courier): with it the
+    # server announces the NAMESPACE capability and answers the command.
+    namespace: Optional[bytes] = None
+    noselect: frozenset[bytes] = frozenset()  # folders listed \Noselect
 
     def __init__(self, mailbox: Mailbox) -> None:
         self.mailbox = mailbox
@@ -122,15 +127,23 @@ class FakeImap:
             b"LIST": self.reply_list, b"STATUS": self.reply_status,
             b"EXAMINE": self.reply_examine, b"SELECT": self.reply_examine,
             b"UID FETCH": self.reply_fetch, b"FETCH": self.reply_seq_fetch,
-            b"LOGOUT": self.reply_logout,
+            b"LOGOUT": self.reply_logout, b"NAMESPACE": self.reply_namespace,
             b"NOOP": lambda t, r: t + b" OK noop\r\n",
         }
 
+    def caps(self) -> bytes:
+        return b"IMAP4rev1 AUTH=PLAIN" + (b" NAMESPACE" if self.namespace else b"")
+
     def greeting(self) -> bytes:
-        return b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] fake ready\r\n"
+        return b"* OK [CAPABILITY " + self.caps() + b"] fake ready\r\n"
 
     def reply_capability(self, tag: bytes, rest: bytes) -> bytes:
-        return b"* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n" + tag + b" OK done\r\n"
+        return b"* CAPABILITY " + self.caps() + b"\r\n" + tag + b" OK done\r\n"
+
+    def reply_namespace(self, tag: bytes, rest: bytes) -> bytes:
+        if not self.namespace:
+            return tag + b" BAD unknown\r\n"
+        return b"* NAMESPACE " + self.namespace + b"\r\n" + tag + b" OK done\r\n"
 
     def reply_login(self, tag: bytes, rest: bytes) -> bytes:
         return tag + b" OK logged in\r\n"
@@ -139,9 +152,10 @@ class FakeImap:
         return b"* BYE bye\r\n" + tag + b" OK done\r\n"
 
     def list_line(self, name: bytes) -> bytes:
+        attrs = b"\\Noselect" if name in self.noselect else b"\\HasNoChildren"
         if any(c in name for c in b'"\\\x00\r\n') or any(c > 0x7E for c in name):
-            return b'* LIST (\\HasNoChildren) "/" {%d}\r\n%s\r\n' % (len(name), name)
-        return b'* LIST (\\HasNoChildren) "/" "%s"\r\n' % name
+            return b'* LIST (%s) "%s" {%d}\r\n%s\r\n' % (attrs, self.separator, len(name), name)
+        return b'* LIST (%s) "%s" "%s"\r\n' % (attrs, self.separator, name)
 
     def reply_list(self, tag: bytes, rest: bytes) -> bytes:
         return b"".join(self.list_line(n) for n in self.mailbox) + tag + b" OK done\r\n"

@@ -14,10 +14,13 @@ from archiver.cli.common import (
     SourceArgs,
     err,
     folder_options,
+    namespace_option,
     open_source,
     output_options,
     plural,
+    print_notes,
     progress_for,
+    show_alerts,
     source_identity,
     source_options,
     warn_skipped,
@@ -29,13 +32,15 @@ from archiver.cli.common import (
 @click.argument("dest", type=click.Path(path_type=Path))
 @source_options
 @folder_options
+@namespace_option
 @click.option("--format", "fmt", type=click.Choice(["maildir", "mbox"]), default="maildir",
               show_default=True,
               help="Archive format: a Maildir per folder, or one mbox file per folder laid out "
                    "like Thunderbird's Local Folders.")
 @output_options
 def backup(source: str, dest: Path, include: tuple[str, ...], exclude: tuple[str, ...],
-           fmt: str, quiet: bool, as_json: bool, verbose: bool, log_file: Optional[Path],
+           all_namespaces: bool, fmt: str, quiet: bool, as_json: bool, verbose: bool,
+           log_file: Optional[Path],
            **source_params: Any) -> None:
     """Copy every message of every folder of SOURCE into DEST.
 
@@ -59,9 +64,11 @@ def backup(source: str, dest: Path, include: tuple[str, ...], exclude: tuple[str
             src.close()
             raise
         progress = progress_for(quiet, as_json)
+        show_alerts(progress, src)
         try:
             summary = run_backup(src, archive, open_store(archive.dest, fmt),
-                                 BackupOptions(include=list(include), exclude=list(exclude)),
+                                 BackupOptions(include=list(include), exclude=list(exclude),
+                                               all_namespaces=all_namespaces),
                                  progress, connect=False)
         finally:
             progress.close()
@@ -76,8 +83,7 @@ def backup(source: str, dest: Path, include: tuple[str, ...], exclude: tuple[str
             f"{summary.new} new messages ({summary.new_bytes / 1e6:.1f} MB), "
             f"{summary.already} already archived, {summary.flags_updated} flag updates, "
             f"{summary.gone} gone from server, {summary.seconds:.1f} s")
-        for note in summary.notes:
-            err(f"note: {note}")
+        print_notes(summary.notes, "note", src)
     for problem in summary.problems:
         err(f"problem: {problem}")
     if summary.problems:

@@ -129,6 +129,11 @@ folder_options = apply_options([
                  help="Skip folders matching GLOB; repeatable."),
 ])
 
+namespace_option = click.option(
+    "--all-namespaces", is_flag=True,
+    help="Also archive folders of other users' and shared namespaces (under #other/ and "
+         "#shared/); by default only your own folders.")
+
 output_options = apply_options([
     click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary."),
     click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout."),
@@ -162,6 +167,27 @@ class SourceArgs:
                    params["timeout"])
 
 
+def shout(line: str) -> None:
+    """Show a server's [ALERT] at once (RFC 3501 7.1: it MUST reach the user), even --quiet."""
+    err(f"archiver: {line}")
+
+
+def show_alerts(progress: Any, *sessions: Any) -> None:
+    """From now on, show the sessions' alerts above the progress bar."""
+    for session in sessions:
+        watch = getattr(session, "alert_watch", None)
+        if watch is not None:
+            watch.on_alert = lambda line: progress.say(f"archiver: {line}")
+
+
+def print_notes(notes: list[str], prefix: str = "note", *sessions: Any) -> None:
+    """A summary's notes on stderr, less the alerts already shown when they came."""
+    shown = {n for s in sessions if hasattr(s, "alert_notes") for n in s.alert_notes()}
+    for note in notes:
+        if note not in shown:
+            err(f"{prefix}: {note}")
+
+
 def open_source(args: SourceArgs, trace: bool, connect: bool = True) -> Any:
     """Parse SOURCE, read its password and build (and connect) an IMAP or POP3 source.
 
@@ -190,6 +216,7 @@ def open_source(args: SourceArgs, trace: bool, connect: bool = True) -> Any:
         from archiver.sources.imap import ImapSource
 
         src = ImapSource(endpoint, password, timeout=args.timeout, trace=trace)
+        src.alert_watch.on_alert = shout
     if connect:
         src.connect()
     return src
@@ -238,6 +265,7 @@ def open_target(target: str, default_user: Optional[str], target_user: Optional[
                              lambda p: click.prompt(p, hide_input=True, err=True),
                              endpoint.display())
     sink = ImapTarget(endpoint, password, timeout=timeout, trace=trace)
+    sink.alert_watch.on_alert = shout
     sink.connect()
     return sink
 

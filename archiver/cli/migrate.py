@@ -14,11 +14,14 @@ from archiver.cli.common import (
     SourceArgs,
     err,
     folder_options,
+    namespace_option,
     open_source,
     open_target,
     output_options,
     parse_maps,
+    print_notes,
     progress_for,
+    show_alerts,
     source_identity,
     source_options,
     state_dir,
@@ -45,12 +48,13 @@ def default_via(host: str, user: str) -> Path:
               help="The local archive (default: HOST/USER under the user data directory).")
 @source_options
 @folder_options
+@namespace_option
 @target_options
 @click.option("--no-dedup", is_flag=True,
               help="Do not look for messages already on the target (only the journal counts).")
 @output_options
 def migrate(source: str, target: str, via: Optional[Path], include: tuple[str, ...],
-            exclude: tuple[str, ...], target_user: Optional[str],
+            exclude: tuple[str, ...], all_namespaces: bool, target_user: Optional[str],
             target_password_file: Optional[Path], target_cafile: Optional[Path],
             target_insecure: bool, prefix: str, maps: tuple[str, ...], special_use: bool,
             include_deleted: bool, no_dedup: bool, quiet: bool, as_json: bool, verbose: bool,
@@ -91,10 +95,12 @@ def migrate(source: str, target: str, via: Optional[Path], include: tuple[str, .
             journal = RestoreJournal.for_archive(archive, ep.host, ep.port, ep.user,
                                                  state_dir()).open(True)
             progress = progress_for(quiet, as_json)
+            show_alerts(progress, src, sink)
             try:
                 result = run_migrate(
                     src, archive, open_store(archive.dest, fmt), sink, journal,
-                    BackupOptions(include=list(include), exclude=list(exclude)),
+                    BackupOptions(include=list(include), exclude=list(exclude),
+                                  all_namespaces=all_namespaces),
                     RestoreOptions(prefix=prefix, maps=parse_maps(maps),
                                    special_use=special_use, include_deleted=include_deleted,
                                    dedup=not no_dedup, include=list(include),
@@ -117,9 +123,11 @@ def migrate(source: str, target: str, via: Optional[Path], include: tuple[str, .
     if not (quiet or as_json):
         err(f"archive {dest}: {b.new} new messages ({b.new_bytes / 1e6:.1f} MB), "
             f"{b.already} already archived")
+    if not (quiet or as_json):
+        print_notes(b.notes, "note (backup)", src)
     for problem in b.problems:
         err(f"problem (backup): {problem}")
-    print_restore(result.restore, quiet or as_json)
+    print_restore(result.restore, quiet or as_json, sink)
     if result.verify is not None:
         print_verify(result.verify, quiet or as_json)
     if not (quiet or as_json):

@@ -16,15 +16,17 @@ from archiver.cli.common import (
     open_target,
     output_options,
     parse_maps,
+    print_notes,
     progress_for,
     require_index,
+    show_alerts,
     state_dir,
     target_options,
     warn_skipped,
 )
 
 
-def print_restore(summary: Any, quiet: bool) -> None:
+def print_restore(summary: Any, quiet: bool, *sessions: Any) -> None:
     if not quiet:
         verb = "would upload" if summary.dry_run else "uploaded"
         made = "would create" if summary.dry_run else "created"
@@ -38,6 +40,7 @@ def print_restore(summary: Any, quiet: bool) -> None:
         if summary.keywords_dropped:
             err(f"note: {summary.keywords_dropped} keywords were left out (the target "
                 "cannot store them)")
+        print_notes(summary.notes, "note", *sessions)
     for item in summary.refused:
         err(f"refused: {item}")
     for problem in summary.problems:
@@ -120,6 +123,7 @@ def restore(dest: Path, target: str, target_user: Optional[str],
         if not (quiet or as_json) and (dry_run or journal.in_state_dir):
             err(journal_line(journal, dry_run))
         progress = progress_for(quiet, as_json)
+        show_alerts(progress, sink)
         try:
             journal.open(write=not dry_run)
             job = Restore(archive, open_store(archive.dest, archive.format), sink, journal,
@@ -137,7 +141,7 @@ def restore(dest: Path, target: str, target_user: Optional[str],
             if report is not None:
                 out["verify"] = report.as_dict()
             click.echo(json.dumps(out, ensure_ascii=False))
-        print_restore(summary, quiet or as_json)
+        print_restore(summary, quiet or as_json, sink)
         if report is not None:
             print_verify(report, quiet or as_json)
         if summary.status != "ok":

@@ -106,6 +106,7 @@ def run_migrate(source: Source, archive: Archive, store: Store, target: ImapTarg
     refresh_snapshot(archive, backed)  # as a backup does: a lost index can be rebuilt
     for entry in job.selected_folders():  # whatever the overlap did not cover
         job.restore_folder(entry.name)
+    job.finish()
     job.summary.seconds = time.monotonic() - start
     report = verify_target(job, content=False) if verify else None
     return MigrateResult(backed, job.summary, report, time.monotonic() - start)

@@ -34,7 +34,8 @@ from typing import Any, Callable, Optional
 
 from archiver.archive import Archive
 from archiver.errors import ConnectionFailed, Interrupted
-from archiver.names import encode_mutf7
+from archiver.names import encode_mutf7, logical_name
+from archiver.namespaces import PERSONAL
 from archiver.plan import folder_selected
 from archiver.progress import NullProgress, Progress
 from archiver.restore.journal import Landed, RestoreJournal, folder_record, landed_record
@@ -102,6 +103,7 @@ class RestoreSummary:
     keywords_dropped: int = 0
     refused: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # handled, worth a line (folders not ours)
     seconds: float = 0.0
     interrupted: bool = False
 
@@ -117,7 +119,8 @@ class RestoreSummary:
                 "uploaded_bytes": self.uploaded_bytes, "already": self.already,
                 "found": self.found, "skipped_deleted": self.skipped_deleted,
                 "keywords_dropped": self.keywords_dropped, "refused": self.refused,
-                "problems": self.problems, "seconds": round(self.seconds, 3)}
+                "problems": self.problems, "notes": self.notes,
+                "seconds": round(self.seconds, 3)}
 
 
 def wanted(entry: FolderEntry, include_deleted: bool) -> tuple[list[MessageEntry], int]:
@@ -165,10 +168,9 @@ class FolderMapper:
         self.notes: list[str] = []
 
     def components(self, server_name: str) -> tuple[str, ...]:
-        name = server_name
-        if self.prefix and name.startswith(self.prefix) and len(name) > len(self.prefix):
-            name = name[len(self.prefix):]
-        return tuple(name.split(self.sep))
+        """A target folder's name as a logical name (the backup's rule: INBOX.Inbox stays
+        INBOX/Inbox, so it maps back to itself)."""
+        return logical_name(server_name, self.sep, self.prefix)
 
     def _role(self, name: str) -> Optional[str]:
         entry = self.sources.get(name)
@@ -195,12 +197,13 @@ class FolderMapper:
         pre = tuple(p for p in self.options.prefix.strip("/").split("/") if p)
         return pre + comps
 
-    def server_name(self, comps: tuple[str, ...]) -> str:
+    def server_name(self, comps: tuple[str, ...], note: bool = True) -> str:
         fixed = []
         for c in comps:
             if self.sep != "/" and self.sep in c:
-                self.notes.append(f"'{c}' contains the target's separator '{self.sep}': "
-                                  "it is written as '_'")
+                if note:
+                        self.notes.append(f"'{c}' contains the target's separator '{self.sep}': "
+                                      "it is written as '_'")
                 c = c.replace(self.sep, "_")
             fixed.append(c)
         if fixed[0].upper() == "INBOX":
@@ -229,6 +232,7 @@ class Restore:
         self._crash_after = int(crash) if crash else None
         self._landed_now = 0
         self._done: set[str] = set()
+        self._not_ours: set[str] = set()  # folders of other users / shared: never created
         # (folder, uidvalidity, uid) whose bytes failed mid-APPEND: left out when the
         # folder is redone after the dropped line (reported once, in summary.problems)
         self._unreadable: set[tuple[str, int, int]] = set()
@@ -236,10 +240,42 @@ class Restore:
     # ------------------------------------------------------------ top level
 
     def selected_folders(self) -> list[FolderEntry]:
+        """The archived folders to restore: selected, and the user's own (see :meth:`ours`)."""
         folders = [f for f in list(self.archive.state().folders.values())
-                   if folder_selected(f.name, self.options.include, self.options.exclude)]
+                   if folder_selected(f.name, self.options.include, self.options.exclude)
+                   and self.ours(f)]
         folders.sort(key=lambda f: (f.name != "INBOX", f.name))
         return folders
+
+    def ours(self, entry: FolderEntry) -> bool:
+        """False for a folder of another user or a shared one: it is not the user's to create.
+
+        Known from the archive (a folder record's ``namespace``), or -- for archives
+        made before that field, which kept e.g. ``Other Users/dora/Sent`` as a
+        personal folder -- from the target's own NAMESPACE: a name under its
+        other-users or shared prefix.  Creating those failed ("Invalid mailbox
+        name") on every rerun, or would write into someone else's mailbox.
+        """
+        if entry.name not in self._not_ours and entry.namespace == PERSONAL:
+            mapper = self.mapper()
+            name = mapper.server_name(mapper.target(entry.name), note=False)
+            if self.target.namespaces.foreign(name) is None:
+                return True
+        self._not_ours.add(entry.name)
+        return False
+
+    def finish(self) -> None:
+        """Put what the run left out on purpose, and the target's alerts, in the summary."""
+        folders = self.archive.state().folders
+        n = sum(1 for name in self._not_ours if name in folders and not any(
+            a.lower() == "\\noselect" for a in folders[name].attributes))
+        if n:
+            self.summary.notes.append(
+                f"{n} {'folder' if n == 1 else 'folders'} from other users' or shared "
+                "namespaces were not restored: they are not yours to create")
+        for note in self.target.alert_notes():
+            if note not in self.summary.notes:
+                self.summary.notes.append(note)
 
     def run(self) -> RestoreSummary:
         """Restore every selected folder (the CLI's ``restore``)."""
@@ -252,6 +288,7 @@ class Restore:
         except KeyboardInterrupt:
             self.summary.interrupted = True
         finally:
+            self.finish()
             self.summary.seconds = time.monotonic() - start
         if self.summary.interrupted:
             raise Interrupted("interrupted; what landed is recorded -- run the same command "
@@ -282,7 +319,7 @@ class Restore:
             return
         self._done.add(name)
         entry = self.archive.state().folders.get(name)
-        if entry is None:
+        if entry is None or not self.ours(entry):
             return
         self.summary.folders += 1
         self.progress.folder(name)

@@ -19,6 +19,8 @@ class Folder:
     separator: Optional[str]
     attributes: tuple[str, ...]
     components: tuple[str, ...]  # hierarchy relative to the personal namespace
+    # "personal", or "other"/"shared" (archiver/namespaces.py): whose folder this is
+    namespace: str = "personal"
 
     @property
     def name(self) -> str:

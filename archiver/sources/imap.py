@@ -24,7 +24,9 @@ from imapclient.response_parser import parse_fetch_response
 
 from archiver.account import Endpoint, ssl_context
 from archiver.errors import ConnectionFailed, LoginError, ServerError, TLSError
-from archiver.names import decode_mutf7, logical_name
+from archiver.names import decode_mutf7
+from archiver.namespaces import OTHER, PERSONAL, SHARED, Namespace, Namespaces, folder_name
+from archiver.sources.alerts import AlertWatch
 from archiver.sources.base import (
     ConnectionLost,
     FetchFailed,
@@ -86,6 +88,9 @@ class ImapSession:
         self.capabilities: frozenset[str] = frozenset()
         self.prefix = ""
         self.separator: Optional[str] = None
+        self.namespaces = Namespaces()
+        # [ALERT]s (RFC 3501 7.1): the caller sets alert_watch.on_alert to show them at once
+        self.alert_watch = AlertWatch(endpoint.host)
         self.warnings: list[str] = []
         self._connected_once = False
 
@@ -130,6 +135,7 @@ class ImapSession:
                                    f"{as_text(exc)}") from None
         if not self.trace:
             client._imap.debug = 0  # skip imaplib's per-line trace formatting
+        self.alert_watch.watch(client._imap)
         client.folder_encode = False
         client.normalise_times = False
         self._client = client
@@ -137,6 +143,7 @@ class ImapSession:
             if not ep.implicit_tls:
                 self._starttls(client, ctx)
             self._login(client)
+            self.alert_watch.connected()  # a refused login carried them in its error
             try:
                 with network("CAPABILITY"):
                     caps = client.capabilities()
@@ -144,7 +151,9 @@ class ImapSession:
                 self._read_namespace(client)
             except ConnectionLost as exc:
                 raise dropped(ep, "the login", exc) from None
-        except BaseException:
+        except BaseException as exc:
+            if not isinstance(exc, LoginError):
+                self.alert_watch.connected()  # the greeting's alerts are still worth seeing
             self.close()
             raise
 
@@ -165,6 +174,15 @@ class ImapSession:
         self.warnings.append(f"WARNING: {ep.host} offers no STARTTLS; logging in over an "
                              "UNENCRYPTED connection (--plaintext)")
 
+    @property
+    def alerts(self) -> list[str]:
+        """The server's distinct [ALERT] texts so far (sanitised)."""
+        return self.alert_watch.alerts
+
+    def alert_notes(self) -> list[str]:
+        """``server alert from HOST: TEXT`` for each alert: for a summary's notes."""
+        return self.alert_watch.notes()
+
     def _login(self, client: imapclient.IMAPClient) -> None:
         ep = self.endpoint
         try:
@@ -178,6 +196,11 @@ class ImapSession:
             if "UNAVAILABLE" in text.upper() or "TOO MANY" in text.upper():
                 raise ServerUnavailable(f"{ep.host} refused the login for now ({text}); "
                                         "wait a moment and rerun") from None
+            alert = "; ".join(self.alert_watch.since_connect())
+            if alert:  # e.g. "Password expired": the server's reason is the fix
+                raise LoginError(f"{ep.host} refused the login for user '{ep.user}' with the "
+                                 f"alert \"{alert}\": do what it says, or check the user "
+                                 "name and password") from None
             raise LoginError(f"{ep.host} refused the login for user '{ep.user}': check the "
                              "user name and password") from None
         except DROPS as exc:
@@ -186,14 +209,21 @@ class ImapSession:
             raise connect_error(ep, exc) from None
 
     def _read_namespace(self, client: imapclient.IMAPClient) -> None:
+        """Personal prefix and separator, and every namespace (without NAMESPACE: all personal)."""
         if "NAMESPACE" not in self.capabilities:
             return
         with network("NAMESPACE"):
             ns = client.namespace()
-        if ns.personal:
-            prefix, sep = ns.personal[0]
-            self.prefix = decode_mutf7(prefix) if prefix else ""
-            self.separator = as_text(sep) if sep else None
+        entries: list[Namespace] = []
+        for kind, part in ((PERSONAL, ns.personal), (OTHER, ns.other), (SHARED, ns.shared)):
+            for item in part or ():
+                prefix, sep = item[0], item[1]
+                entries.append(Namespace(decode_mutf7(prefix) if prefix else "",
+                                         as_text(sep) if sep else None, kind))
+        self.namespaces = Namespaces(tuple(entries))
+        personal = self.namespaces.personal
+        if personal is not None:
+            self.prefix, self.separator = personal.prefix, personal.separator
 
     # ------------------------------------------------------------ bodies (read-only)
 
@@ -276,7 +306,8 @@ class ImapSource(ImapSession):
             name = decode_mutf7(raw_bytes)
             sep = as_text(delim) if delim else None
             attrs = tuple(as_text(f) for f in flags)
-            out.append(Folder(name, raw_bytes, sep, attrs, logical_name(name, sep, self.prefix)))
+            components, kind = folder_name(name, sep, self.namespaces)
+            out.append(Folder(name, raw_bytes, sep, attrs, components, kind))
         return out
 
     def status(self, folder: Folder) -> Optional[FolderStatus]:

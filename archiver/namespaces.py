@@ -1,0 +1,175 @@
+"""IMAP namespaces (RFC 2342): whose folder a name is, and its logical name in the archive.
+
+A server's NAMESPACE answer has three parts: the user's own (personal)
+folders, other users' folders shared with the user (Cyrus ``Other Users.``,
+Dovecot ``shared/``), and shared folders (Cyrus ``Shared Folders.``, Dovecot
+``public/``).  Only personal folders are the user's to back up and to create
+on a restore target; the others are archived only when asked
+(``--all-namespaces``), under a first component that no personal folder of a
+normal account has (``#other``, ``#shared``), and never restored.
+
+Everything here is pure (no I/O).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Optional
+
+from archiver.names import logical_name
+from archiver.sources.base import Folder
+
+PERSONAL = "personal"
+OTHER = "other"
+SHARED = "shared"
+# The first component of an archived folder of another namespace (docs/FORMAT.md).
+MARKS = {OTHER: "#other", SHARED: "#shared"}
+
+
+@dataclass(frozen=True)
+class Namespace:
+    prefix: str  # decoded from modified UTF-7
+    separator: Optional[str]
+    kind: str  # PERSONAL, OTHER or SHARED
+
+    def holds(self, name: str) -> bool:
+        """Is ``name`` in this namespace (its root, ``Other Users``, included)?"""
+        if not self.prefix:
+            return False
+        if name.startswith(self.prefix):
+            return True
+        sep = self.separator
+        if not sep or not self.prefix.endswith(sep):
+            return False
+        return name == self.prefix[:-len(sep)]
+
+
+@dataclass(frozen=True)
+class Namespaces:
+    """A server's namespaces; empty (everything personal) without the NAMESPACE capability."""
+
+    entries: tuple[Namespace, ...] = ()
+
+    @property
+    def personal(self) -> Optional[Namespace]:
+        return next((n for n in self.entries if n.kind == PERSONAL), None)
+
+    def foreign(self, name: str) -> Optional[Namespace]:
+        """The other-users or shared namespace ``name`` is in (longest prefix), or None.
+
+        A personal namespace with a longer matching prefix wins, so a personal
+        ``INBOX.`` keeps ``INBOX.Other Users`` personal when the shared prefix is ``Other ``.
+        """
+        best: Optional[Namespace] = None
+        for ns in self.entries:
+            if ns.holds(name) and (best is None or len(ns.prefix) > len(best.prefix)):
+                best = ns
+        return best if best is not None and best.kind != PERSONAL else None
+
+
+def folder_name(server_name: str, separator: Optional[str],
+                namespaces: Namespaces) -> tuple[tuple[str, ...], str]:
+    """(logical name, namespace kind) of a listed folder.
+
+    A personal folder keeps the name :func:`archiver.names.logical_name` gives
+    it (unchanged from earlier versions).  A folder of another namespace is
+    ``#other`` or ``#shared`` followed by its name after that namespace's
+    prefix, split at that namespace's separator: ``Other Users.dora.Sent`` is
+    ``#other/dora/Sent``.
+    """
+    ns = namespaces.foreign(server_name)
+    if ns is None:
+        personal = namespaces.personal
+        return logical_name(server_name, separator, personal.prefix if personal else ""), PERSONAL
+    rest = server_name[len(ns.prefix):] if server_name.startswith(ns.prefix) else ""
+    sep = ns.separator or separator
+    parts = tuple(rest.split(sep)) if rest and sep else ((rest,) if rest else ())
+    return (MARKS[ns.kind],) + parts, ns.kind
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What the index already says about a logical name."""
+
+    server_name: str
+    namespace: str = PERSONAL
+
+
+def distinct(folders: Iterable[Folder], recorded: Mapping[str, Recorded]
+             ) -> tuple[list[Folder], list[tuple[Folder, str]]]:
+    """Keep one server folder per logical name; the others are problems, not merged.
+
+    Two server folders with one logical name would share one directory and one
+    set of UIDs: messages overwritten or mixed, or the run aborted.  The one
+    the index already knows under that name keeps it (so a rerun never
+    switches), else a personal folder, else the first listed; the others are
+    returned with the reason they are not archived.  A folder whose name the
+    index holds for a folder of another namespace is refused too.
+    """
+    listed = list(folders)
+    by_name: dict[str, list[tuple[int, Folder]]] = {}
+    for i, f in enumerate(listed):
+        by_name.setdefault(f.name, []).append((i, f))
+    keep: set[int] = set()
+    problems: list[tuple[Folder, str]] = []
+    for name, group in by_name.items():
+        rec = recorded.get(name)
+
+        def rank(item: tuple[int, Folder], rec: Optional[Recorded] = rec) -> tuple[int, int, int]:
+            i, f = item
+            known = rec is not None and rec.server_name == f.server_name \
+                and rec.namespace == f.namespace
+            return (0 if known else 1, 0 if f.namespace == PERSONAL else 1, i)
+
+        group.sort(key=rank)
+        first_i, first = group[0]
+        if rec is not None and rec.namespace != first.namespace:
+            problems.append((first, f"folder {first.server_name!r} would be archived as "
+                             f"{name!r}, which already holds {_kind(rec.namespace)} folder "
+                             f"{rec.server_name!r}; not archived, so they are not mixed: "
+                             "rename it on the server"))
+        else:
+            keep.add(first_i)
+        for _, other in group[1:]:
+            problems.append((other, f"folder {other.server_name!r} and {first.server_name!r} "
+                             f"have the same name in the archive ({name!r}); "
+                             f"{other.server_name!r} was not archived: rename one of them "
+                             "on the server"))
+    return [f for i, f in enumerate(listed) if i in keep], problems
+
+
+def _kind(namespace: str) -> str:
+    return {OTHER: "another user's", SHARED: "a shared"}.get(namespace, "the personal")
+
+
+@dataclass
+class Choice:
+    """The folders a backup takes, and what it says about the others."""
+
+    folders: list[Folder]
+    skipped: int  # selectable folders of other namespaces left out (no --all-namespaces)
+    problems: list[str]
+
+    @property
+    def note(self) -> Optional[str]:
+        if not self.skipped:
+            return None
+        what = "folder" if self.skipped == 1 else "folders"
+        return (f"{self.skipped} {what} in other users' or shared namespaces were not "
+                "archived: use --all-namespaces to include them")
+
+
+def choose(folders: Iterable[Folder], all_namespaces: bool,
+           recorded: Mapping[str, Recorded]) -> Choice:
+    """The listed folders a backup archives: the personal ones (all with ``all_namespaces``),
+    one per logical name (:func:`distinct`)."""
+    own: list[Folder] = []
+    skipped = 0
+    for f in folders:
+        if f.namespace == PERSONAL or all_namespaces:
+            own.append(f)
+        elif f.selectable:
+            skipped += 1
+    kept, refused = distinct(own, recorded)
+    return Choice(kept, skipped, [reason for _, reason in refused])
