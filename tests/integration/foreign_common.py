@@ -9,6 +9,7 @@ so every check compares with a fresh EXAMINE/FETCH of the server.
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +47,8 @@ def load_corpus(server: ForeignServer, user: MailUser, *, skip_folders: tuple[st
                 raw_append(c, name, m.data, m.flags, m.internaldate)
                 out.appended += 1
             except Exception as exc:  # the server's NO: a fact the test pins
-                out.refused[m.label] = str(exc).split("refused: ", 1)[-1]
+                text = str(exc).split("refused: ", 1)[-1]  # "NO b'why'"
+                out.refused[m.label] = re.sub(r"^\w+ b['\"](.*)['\"]$", r"\1", text)
         server.create_folder(user, server.folder(corpus.EMPTY), client=c)
     return out
 
