@@ -41,16 +41,22 @@ _CHARSET_ALIASES = {
 _RAW_FALLBACKS = ("utf-8", "iso2022_jp_ext", "cp932", "euc_jis_2004")
 
 
+_LINE_END = re.compile(rb"\r*\n|\r")  # a run of CRs then LF, a lone LF, or a lone CR
+
+
 def header_block(message: bytes) -> bytes:
     """The header part of a raw message (up to the first empty line, bounded)."""
     head = message[:MAX_HEADER_SCAN]
-    for sep in (b"\r\n\r\n", b"\n\n", b"\r\r"):
-        cut = head.find(sep)
-        if cut >= 0:
-            head = head[:cut]
-            break
-    if head.startswith((b"\r\n", b"\n")):
+    if _LINE_END.match(head):
         return b""  # empty header block
+    # The first line end followed at once by another: an empty line.  A run of CRs
+    # before LF is ONE line end (Courier serves a CRLF Maildir file as CR CR LF), so
+    # looking for b"\r\r" would cut the header after its first line.
+    previous = -1
+    for end in _LINE_END.finditer(head):
+        if end.start() == previous:
+            return head[: end.start()]
+        previous = end.end()
     return head
 
 
@@ -105,7 +111,7 @@ def _clean(text: str) -> str:
 def raw_fields(head: bytes) -> dict[str, bytes]:
     """The first occurrence of each wanted field, value still raw (folding kept)."""
     found: dict[str, bytes] = {}
-    lines = re.split(rb"\r\n|\n|\r", head)
+    lines = _LINE_END.split(head)
     current: Optional[str] = None
     for line in lines:
         if line[:1] in (b" ", b"\t"):

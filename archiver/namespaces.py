@@ -34,9 +34,14 @@ class Namespace:
     kind: str  # PERSONAL, OTHER or SHARED
 
     def holds(self, name: str) -> bool:
-        """Is ``name`` in this namespace (its root, ``Other Users``, included)?"""
+        """Is ``name`` in this namespace (its root, ``Other Users``, included)?
+
+        The empty prefix holds every name, and loses to any longer one
+        (:meth:`Namespaces.foreign`): Cyrus with Debian's defaults has the shared
+        namespace ``""`` beside the personal ``INBOX.`` and the other users' ``user.``.
+        """
         if not self.prefix:
-            return False
+            return True
         if name.startswith(self.prefix):
             return True
         sep = self.separator

@@ -5,6 +5,8 @@
 * ``mail_user``    (function) a fresh user with an empty mailbox on ``dovecot``
 * ``loaded_user``  (function) a fresh user on ``dovecot`` loaded with every
   corpus folder and ``corpus.nasty_messages()``; a :class:`LoadedUser`
+* ``courier``      (session)  a started :class:`tests.foreign.CourierServer` (Courier-IMAP 5)
+* ``cyrus``        (session)  a started :class:`tests.foreign.CyrusServer` (Cyrus IMAP 3.6)
 * ``stress``       (session)  True when pytest runs with ``--stress``
 * ``volatile_fs``  (function) a fresh volatile FUSE file system (tests/volatilefs.py)
   mounted on ``tmp_path/"mnt"``: what was not made durable is lost at a power cut
@@ -15,6 +17,7 @@ for a full run) they are written there, with the run's totals and slow
 tests' durations, for ``scripts/reliability-figures``.
 
 If Dovecot is not installed the server fixtures raise (the run FAILS);
+Courier/Cyrus that cannot start FAIL as root and skip (with the reason) otherwise;
 with ARCHIVER_SKIP_DOVECOT=1 they skip instead.  ``volatile_fs`` FAILS when
 FUSE (/dev/fuse, Debian fuse3, PyPI mfusepy) is missing: scripts/test installs it.
 """
@@ -39,6 +42,7 @@ from tests.dovecot import (
     dovecot_available,
     skip_requested,
 )
+from tests.foreign import CourierServer, CyrusServer, ForeignServer, ForeignUnavailable
 from tests.volatilemount import VolatileFS, mounted
 
 REPO = Path(__file__).resolve().parent.parent
@@ -120,6 +124,31 @@ def dovecot_new(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DovecotSer
         yield server
     finally:
         server.stop()
+
+
+def _foreign(server: ForeignServer) -> Iterator[ForeignServer]:
+    """Start *server* for the session.  As root (CI) a server that cannot start is a
+    failure: a missing prerequisite must not pass unseen; otherwise a visible skip."""
+    try:
+        server.start()
+    except ForeignUnavailable as exc:
+        if os.geteuid() == 0:
+            raise
+        pytest.skip(f"{server.name}: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def courier(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CourierServer]:
+    yield from _foreign(CourierServer(tmp_path_factory.mktemp("courier")))  # type: ignore[misc]
+
+
+@pytest.fixture(scope="session")
+def cyrus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CyrusServer]:
+    yield from _foreign(CyrusServer(tmp_path_factory.mktemp("cyrus")))  # type: ignore[misc]
 
 
 @pytest.fixture

@@ -96,6 +96,15 @@ class AlertWatch:
         welcome = getattr(imap, "welcome", None)
         if isinstance(welcome, bytes):
             self.seen(welcome)
+        # imaplib's constructor already sent CAPABILITY and read its answer: an alert
+        # right after the greeting (Cyrus sends its motd so) is only in the untagged
+        # responses it kept, as the text after "OK" (the ALERT code's own entry is empty).
+        untagged = getattr(imap, "untagged_responses", None)
+        if isinstance(untagged, dict):
+            for kind in ("OK", "NO", "BAD"):
+                for text in untagged.get(kind, ()):
+                    if isinstance(text, bytes) and text[:7].upper() == b"[ALERT]":
+                        self.seen(b"* " + kind.encode() + b" " + text)
         read = imap.readline
 
         def readline() -> bytes:

@@ -67,6 +67,25 @@ def test_an_alert_in_the_greeting_is_shown_once_and_kept_in_the_notes(tmp_path: 
     assert summary["notes"] == [line]
 
 
+class MotdAfterGreeting(FakeImap):
+    """Cyrus IMAP 3.6 sends its motd file as a second untagged line right after the
+    greeting, before any command: imaplib reads it while it asks for CAPABILITY inside
+    its constructor, before archiver can watch the lines (tests/integration/test_cyrus.py
+    shows it on the real server)."""
+
+    def greeting(self) -> bytes:
+        return super().greeting() + b"* OK [ALERT] Mail server moves on 2004-03-31\r\n"
+
+
+def test_an_alert_right_after_the_greeting_is_shown_too(tmp_path: Path) -> None:
+    with MotdAfterGreeting(BOX) as server:
+        code, summary, err = backup(server, tmp_path, "--json")
+    assert code == 0, err
+    line = f"server alert from {HOST}: Mail server moves on 2004-03-31"
+    assert alert_lines(err) == [f"archiver: {line}"]
+    assert summary["notes"] == [line]
+
+
 def test_an_alert_is_shown_with_quiet_too(tmp_path: Path) -> None:
     with GreetingAlert(BOX) as server:
         code, _, err = backup(server, tmp_path, "--quiet")

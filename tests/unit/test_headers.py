@@ -39,3 +39,13 @@ def test_no_header_and_empty_message() -> None:
 def test_any_bytes_give_strings_or_none(data: bytes) -> None:
     for value in summarize(data).values():
         assert value is None or isinstance(value, str)
+
+
+def test_cr_cr_lf_line_ends_are_one_line_end_not_the_end_of_the_header() -> None:
+    """Courier-IMAP serves a Maildir file that has CRLF line ends with every LF made
+    CRLF, so each line ends in CR CR LF.  That is one line end: the Subject and the
+    Message-ID (which a restore matches the target by) are still header fields."""
+    msg = b"From: a@b\r\r\nSubject: courier\r\r\nMessage-ID: <c@d>\r\r\n\r\r\nbody\r\r\n"
+    got = summarize(msg)
+    assert (got["from"], got["subject"], got["message_id"]) == ("a@b", "courier", "<c@d>")
+    assert summarize(b"From: a@b\rSubject: mac\r\rbody\r")["subject"] == "mac"

@@ -119,3 +119,19 @@ def test_courier_listing_gives_distinct_folders() -> None:
     assert [f.name for f in choice.folders] == ["INBOX", "INBOX/Inbox", "INBOX/Inbox/Sub",
                                                  "Sent"]
     assert not choice.problems
+
+
+CYRUS_DEBIAN = Namespaces((Namespace("INBOX.", ".", PERSONAL), Namespace("user.", ".", OTHER),
+                           Namespace("", ".", SHARED)))
+
+
+def test_cyrus_debian_defaults_put_shared_folders_under_the_empty_prefix() -> None:
+    """Real Cyrus 3.6 with Debian's altnamespace: no answers NAMESPACE
+    (("INBOX." ".")) (("user." ".")) (("" ".")): a folder outside INBOX. and user.
+    (``shared.Notices``) is a shared folder, not a personal one."""
+    assert folder_name("shared.Notices", ".", CYRUS_DEBIAN) == (
+        ("#shared", "shared", "Notices"), SHARED)
+    assert folder_name("user.dora.Sent", ".", CYRUS_DEBIAN) == (("#other", "dora", "Sent"), OTHER)
+    assert folder_name("INBOX.Sent", ".", CYRUS_DEBIAN) == (("Sent",), PERSONAL)
+    assert folder_name("INBOX", ".", CYRUS_DEBIAN) == (("INBOX",), PERSONAL)
+    assert folder_name("sharedstuff", "/", DOVECOT_SHARED) == (("sharedstuff",), PERSONAL)
