@@ -164,3 +164,15 @@ def test_courier_child_folder_named_inbox_stays_its_own_folder(
     assert len(got["INBOX.Inbox.Sub"]) == 1
     assert sorted(d for _u, d, _f, _i in got["INBOX"]) == sorted(
         d for d, _f in have["INBOX"].values())
+
+
+def test_courier_with_three_connections_archives_the_same(
+        courier: CourierServer, courier_user: Loaded, tmp_path: Path) -> None:
+    """Several connections, each churning UIDs with its own EXAMINEs: the archive still
+    mirrors the server, and a rerun adds nothing."""
+    user, dest = courier_user.user, tmp_path / "a"
+    code, summary, err = backup(courier, user, dest, "--connections", "3")
+    assert code == 0 and summary["status"] == "ok", err
+    assert assert_archive_mirrors(courier, user, dest) == courier_user.appended + 6
+    code, summary, err = backup(courier, user, dest, "--connections", "3")
+    assert code == 0 and summary["new"] == 0, summary

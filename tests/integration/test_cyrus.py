@@ -260,3 +260,14 @@ def test_migrate_cyrus_to_dovecot_keeps_the_tree_and_the_messages(
             if not _other(k.replace("/", "."))}
     got = _tree(dovecot_new.fetch_all(dst), "", "/")
     assert got == want
+
+
+def test_cyrus_with_three_connections_archives_the_same(
+        cyrus: CyrusServer, cyrus_user: Loaded, tmp_path: Path) -> None:
+    user, dest = cyrus_user.user, tmp_path / "a"
+    code, summary, err = backup(cyrus, user, dest, "--connections", "3")
+    assert code == 0 and summary["status"] == "ok", err
+    personal = {n for n in cyrus.list_folders(user) if not _other(n)}
+    assert assert_archive_mirrors(cyrus, user, dest, personal) >= cyrus_user.appended
+    code, summary, err = backup(cyrus, user, dest, "--connections", "3")
+    assert code == 0 and summary["new"] == 0, summary
