@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from archiver.archive import Archive
-from archiver.engine import Backup, BackupOptions, Source, Summary, refresh_snapshot
+from archiver.engine import Backup, BackupOptions, Source, refresh_snapshot
+from archiver.jobs import Summary
 from archiver.progress import NullProgress, Progress
 from archiver.restore.check import TargetReport, verify_target
 from archiver.restore.journal import RestoreJournal

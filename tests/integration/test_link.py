@@ -24,8 +24,9 @@ import archiver.sources.imap as imap_mod
 from archiver.account import TLSOptions, parse_endpoint
 from archiver.archive import Archive
 from archiver.connections import auto_count
-from archiver.engine import BackupOptions, Summary, run_backup
+from archiver.engine import BackupOptions, run_backup
 from archiver.errors import Interrupted
+from archiver.jobs import Summary
 from archiver.sources.imap import ImapSource
 from archiver.stores import open_store
 from tests.conftest import LoadedUser
