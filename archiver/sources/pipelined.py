@@ -115,7 +115,7 @@ class FetchPipe:
 
     def budget(self, batch_bytes: int) -> int:
         """Bytes to keep asked for: two batches, and twice the line's bytes per round trip."""
-        return max(2 * batch_bytes, int(2 * self._rtt * self._rate))
+        return max(4 * batch_bytes, int(2 * self._rtt * self._rate))
 
     def run(self, groups: Iterable[tuple[list[int], int]], batch_bytes: int
             ) -> Generator[tuple[list[int], dict[int, Any]], None, None]:
