@@ -15,7 +15,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional, Protocol
 
@@ -74,6 +74,30 @@ class BackupOptions:
     all_namespaces: bool = False  # also other users' and shared folders (namespaces.py)
 
 
+
+
+class _Recorded(Mapping[str, Recorded]):
+    """The archived folders' names and namespaces, read from the index only when asked
+    (archiver.namespaces.distinct asks only when a name could clash)."""
+
+    def __init__(self, archive: Archive) -> None:
+        self._archive = archive
+        self._map: Optional[dict[str, Recorded]] = None
+
+    def _load(self) -> dict[str, Recorded]:
+        if self._map is None:
+            self._map = {e.name: Recorded(e.server_name, e.namespace)
+                         for e in list(self._archive.state().folders.values())}
+        return self._map
+
+    def __getitem__(self, name: str) -> Recorded:
+        return self._load()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._load())
+
+    def __len__(self) -> int:
+        return len(self._load())
 
 
 # ---------------------------------------------------------------- engine
@@ -140,9 +164,7 @@ class Backup(SyncJobs):
     def _run_folders(self) -> None:
         conn = Connection(self.source)
         listed = self._with_reconnect(conn, self.source.folders)
-        recorded = {e.name: Recorded(e.server_name, e.namespace)
-                    for e in list(self.archive.state().folders.values())}
-        choice = choose(listed, self.options.all_namespaces, recorded)
+        choice = choose(listed, self.options.all_namespaces, _Recorded(self.archive))
         self.summary.problems.extend(choice.problems)
         if choice.note:
             self.summary.notes.append(choice.note)

@@ -119,7 +119,12 @@ def distinct(folders: Iterable[Folder], recorded: Mapping[str, Recorded]
     keep: set[int] = set()
     problems: list[tuple[Folder, str]] = []
     for name, group in by_name.items():
-        rec = recorded.get(name)
+        # The index can only hold another folder under this name if two folders
+        # share it now, or the name is (under) an #other/#shared root: a lone
+        # personal folder elsewhere needs no look, so a no-op rerun reads no index.
+        lone_personal = len(group) == 1 and group[0][1].namespace == PERSONAL \
+            and name.split("/", 1)[0] not in MARKS.values()
+        rec = None if lone_personal else recorded.get(name)
 
         def rank(item: tuple[int, Folder], rec: Optional[Recorded] = rec) -> tuple[int, int, int]:
             i, f = item
