@@ -174,6 +174,10 @@ class Backup(SyncJobs):
         selected.sort(key=lambda f: (f.name != "INBOX", f.name))
         self._statuses = self._prefetch_status(conn, selected)
         count = self.options.connections or auto_count(self.source, self._with_work(selected))
+        log.info("round trip %.1f ms; %s; %d connection(s)",
+                 1000 * getattr(self.source, "rtt", 0.0),
+                 "compressed" if getattr(self.source, "compressed", False) else "not compressed",
+                 count)
         if count <= 1:
             for folder in selected:
                 if not self._pass(conn, folder):
