@@ -34,6 +34,7 @@ from archiver.names import assign_path
 from archiver.pipeline import Job, Pipeline
 from archiver.plan import FolderPlan, batches, describe, folder_selected, plan_folder
 from archiver.progress import NullProgress, Progress
+from archiver.resume import prune_partials, stream_message
 from archiver.sources.base import (
     ConnectionLost,
     FetchFailed,
@@ -59,7 +60,7 @@ class Source(Protocol):
     def fetch(self, uids: list[int]) -> Any: ...
     def fetch_headers(self, uids: list[int]) -> dict[int, bytes]: ...
     def fetch_stream(self, uid: int, size_hint: int, write: Callable[[bytes], None],
-                     chunk: int = ...) -> int: ...
+                     chunk: int = ..., offset: int = ..., overlap: bytes = ...) -> int: ...
 
 
 @dataclass
@@ -305,6 +306,7 @@ class Backup:
         if plan.flag_changes or plan.gone:
             self._pipeline.submit(Job(folder.name, path,
                                        lambda _: self._commit_changes(folder.name, path, plan)))
+        prune_partials(self.store, path, plan, self.options.stream_threshold)
         failures = self._fetch_all(folder, path, plan)
         if plan.uidvalidity_changed or plan.report:
             self._pipeline.submit(Job(folder.name, path, lambda _: self._retire_old(
@@ -401,17 +403,14 @@ class Backup:
         return failures
 
     def _stream_one(self, path: str, plan: FolderPlan, meta: MessageMeta) -> Optional[Incoming]:
-        spool = self.store.spool(path, plan.uidvalidity, meta.uid)
+        """Stream one large message into a spool file, continuing a partial one if safe
+        (archiver.resume: after a lost connection the redone pass asks only for the rest)."""
         try:
-            self.source.fetch_stream(meta.uid, meta.size, spool.write, self.options.stream_chunk)
+            spool = stream_message(self.source, self.store, path, plan.uidvalidity, meta,
+                                   self.options.stream_chunk)
         except FetchFailed as exc:
-            os.close(spool.fd)
-            os.unlink(spool.path)
             self.summary.problems.append(f"{path}: {exc}")
             return None
-        except BaseException:
-            os.close(spool.fd)
-            raise
         return Incoming(plan.uidvalidity, meta.uid, meta.flags, meta.keywords,
                         meta.internaldate, spool=spool, uidl=meta.uidl, server_size=meta.size)
 
@@ -494,8 +493,7 @@ class Backup:
 
     def _drop_spool(self, item: Incoming) -> None:
         if item.spool is not None:
-            os.close(item.spool.fd)
-            os.unlink(item.spool.path)
+            item.spool.discard()
 
     def _cross_match(self, plan: FolderPlan, item: Incoming) -> Optional[MessageEntry]:
         """The same message seen over the other protocol (multiset, by norm hash)."""

@@ -82,5 +82,9 @@ class FetchFailed(Exception):
         self.reason = reason
 
 
+class ResumeMismatch(FetchFailed):
+    """A resumed fetch found other bytes than the ones already on disk: start over."""
+
+
 class ConnectionLost(Exception):
     """The connection dropped or timed out mid-run; the engine reconnects and resumes."""

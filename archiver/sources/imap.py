@@ -31,6 +31,7 @@ from archiver.sources.base import (
     Folder,
     FolderStatus,
     MessageMeta,
+    ResumeMismatch,
     split_flags,
 )
 from archiver.sources.connection import (
@@ -222,29 +223,63 @@ class ImapSession:
                 yield uid, body if isinstance(body, bytes) else as_text(body).encode()
 
     def fetch_stream(self, uid: int, size_hint: int, write: Callable[[bytes], None],
-                     chunk: int = 4 << 20) -> int:
-        """Fetch one large message in ``BODY.PEEK[]<offset.length>`` pieces; returns bytes."""
-        offset = 0
+                     chunk: int = 4 << 20, offset: int = 0, overlap: bytes = b"") -> int:
+        """Fetch one large message in ``BODY.PEEK[]<start.length>`` pieces from ``offset``;
+        returns the message's length (``offset`` + the bytes written).
+
+        Resuming (``offset`` > 0), the first piece starts ``len(overlap)`` bytes
+        early and must repeat ``overlap`` -- the bytes already on disk -- or
+        :class:`ResumeMismatch` is raised: the server's message is not the one
+        the spool holds, and a splice of two messages is never written.  A piece
+        counts only when the server names the origin asked for (``BODY[]<start>``);
+        another origin, or more bytes than asked, is refused (FetchFailed), never
+        appended.  A short piece ends the message only at or past ``size_hint``
+        (RFC822.SIZE); before it the next piece is asked for, and an empty answer
+        ends it.
+        """
+        if len(overlap) > min(offset, chunk):
+            raise ValueError("overlap longer than the bytes before offset or than a piece")
+        start = offset - len(overlap)
+        check = overlap
         while True:
-            item = f"BODY.PEEK[]<{offset}.{chunk}>".encode()
-            with network(f"UID FETCH {uid} BODY.PEEK[]<{offset}.{chunk}>"):
-                res = uid_fetch(self.client, str(uid), f"({item.decode()})")
-            data = res.get(uid) or {}
-            piece = None
-            for key, value in data.items():
-                if isinstance(key, bytes) and key.startswith(b"BODY[]"):
-                    piece = value
+            what = f"UID FETCH {uid} BODY.PEEK[]<{start}.{chunk}>"
+            with network(what):
+                res = uid_fetch(self.client, str(uid), f"(BODY.PEEK[]<{start}.{chunk}>)")
+            piece, origin = _partial_body(res.get(uid) or {})
+            if origin is None and piece is not None:
+                if start != 0 or check:
+                    raise FetchFailed(uid, f"asked for bytes from {start}, the server sent "
+                                           "the whole message instead; not appended")
+                write(piece)  # no partial support: the whole message, at once
+                return len(piece)
             if piece is None:
-                if offset == 0:
+                if start == 0:
                     raise FetchFailed(uid, "the server did not return the message")
-                break
-            if not isinstance(piece, bytes):
-                piece = as_text(piece).encode()
-            write(piece)
-            offset += len(piece)
-            if len(piece) < chunk:
-                break
-        return offset
+                if check:
+                    raise ResumeMismatch(uid, f"nothing at byte {start}, where the part "
+                                              "already fetched ends")
+                return start
+            if origin != start:
+                raise FetchFailed(uid, f"asked for bytes from {start}, the server answered "
+                                       f"from {origin}; not appended")
+            if len(piece) > chunk:
+                raise FetchFailed(uid, f"asked for {chunk} bytes from {start}, the server "
+                                       f"sent {len(piece)}; not appended")
+            if check:
+                if piece[: len(check)] != check:
+                    raise ResumeMismatch(uid, f"the bytes before {offset} differ from the "
+                                              "part already fetched")
+                data, check = piece[len(check):], b""
+            else:
+                data = piece
+            if data:
+                write(data)
+            start += len(piece)
+            if not piece or (len(piece) < chunk and start >= size_hint):
+                return start
+            if start > 2 * size_hint + chunk:  # a server that never ends the message
+                raise FetchFailed(uid, f"the server sent {start} bytes of a message it "
+                                       f"listed as {size_hint}; not archived")
 
     def close(self) -> None:
         client, self._client = self._client, None
@@ -353,6 +388,21 @@ class ImapSource(ImapSession):
                     if isinstance(key, bytes) and key.startswith(b"BODY[HEADER]"):
                         out[int(uid)] = value if isinstance(value, bytes) else b""
         return out
+
+
+_PARTIAL_KEY = re.compile(rb"BODY\[\](?:<(\d+)>)?")
+
+
+def _partial_body(data: dict[Any, Any]) -> tuple[Optional[bytes], Optional[int]]:
+    """(bytes, origin) of a ``BODY[]<origin>`` answer; origin None for plain ``BODY[]``,
+    bytes None when the answer holds no body (or NIL)."""
+    for key, value in data.items():
+        found = _PARTIAL_KEY.fullmatch(key) if isinstance(key, bytes) else None
+        if found is None or value is None:
+            continue
+        body = value if isinstance(value, bytes) else as_text(value).encode()
+        return body, int(found.group(1)) if found.group(1) is not None else None
+    return None, None
 
 
 def uid_fetch(client: imapclient.IMAPClient, uid_set: str, items: str) -> dict[int, Any]:
