@@ -229,16 +229,21 @@ def _flags(rng: random.Random, folder: str) -> str:
 
 def folder_list(count: int) -> list[str]:
     names = list(FOLDERS[:count])
+    seen = set(names)
     year, month = 1999, 1
     while len(names) < count:  # more than the list: Archive/<year>/<month> ...
-        if f"Archive/{year}" not in names:
+        if f"Archive/{year}" not in seen:
             names.append(f"Archive/{year}")
+            seen.add(names[-1])
         else:
             names.append(f"Archive/{year}/{month:02d}")
             month += 1
             if month > 12:
                 year, month = year + 1, 1
     return names[:count]
+
+
+FOLDERS_OVER_IMAP = 50
 
 
 def populate(server: DovecotServer, user: MailUser, n_messages: int, n_folders: int,
@@ -250,9 +255,19 @@ def populate(server: DovecotServer, user: MailUser, n_messages: int, n_folders: 
     with server.session(user) as c:
         c.select_folder("INBOX", readonly=True)  # creates the Maildir root
         c.close_folder()
-        for f in folders:
+        for f in folders[:FOLDERS_OVER_IMAP]:
             server.create_folder(user, f, client=c)
     dirs = {f: server.folder_path(user, f) for f in folders}
+    # Beyond a few dozen, CREATE + SUBSCRIBE over IMAP is quadratic in Dovecot (each
+    # subscribe rewrites the list): the Maildir++ directories are made directly
+    # (force-resync below makes Dovecot see them; LIST needs no subscription).
+    for f in folders[FOLDERS_OVER_IMAP:]:
+        for sub in ("cur", "new", "tmp"):
+            (dirs[f] / sub).mkdir(parents=True, exist_ok=True)
+            os.chown(dirs[f] / sub, server.mail_uid, server.mail_gid)
+        os.chown(dirs[f], server.mail_uid, server.mail_gid)
+        (dirs[f] / "maildirfolder").touch()
+        os.chown(dirs[f] / "maildirfolder", server.mail_uid, server.mail_gid)
     for f, d in dirs.items():
         if not (d / "cur").is_dir():
             raise RuntimeError(f"no Maildir for {f!r} at {d}")
