@@ -184,8 +184,9 @@ class FakeImap:
         msgs = self.mailbox.get(self.selected or b"", {})
         out: list[int] = []
         for part in spec.split(b","):
-            if part == b"1:*":
-                out += sorted(msgs)
+            if part.endswith(b":*"):  # n:* is n..highest, or the highest alone past it
+                low = int(part[:-2])
+                out += [u for u in sorted(msgs) if u >= low] or sorted(msgs)[-1:]
             elif b":" in part:
                 a, b = part.split(b":")
                 out += [u for u in sorted(msgs) if int(a) <= u <= int(b)]

@@ -20,6 +20,7 @@ from typing import Any, Callable, Optional
 
 import imapclient
 import imapclient.exceptions
+from imapclient.datetime_util import parse_to_datetime
 from imapclient.response_parser import parse_fetch_response
 
 from archiver.account import Endpoint, ssl_context
@@ -89,6 +90,7 @@ class ImapSession:
         self.separator: Optional[str] = None
         self.warnings: list[str] = []
         self._connected_once = False
+        self._uidnext = 0  # of the folder last opened (ImapSource.list_messages)
 
     # ------------------------------------------------------------ connection
 
@@ -346,28 +348,44 @@ class ImapSource(ImapSession):
         st = _status_from(res, exists_key=b"EXISTS")
         if st is None:
             raise ServerError(f"EXAMINE {folder.server_name}: no UIDVALIDITY from the server")
+        self._uidnext = st.uidnext  # sizes the listing's UID ranges
         return st
 
     # ------------------------------------------------------------ messages
 
+    # Messages per listing command (about): a 200,000-message folder listed with one
+    # ``UID FETCH 1:*`` held every answer line and its parse at once (imaplib keeps a
+    # command's untagged answers until it completes); in ranges memory stays flat.
+    listing_range = 20_000
+
     def list_messages(self, count: int) -> list[MessageMeta]:
-        """UID, flags, INTERNALDATE and size of every message in the open folder."""
+        """UID, flags, INTERNALDATE and size of every message in the open folder.
+
+        Asked in UID ranges of about :attr:`listing_range` messages (UID ranges,
+        not sequence numbers: an expunge between two commands cannot shift a
+        message out of the listing).  The width assumes the UIDs below UIDNEXT
+        are evenly used, so a folder with sparse UIDs costs no more commands;
+        the last range is open-ended (``n:*``) and takes what arrived meanwhile.
+        """
         if count == 0:
             return []
-        with network("UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE)"):
-            res = uid_fetch(self.client, "1:*", "(UID FLAGS INTERNALDATE RFC822.SIZE)")
+        uidnext = self._uidnext if self._uidnext > 0 else 0
+        width = max(self.listing_range,
+                    -(-self.listing_range * uidnext // count) if uidnext else 0)
         out: list[MessageMeta] = []
-        for uid, data in res.items():
-            flags = tuple(as_text(f) for f in data.get(b"FLAGS", ()))
-            system, keywords = split_flags(flags)
-            idate = data.get(b"INTERNALDATE")
-            out.append(MessageMeta(
-                uid=int(uid), flags=system, keywords=keywords,
-                internaldate=idate if isinstance(idate, datetime) else None,
-                size=int(data.get(b"RFC822.SIZE", 0) or 0),
-            ))
+        flag_cache: dict[bytes, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        low = 1
+        while True:
+            last = uidnext == 0 or count <= self.listing_range or low + width >= uidnext
+            uid_set = f"{low}:*" if last else f"{low}:{low + width - 1}"
+            with network(f"UID FETCH {uid_set} (UID FLAGS INTERNALDATE RFC822.SIZE)"):
+                _listing(self.client, uid_set, out, flag_cache)
+            if last:
+                break
+            low += width
         out.sort(key=lambda m: m.uid)
-        return out
+        # ``n:*`` always answers the highest UID, even below n: drop a repeat.
+        return [m for i, m in enumerate(out) if i == 0 or m.uid != out[i - 1].uid]
 
     def fetch_headers(self, uids: list[int], chunk: int = 1000) -> dict[int, bytes]:
         """``BODY.PEEK[HEADER]`` of ``uids`` (one round trip per ``chunk`` UIDs): enough to
@@ -403,6 +421,59 @@ def _partial_body(data: dict[Any, Any]) -> tuple[Optional[bytes], Optional[int]]
         body = value if isinstance(value, bytes) else as_text(value).encode()
         return body, int(found.group(1)) if found.group(1) is not None else None
     return None, None
+
+
+# The usual listing answer (Dovecot, Courier, Cyrus, Gmail): read with one regex;
+# any other shape goes to imapclient's parser.
+_LISTING_LINE = re.compile(rb'\d+ \(UID (\d+) FLAGS \(([^()"]*)\) INTERNALDATE "([^"]+)" '
+                           rb"RFC822\.SIZE (\d+)\)")
+
+
+def _listing(client: imapclient.IMAPClient, uid_set: str, out: list[MessageMeta],
+             flag_cache: dict[bytes, tuple[tuple[str, ...], tuple[str, ...]]]) -> None:
+    """``UID FETCH uid_set (UID FLAGS INTERNALDATE RFC822.SIZE)`` appended to ``out``.
+
+    The common answer shape is parsed with a regex (imapclient's general
+    tokenizer took most of the listing's time); flag sets repeat, so each
+    distinct one is split once (``flag_cache``) and its tuples shared.
+    """
+    imap = client._imap
+    tag = imap._command("UID", "FETCH", uid_set, "(UID FLAGS INTERNALDATE RFC822.SIZE)")
+    typ, data = imap._command_complete("FETCH", tag)
+    if typ != "OK":
+        raise imapclient.exceptions.IMAPClientError(
+            f"UID FETCH failed: {as_text(data[0] if data else typ)}")
+    typ, data = imap._untagged_response(typ, data, "FETCH")
+    rest: list[Any] = []
+    for item in data:
+        found = _LISTING_LINE.fullmatch(item) if isinstance(item, bytes) else None
+        if found is None:
+            rest.append(item)
+            continue
+        raw_flags = found.group(2)
+        split = flag_cache.get(raw_flags)
+        if split is None:
+            split = flag_cache[raw_flags] = split_flags(
+                [as_text(f) for f in raw_flags.split()])
+        try:
+            idate: Optional[datetime] = parse_to_datetime(found.group(3), normalise=False)
+        except ValueError:
+            idate = None
+        out.append(MessageMeta(uid=int(found.group(1)), flags=split[0], keywords=split[1],
+                               internaldate=idate, size=int(found.group(4))))
+    del data
+    if not rest:
+        return
+    parsed: dict[int, Any] = parse_fetch_response(rest, False, True)
+    for uid, fields in parsed.items():
+        flags = tuple(as_text(f) for f in fields.get(b"FLAGS", ()))
+        system, keywords = split_flags(flags)
+        idate = fields.get(b"INTERNALDATE")
+        out.append(MessageMeta(
+            uid=int(uid), flags=system, keywords=keywords,
+            internaldate=idate if isinstance(idate, datetime) else None,
+            size=int(fields.get(b"RFC822.SIZE", 0) or 0),
+        ))
 
 
 def uid_fetch(client: imapclient.IMAPClient, uid_set: str, items: str) -> dict[int, Any]:
