@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from archiver.index import POP3_UIDVALIDITY, ReadResult, read_index, uid_for_uidl
+from archiver.sources.base import SLOTS
 
 Record = dict[str, Any]
 # What a nonsense field raises when folded: json.loads accepts Infinity and NaN,
@@ -29,7 +30,7 @@ Record = dict[str, Any]
 _NONSENSE = (TypeError, ValueError, AttributeError, KeyError, IndexError, OverflowError)
 
 
-@dataclass
+@dataclass(**SLOTS)
 class MessageEntry:
     """What the index says about one archived message (latest records applied)."""
 
@@ -121,7 +122,17 @@ def _strs(value: Any) -> tuple[str, ...]:
         raise TypeError(f"not a list of strings: {value!r}")
     if type(value) is not list or not all(type(v) is str for v in value):
         raise TypeError(f"not a list of strings: {value!r}")
-    return tuple(value)
+    out = tuple(value)
+    # A folder of 200,000 messages has a handful of distinct flag sets: one tuple each.
+    shared = _SHARED_STRS.get(out)
+    if shared is not None:
+        return shared
+    if len(_SHARED_STRS) < 4096:
+        _SHARED_STRS[out] = out
+    return out
+
+
+_SHARED_STRS: dict[tuple[str, ...], tuple[str, ...]] = {}
 
 
 @dataclass
@@ -262,6 +273,7 @@ class IndexState:
         key = p.key
         if p.kind == "msg":
             assert p.message is not None
+            p.message.folder = folder.name  # one string per folder, not per message
             folder.messages[key] = p.message
         elif p.kind == "link":
             assert p.link_to is not None
