@@ -8,13 +8,15 @@ more commands, and reads the usual answer shape with a regex.
 
 from __future__ import annotations
 
+import random
 import re
 
 import pytest
+from imapclient.datetime_util import parse_to_datetime
 
 from archiver.account import TLSOptions, parse_endpoint
 from archiver.sources.base import MessageMeta
-from archiver.sources.imap import ImapSource
+from archiver.sources.imap import ImapSource, _internaldate
 from tests.fakeimap import FakeImap, Mailbox
 
 
@@ -95,3 +97,30 @@ def test_both_parsers_give_the_same_listing(listing_range: int) -> None:
     assert len({m.internaldate for m in metas}) == 1
     assert metas[0].internaldate is not None and metas[0].internaldate.utcoffset() is not None
     assert metas[0].internaldate.isoformat() == "2024-01-01T10:00:00+09:00"
+
+
+def test_listed_dates_share_their_zone() -> None:
+    """One tzinfo per offset, not one per message (most of a listing's memory)."""
+    with FakeImap(_box(list(range(1, 31)))) as srv:
+        metas = _list(srv, 1000)
+    assert len({id(m.internaldate.tzinfo) for m in metas if m.internaldate}) == 1
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_internaldate_reads_as_imapclient_does(seed: int) -> None:
+    rng = random.Random(seed)
+    months = ["Jan", "feb", "MAR", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+    for _ in range(500):
+        day = rng.randint(1, 31)
+        raw = (f"{day:2d}" if rng.random() < 0.5 else f"{day:02d}") + \
+            f"-{rng.choice(months)}-{rng.randint(1970, 2038)} {rng.randint(0, 23):02d}:" \
+            f"{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d} {rng.choice('+-')}" \
+            f"{rng.randint(0, 14):02d}{rng.choice([0, 30, 45]):02d}"
+        try:
+            want = parse_to_datetime(raw.encode(), normalise=False)
+        except ValueError:
+            want = None
+        got = _internaldate(raw.encode())
+        assert got == want, raw
+        if got is not None and want is not None:
+            assert got.utcoffset() == want.utcoffset() and got.isoformat() == want.isoformat()
