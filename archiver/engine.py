@@ -30,7 +30,7 @@ from archiver.index import (
     message_key,
     msg_record,
 )
-from archiver.names import assign_path
+from archiver.names import assign_path, fold_key
 from archiver.pipeline import Job, Pipeline
 from archiver.plan import FolderPlan, batches, describe, folder_selected, plan_folder
 from archiver.progress import NullProgress, Progress
@@ -153,6 +153,7 @@ class Backup:
         self.progress: Progress = progress or NullProgress()
         self.summary = Summary()
         self._assigned: set[str] = set()
+        self._taken: Optional[set[str]] = None  # fold_key of every path given (see names)
         self._paths: dict[str, str] = {}  # folder name -> path given in this run
         self._reconnects = 0
         crash = os.environ.get(CRASH_ENV)
@@ -356,9 +357,13 @@ class Backup:
             # before its first frame): the retry must not take a second, suffixed path.
             path = self._paths[folder.name]
         else:
-            path = assign_path(folder.components, state.all_paths() | self._assigned,
-                               self.store.path_for(folder.components))
+            if self._taken is None:  # folded once per run, then kept up to date
+                self._taken = {fold_key(p) for p in state.all_paths() | self._assigned}
+            path = assign_path(folder.components, (), self.store.path_for(folder.components),
+                               folded=self._taken)
         self._assigned.add(path)
+        if self._taken is not None:
+            self._taken.add(fold_key(path))
         self._paths[folder.name] = path
         self.store.prepare_folder(path, mailbox=folder.selectable)
         # Always: a folder cut before its first frame has bytes but no records yet.
