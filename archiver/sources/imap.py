@@ -15,13 +15,11 @@ import logging
 import re
 import ssl
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any, Callable, Optional
 
 import imapclient
 import imapclient.exceptions
-from imapclient.datetime_util import parse_to_datetime
-from imapclient.response_parser import parse_fetch_response
+from imapclient.response_parser import parse_fetch_response, parse_response
 
 from archiver.account import Endpoint, ssl_context
 from archiver.errors import ConnectionFailed, LoginError, ServerError, TLSError
@@ -33,7 +31,6 @@ from archiver.sources.base import (
     FolderStatus,
     MessageMeta,
     ResumeMismatch,
-    split_flags,
 )
 from archiver.sources.connection import (
     DROPS,
@@ -41,6 +38,7 @@ from archiver.sources.connection import (
     dropped,
     retry_dropped,
 )
+from archiver.sources.imap_listing import listing_range as _listing
 
 log = logging.getLogger("archiver.imap")
 
@@ -91,6 +89,7 @@ class ImapSession:
         self.warnings: list[str] = []
         self._connected_once = False
         self._uidnext = 0  # of the folder last opened (ImapSource.list_messages)
+        self._listed: dict[bytes, FolderStatus] = {}  # LIST-STATUS answers (ImapSource)
 
     # ------------------------------------------------------------ connection
 
@@ -301,8 +300,13 @@ class ImapSource(ImapSession):
     # ------------------------------------------------------------ folders
 
     def folders(self) -> list[Folder]:
-        with network("LIST"):
-            listing = self.client.list_folders()
+        """Every folder; with LIST-STATUS (RFC 5819) their STATUS counters come along
+        and :meth:`status` answers from them (10,000 folders: one command, not 10,001)."""
+        self._listed = {}
+        listing = self._list_with_status() if "LIST-STATUS" in self.capabilities else None
+        if listing is None:
+            with network("LIST"):
+                listing = self.client.list_folders()
         out: list[Folder] = []
         seen: set[bytes] = set()
         for flags, delim, raw in listing:
@@ -316,16 +320,54 @@ class ImapSource(ImapSession):
             out.append(Folder(name, raw_bytes, sep, attrs, logical_name(name, sep, self.prefix)))
         return out
 
-    def status(self, folder: Folder) -> Optional[FolderStatus]:
-        """STATUS counters, or None if the server will not give them for this folder."""
+    def _status_items(self) -> list[bytes]:
         items = [b"MESSAGES", b"UIDNEXT", b"UIDVALIDITY"]
         if "CONDSTORE" in self.capabilities:
             items.append(b"HIGHESTMODSEQ")
         if "STATUS=SIZE" in self.capabilities:
             items.append(b"SIZE")
+        return items
+
+    def _list_with_status(self) -> Optional[list[Any]]:
+        """``LIST "" "*" RETURN (STATUS (...))``: the folders as ``list_folders`` gives
+        them, their counters kept for :meth:`status`; None when the server refuses it."""
+        imap = self.client._imap
+        items = b" ".join(self._status_items()).decode()
+        try:
+            with network("LIST RETURN (STATUS)"):
+                typ, _ = imap._simple_command("LIST", '""', '"*"', "RETURN",
+                                              f"(STATUS ({items}))")
+                lists = imap.untagged_responses.pop("LIST", [])
+                stats = imap.untagged_responses.pop("STATUS", [])
+        except ServerError as exc:
+            log.info("LIST-STATUS refused (%s): one STATUS per folder", exc)
+            return None
+        if typ != "OK":
+            return None
+        listing: list[Any] = self.client._proc_folder_list(lists)
+        parsed = parse_response([s for s in stats if s not in (b"", None)])
+        for i in range(0, len(parsed) - 1, 2):
+            name, values = parsed[i], parsed[i + 1]
+            if not isinstance(values, tuple) or len(values) % 2:
+                continue
+            raw = name if isinstance(name, bytes) else str(name).encode("utf-8")
+            st = _status_from(dict(zip(values[::2], values[1::2])))
+            if st is not None:
+                self._listed[raw] = st
+        return listing
+
+    def status(self, folder: Folder) -> Optional[FolderStatus]:
+        """STATUS counters, or None if the server will not give them for this folder.
+
+        Answered once from the last :meth:`folders` listing when it carried them
+        (LIST-STATUS); asked again (STATUS) after that, e.g. after a reconnect.
+        """
+        listed = self._listed.pop(folder.raw_name, None)
+        if listed is not None:
+            return listed
         try:
             with network(f"STATUS {folder.server_name}"):
-                res = self.client.folder_status(folder.raw_name, items)
+                res = self.client.folder_status(folder.raw_name, self._status_items())
         except (ServerError, UnicodeError):  # UnicodeError: see open_folder
             return None
         return _status_from(res)
@@ -421,92 +463,6 @@ def _partial_body(data: dict[Any, Any]) -> tuple[Optional[bytes], Optional[int]]
         body = value if isinstance(value, bytes) else as_text(value).encode()
         return body, int(found.group(1)) if found.group(1) is not None else None
     return None, None
-
-
-# The usual listing answer (Dovecot, Courier, Cyrus, Gmail): read with one regex;
-# any other shape goes to imapclient's parser.
-_LISTING_LINE = re.compile(rb'\d+ \(UID (\d+) FLAGS \(([^()"]*)\) INTERNALDATE "([^"]+)" '
-                           rb"RFC822\.SIZE (\d+)\)")
-
-
-_DATE = re.compile(rb" ?(\d{1,2})-([A-Za-z]{3})-(\d{4}) (\d\d):(\d\d):(\d\d) ([+-])(\d\d)(\d\d)")
-_MONTHS = {m: i for i, m in enumerate(
-    (b"jan", b"feb", b"mar", b"apr", b"may", b"jun", b"jul", b"aug", b"sep", b"oct", b"nov",
-     b"dec"), 1)}
-_ZONES: dict[bytes, tzinfo] = {}
-
-
-def _internaldate(raw: bytes) -> Optional[datetime]:
-    """An INTERNALDATE as an aware datetime, its zone shared by every message with that
-    offset (imapclient made a tzinfo object per message: over half of a listing's memory).
-
-    Same instant and offset as imapclient's ``parse_to_datetime`` (which reads any
-    other spelling); None when neither can read it.
-    """
-    found = _DATE.fullmatch(raw)
-    month = _MONTHS.get(found.group(2).lower()) if found else None
-    if found is None or month is None:
-        try:
-            other: datetime = parse_to_datetime(raw, normalise=False)
-        except ValueError:
-            return None
-        return other
-    zone_key = found.group(7) + found.group(8) + found.group(9)
-    zone = _ZONES.get(zone_key)
-    if zone is None:
-        minutes = int(found.group(8)) * 60 + int(found.group(9))
-        zone = timezone(timedelta(minutes=-minutes if found.group(7) == b"-" else minutes))
-        if len(_ZONES) < 1000:
-            _ZONES[zone_key] = zone
-    try:
-        return datetime(int(found.group(3)), month, int(found.group(1)), int(found.group(4)),
-                        int(found.group(5)), int(found.group(6)), tzinfo=zone)
-    except ValueError:
-        return None
-
-
-def _listing(client: imapclient.IMAPClient, uid_set: str, out: list[MessageMeta],
-             flag_cache: dict[bytes, tuple[tuple[str, ...], tuple[str, ...]]]) -> None:
-    """``UID FETCH uid_set (UID FLAGS INTERNALDATE RFC822.SIZE)`` appended to ``out``.
-
-    The common answer shape is parsed with a regex (imapclient's general
-    tokenizer took most of the listing's time); flag sets repeat, so each
-    distinct one is split once (``flag_cache``) and its tuples shared.
-    """
-    imap = client._imap
-    tag = imap._command("UID", "FETCH", uid_set, "(UID FLAGS INTERNALDATE RFC822.SIZE)")
-    typ, data = imap._command_complete("FETCH", tag)
-    if typ != "OK":
-        raise imapclient.exceptions.IMAPClientError(
-            f"UID FETCH failed: {as_text(data[0] if data else typ)}")
-    typ, data = imap._untagged_response(typ, data, "FETCH")
-    rest: list[Any] = []
-    for item in data:
-        found = _LISTING_LINE.fullmatch(item) if isinstance(item, bytes) else None
-        if found is None:
-            rest.append(item)
-            continue
-        raw_flags = found.group(2)
-        split = flag_cache.get(raw_flags)
-        if split is None:
-            split = flag_cache[raw_flags] = split_flags(
-                [as_text(f) for f in raw_flags.split()])
-        idate = _internaldate(found.group(3))
-        out.append(MessageMeta(uid=int(found.group(1)), flags=split[0], keywords=split[1],
-                               internaldate=idate, size=int(found.group(4))))
-    del data
-    if not rest:
-        return
-    parsed: dict[int, Any] = parse_fetch_response(rest, False, True)
-    for uid, fields in parsed.items():
-        flags = tuple(as_text(f) for f in fields.get(b"FLAGS", ()))
-        system, keywords = split_flags(flags)
-        idate = fields.get(b"INTERNALDATE")
-        out.append(MessageMeta(
-            uid=int(uid), flags=system, keywords=keywords,
-            internaldate=idate if isinstance(idate, datetime) else None,
-            size=int(fields.get(b"RFC822.SIZE", 0) or 0),
-        ))
 
 
 def uid_fetch(client: imapclient.IMAPClient, uid_set: str, items: str) -> dict[int, Any]:

@@ -16,7 +16,8 @@ from imapclient.datetime_util import parse_to_datetime
 
 from archiver.account import TLSOptions, parse_endpoint
 from archiver.sources.base import MessageMeta
-from archiver.sources.imap import ImapSource, _internaldate
+from archiver.sources.imap import ImapSource
+from archiver.sources.imap_listing import _internaldate
 from tests.fakeimap import FakeImap, Mailbox
 
 

@@ -4,8 +4,10 @@ scripts/bench.py; these tests count the work instead."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import imapclient
 import pytest
 
 import archiver.engine
@@ -13,9 +15,11 @@ import archiver.names
 from archiver.account import TLSOptions, parse_endpoint
 from archiver.archive import Archive
 from archiver.engine import BackupOptions, run_backup
-from archiver.sources.imap import ImapSource
+from archiver.sources.imap import ImapSource, _status_from
 from archiver.stores import open_store
+from tests.dovecot import DovecotServer, MailUser
 from tests.fakeimap import FakeImap
+from tests.helpers import backup
 
 
 def _backup(server: FakeImap, dest: Path) -> None:
@@ -49,3 +53,39 @@ def test_new_folders_fold_each_taken_path_once(tmp_path: Path,
     state = Archive.open_existing(tmp_path / "a").state()
     assert len({f.path.lower() for f in state.folders.values()}) == 60
     assert calls <= 4 * 60, f"{calls} fold_key calls for 60 new folders"
+
+
+def test_folder_counters_come_with_the_listing_not_one_status_each(
+        dovecot: DovecotServer, mail_user: MailUser, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dovecot has LIST-STATUS: no STATUS command per folder, the same counters as
+    STATUS gives, and a no-op rerun still skips every folder."""
+    names = ["INBOX", "Sent", "受信箱", "受信箱/講義", "Archive/2003"]
+    with dovecot.session(mail_user) as c:
+        for i, name in enumerate(names * 2):
+            dovecot.append(mail_user, name, b"Subject: %d\r\n\r\nx\r\n" % i, client=c)
+    ep = parse_endpoint(f"imaps://{mail_user.name}@127.0.0.1:{dovecot.imaps_port}",
+                        tls=TLSOptions(cafile=dovecot.cafile))
+    src = ImapSource(ep, mail_user.password)
+    src.connect()
+    try:
+        assert "LIST-STATUS" in src.capabilities
+        folders = src.folders()
+        listed = {f.name: src.status(f) for f in folders}
+        by_status = {f.name: _status_from(src.client.folder_status(f.raw_name,
+                                                                   src._status_items()))
+                     for f in folders}
+    finally:
+        src.close()
+    assert set(names) <= set(listed)
+    assert listed == by_status
+    calls = []
+    real = imapclient.IMAPClient.folder_status
+    monkeypatch.setattr(imapclient.IMAPClient, "folder_status",
+                        lambda self, *a, **k: calls.append(a) or real(self, *a, **k))
+    dest = tmp_path / "a"
+    assert backup(dovecot, mail_user, dest, "--quiet")[0] == 0
+    code, out, _ = backup(dovecot, mail_user, dest, "--quiet", "--json")
+    assert code == 0
+    assert json.loads(out.strip().splitlines()[-1])["folders_skipped"] == len(listed)
+    assert calls == [], f"{len(calls)} STATUS commands"
