@@ -58,7 +58,7 @@ def stream_message(source: Source, store: Store, path: str, uidvalidity: int,
         spool = store.spool(path, uidvalidity, meta.uid, ident)
         try:
             source.fetch_stream(meta.uid, meta.size, spool.write, chunk, offset=spool.size,
-                                overlap=spool.tail(RESUME_OVERLAP))
+                                overlap=spool.tail(min(RESUME_OVERLAP, chunk // 2)))
         except ResumeMismatch as exc:
             spool.discard()
             log.info("%s: %s; fetching the message again from its start", path, exc)

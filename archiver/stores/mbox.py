@@ -228,10 +228,14 @@ class MboxStore:
         prefix = self._partial_prefix(folder_path)
         with translate_os_errors(f"cleaning {self.tmp}"):
             try:
-                names = os.listdir(self.tmp)
+                names = set(os.listdir(self.tmp))
             except FileNotFoundError:
                 return
             for name in names:
+                if (name.startswith(prefix) and name.endswith(".partial" + SIDECAR)
+                        and name[: -len(SIDECAR)] not in names):
+                    os.unlink(self.tmp / name)  # a sidecar whose spool was consumed
+                    continue
                 if not (name.startswith(prefix) and name.endswith(".partial")):
                     continue
                 parts = name[len(prefix): -len(".partial")].split(".")

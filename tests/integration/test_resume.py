@@ -185,6 +185,24 @@ def test_an_answer_from_another_origin_is_refused_not_appended(tmp_path: Path) -
     assert not list(dest.rglob("*.partial*")), "the refused spool was kept"
 
 
+def test_a_tiny_piece_size_still_resumes(tmp_path: Path) -> None:
+    """Pieces smaller than the 4 KiB overlap: the overlap shrinks to half a piece."""
+    dest = tmp_path / "a"
+    _first_run(dest)
+    _plant_spool(dest, BODY[:60_000])
+    with FakeImap({b"INBOX": {1: BODY}}) as srv:
+        ep = parse_endpoint(f"imap://u@127.0.0.1:{srv.port}", tls=TLSOptions(plaintext=True))
+        arc = Archive.open_existing(dest)
+        try:
+            summary = run_backup(ImapSource(ep, "pw"), arc, open_store(dest, "maildir"),
+                                 BackupOptions(**dict(OPTS, stream_chunk=1000)))  # type: ignore[arg-type]
+        finally:
+            arc.close()
+    assert summary.status == "ok", summary.problems
+    assert _stored(dest) == [BODY]
+    assert min(_partial_fetches(srv)) == 60_000 - 500
+
+
 def _plant_spool(dest: Path, data: bytes, **ident: Any) -> Path:
     """A partial spool of UID 1 as a killed run leaves it (sidecar included)."""
     tmp = dest / "INBOX" / "tmp"
@@ -278,6 +296,7 @@ def test_a_line_cut_mid_message_resumes_in_the_same_run(tmp_path: Path, fmt: str
     assert origins.count(0) == 1, origins
     assert srv.served <= len(BODY) + 2 * 30_000, srv.served
     assert srv.connections == 3
+    assert not list(dest.rglob("*.partial*")), "a spool or sidecar was left behind"
 
 
 class EndlessPieces(FakeImap):
