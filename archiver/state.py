@@ -133,6 +133,17 @@ def _strs(value: Any) -> tuple[str, ...]:
 
 
 _SHARED_STRS: dict[tuple[str, ...], tuple[str, ...]] = {}
+_SHARED_INTS: dict[int, int] = {}
+
+
+def _shared_int(value: int) -> int:
+    """One int object per UIDVALIDITY (the same in every record of a folder)."""
+    shared = _SHARED_INTS.get(value)
+    if shared is not None:
+        return shared
+    if len(_SHARED_INTS) < 65536:
+        _SHARED_INTS[value] = value
+    return value
 
 
 @dataclass
@@ -183,7 +194,8 @@ def parse_record(rec: Record) -> Optional[Parsed]:
         return Parsed("folder", name, folder=FolderFacts(
             _str(rec.get("dir")), _str(rec.get("server_name"), name), separator,
             _strs(rec.get("attributes"))))
-    key = record_key(rec)
+    uv, uid = record_key(rec)
+    key = (_shared_int(uv), uid)  # the key tuple outlives the record: share its UIDVALIDITY
     uidl = _str_or_none(rec.get("uidl"))
     if kind == "msg":
         return Parsed("msg", name, key, message=_message(name, key, rec))
@@ -204,6 +216,9 @@ def _message(name: str, key: tuple[int, int], rec: Record) -> MessageEntry:
     offset, length = _int_or_none(rec.get("offset")), _int_or_none(rec.get("length"))
     if size < 0 or (offset is not None and offset < 0) or (length is not None and length < 0):
         raise ValueError("a negative size or offset")
+    rfc822_size = _int_or_none(rec.get("rfc822_size"))
+    if rfc822_size == size:
+        rfc822_size = size  # one int object for both (usually equal), not two
     return MessageEntry(
         folder=name, uidvalidity=key[0], uid=key[1],
         path=_str(rec.get("path")), size=size, sha256=_str(rec.get("sha256")),
@@ -212,7 +227,7 @@ def _message(name: str, key: tuple[int, int], rec: Record) -> MessageEntry:
         offset=offset, length=length,
         internaldate=_str_or_none(rec.get("internaldate")),
         message_id=_str_or_none(rec.get("message_id")),
-        rfc822_size=_int_or_none(rec.get("rfc822_size")),
+        rfc822_size=rfc822_size,
         internaldate_source=_str_or_none(rec.get("internaldate_source")),
     )
 
