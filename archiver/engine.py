@@ -26,11 +26,12 @@ from archiver.index import (
     folder_record,
 )
 from archiver.jobs import Summary, SyncJobs
-from archiver.names import assign_path
+from archiver.names import assign_path, fold_key
 from archiver.namespaces import PERSONAL, Recorded, choose
 from archiver.pipeline import Job, Pipeline
 from archiver.plan import FolderPlan, batches, folder_selected, plan_folder
 from archiver.progress import NullProgress, Progress
+from archiver.resume import prune_partials, stream_message
 from archiver.sources.alerts import alert_notes
 from archiver.sources.base import (
     ConnectionLost,
@@ -57,7 +58,7 @@ class Source(Protocol):
     def fetch(self, uids: list[int]) -> Any: ...
     def fetch_headers(self, uids: list[int]) -> dict[int, bytes]: ...
     def fetch_stream(self, uid: int, size_hint: int, write: Callable[[bytes], None],
-                     chunk: int = ...) -> int: ...
+                     chunk: int = ..., offset: int = ..., overlap: bytes = ...) -> int: ...
 
 
 @dataclass
@@ -116,6 +117,7 @@ class Backup(SyncJobs):
         self.progress: Progress = progress or NullProgress()
         self.summary = Summary()
         self._assigned: set[str] = set()
+        self._taken: Optional[set[str]] = None  # fold_key of every path given (see names)
         self._paths: dict[str, str] = {}  # folder name -> path given in this run
         self._lock = threading.Lock()  # summary counters and path assignment (connections)
         self._stop = threading.Event()  # set when one connection's failure ends the run
@@ -315,6 +317,7 @@ class Backup(SyncJobs):
         if plan.flag_changes or plan.gone:
             self._pipeline.submit(Job(folder.name, path,
                                        lambda _: self._commit_changes(folder.name, path, plan)))
+        prune_partials(self.store, path, plan, self.options.stream_threshold)
         failures = self._fetch_all(conn, folder, path, plan)
         if plan.uidvalidity_changed or plan.report:
             self._pipeline.submit(Job(folder.name, path, lambda _: self._retire_old(
@@ -365,9 +368,13 @@ class Backup(SyncJobs):
             # before its first frame): the retry must not take a second, suffixed path.
             path = self._paths[folder.name]
         else:
-            path = assign_path(folder.components, state.all_paths() | self._assigned,
-                               self.store.path_for(folder.components))
+            if self._taken is None:  # folded once per run, then kept up to date
+                self._taken = {fold_key(p) for p in state.all_paths() | self._assigned}
+            path = assign_path(folder.components, (), self.store.path_for(folder.components),
+                               folded=self._taken)
         self._assigned.add(path)
+        if self._taken is not None:
+            self._taken.add(fold_key(path))
         self._paths[folder.name] = path
         return path
 
@@ -429,21 +436,16 @@ class Backup(SyncJobs):
 
     def _stream_one(self, conn: Connection, path: str, plan: FolderPlan,
                     meta: MessageMeta) -> Optional[Incoming]:
-        spool = self.store.spool(path, plan.uidvalidity, meta.uid)
+        """Stream one large message into a spool file, continuing a partial one if safe
+        (archiver.resume: after a lost connection the redone pass asks only for the rest)."""
         try:
-            conn.source.fetch_stream(meta.uid, meta.size, spool.write, self.options.stream_chunk)
+            spool = stream_message(conn.source, self.store, path, plan.uidvalidity, meta,
+                                   self.options.stream_chunk)
         except FetchFailed as exc:
-            os.close(spool.fd)
-            os.unlink(spool.path)
             self.summary.problems.append(f"{path}: {exc}")
             return None
-        except BaseException:
-            os.close(spool.fd)
-            raise
         return Incoming(plan.uidvalidity, meta.uid, meta.flags, meta.keywords,
                         meta.internaldate, spool=spool, uidl=meta.uidl, server_size=meta.size)
-
-    # ------------------------------------------------------------ pipeline jobs
 
 
 def run_backup(source: Source, archive: Archive, store: Store,

@@ -207,8 +207,7 @@ class SyncJobs:
 
     def _drop_spool(self, item: Incoming) -> None:
         if item.spool is not None:
-            os.close(item.spool.fd)
-            os.unlink(item.spool.path)
+            item.spool.discard()
 
     def _cross_match(self, plan: FolderPlan, item: Incoming) -> Optional[MessageEntry]:
         """The same message seen over the other protocol (multiset, by norm hash)."""

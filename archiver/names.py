@@ -183,15 +183,19 @@ def fold_key(relpath: str) -> str:
 
 
 def assign_path(components: Sequence[str], taken: Iterable[str],
-                base: str | None = None) -> str:
+                base: str | None = None, folded: set[str] | None = None) -> str:
     """The path for a new folder, distinct (after case/Unicode folding) from ``taken``.
 
     ``taken`` holds the paths already given to other folders (their history
     lives in the index), so a folder keeps its directory for ever once chosen.
     ``base`` is the store's own path for the name (default: the Maildir one).
+    ``folded``, when given, is ``{fold_key(p) for p in taken}`` kept up to date by
+    the caller (``taken`` is then ignored): folding every taken path again for each
+    new folder made a first run of 10,000 folders quadratic.
     """
     base = base if base is not None else folder_path(components)
-    folded = {fold_key(p) for p in taken}
+    if folded is None:
+        folded = {fold_key(p) for p in taken}
     if fold_key(base) not in folded:
         return base
     full = "/".join(components)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from archiver.index import POP3_UIDVALIDITY, ReadResult, read_index, uid_for_uidl
+from archiver.sources.base import SLOTS
 
 Record = dict[str, Any]
 # What a nonsense field raises when folded: json.loads accepts Infinity and NaN,
@@ -29,7 +30,7 @@ Record = dict[str, Any]
 _NONSENSE = (TypeError, ValueError, AttributeError, KeyError, IndexError, OverflowError)
 
 
-@dataclass
+@dataclass(**SLOTS)
 class MessageEntry:
     """What the index says about one archived message (latest records applied)."""
 
@@ -124,7 +125,28 @@ def _strs(value: Any) -> tuple[str, ...]:
         raise TypeError(f"not a list of strings: {value!r}")
     if type(value) is not list or not all(type(v) is str for v in value):
         raise TypeError(f"not a list of strings: {value!r}")
-    return tuple(value)
+    out = tuple(value)
+    # A folder of 200,000 messages has a handful of distinct flag sets: one tuple each.
+    shared = _SHARED_STRS.get(out)
+    if shared is not None:
+        return shared
+    if len(_SHARED_STRS) < 4096:
+        _SHARED_STRS[out] = out
+    return out
+
+
+_SHARED_STRS: dict[tuple[str, ...], tuple[str, ...]] = {}
+_SHARED_INTS: dict[int, int] = {}
+
+
+def _shared_int(value: int) -> int:
+    """One int object per UIDVALIDITY (the same in every record of a folder)."""
+    shared = _SHARED_INTS.get(value)
+    if shared is not None:
+        return shared
+    if len(_SHARED_INTS) < 65536:
+        _SHARED_INTS[value] = value
+    return value
 
 
 @dataclass
@@ -176,7 +198,8 @@ def parse_record(rec: Record) -> Optional[Parsed]:
         return Parsed("folder", name, folder=FolderFacts(
             _str(rec.get("dir")), _str(rec.get("server_name"), name), separator,
             _strs(rec.get("attributes")), _str(rec.get("namespace"), "personal")))
-    key = record_key(rec)
+    uv, uid = record_key(rec)
+    key = (_shared_int(uv), uid)  # the key tuple outlives the record: share its UIDVALIDITY
     uidl = _str_or_none(rec.get("uidl"))
     if kind == "msg":
         return Parsed("msg", name, key, message=_message(name, key, rec))
@@ -197,6 +220,9 @@ def _message(name: str, key: tuple[int, int], rec: Record) -> MessageEntry:
     offset, length = _int_or_none(rec.get("offset")), _int_or_none(rec.get("length"))
     if size < 0 or (offset is not None and offset < 0) or (length is not None and length < 0):
         raise ValueError("a negative size or offset")
+    rfc822_size = _int_or_none(rec.get("rfc822_size"))
+    if rfc822_size == size:
+        rfc822_size = size  # one int object for both (usually equal), not two
     return MessageEntry(
         folder=name, uidvalidity=key[0], uid=key[1],
         path=_str(rec.get("path")), size=size, sha256=_str(rec.get("sha256")),
@@ -205,7 +231,7 @@ def _message(name: str, key: tuple[int, int], rec: Record) -> MessageEntry:
         offset=offset, length=length,
         internaldate=_str_or_none(rec.get("internaldate")),
         message_id=_str_or_none(rec.get("message_id")),
-        rfc822_size=_int_or_none(rec.get("rfc822_size")),
+        rfc822_size=rfc822_size,
         internaldate_source=_str_or_none(rec.get("internaldate_source")),
     )
 
@@ -267,6 +293,7 @@ class IndexState:
         key = p.key
         if p.kind == "msg":
             assert p.message is not None
+            p.message.folder = folder.name  # one string per folder, not per message
             folder.messages[key] = p.message
         elif p.kind == "link":
             assert p.link_to is not None

@@ -7,7 +7,7 @@ names.  Everything else is tested against the real Dovecot.
 ``FakeImap(mailbox)`` serves ``mailbox`` (folder raw name -> {uid: body}) on
 127.0.0.1 in a thread, one connection at a time, with just enough IMAP4rev1
 for archiver (CAPABILITY, LOGIN, LIST, STATUS, EXAMINE, UID FETCH of the listing,
-``BODY[]`` and ``BODY[HEADER]``, LOGOUT).
+``BODY[]``, ``BODY[]<start.length>`` and ``BODY[HEADER]``, LOGOUT).
 Subclass and override a ``reply_*`` method, or set ``hooks``, to misbehave;
 ``self.connections`` counts accepted connections (1-based in hooks).
 Use with ``--plaintext`` and ``imap://``.
@@ -198,8 +198,9 @@ class FakeImap:
         msgs = self.mailbox.get(self.selected or b"", {})
         out: list[int] = []
         for part in spec.split(b","):
-            if part == b"1:*":
-                out += sorted(msgs)
+            if part.endswith(b":*"):  # n:* is n..highest, or the highest alone past it
+                low = int(part[:-2])
+                out += [u for u in sorted(msgs) if u >= low] or sorted(msgs)[-1:]
             elif b":" in part:
                 a, b = part.split(b":")
                 out += [u for u in sorted(msgs) if int(a) <= u <= int(b)]
@@ -230,6 +231,14 @@ class FakeImap:
     def body_item(self, seq: int, uid: int, body: bytes) -> bytes:
         return b"* %d FETCH (UID %d BODY[] {%d}\r\n%s)\r\n" % (seq, uid, len(body), body)
 
+    def partial_item(self, seq: int, uid: int, body: bytes, start: int, length: int) -> bytes:
+        """``BODY.PEEK[]<start.length>``: the bytes from ``start``, answered as ``BODY[]<start>``
+        (``self.served`` counts the body bytes sent this way)."""
+        piece = body[start:start + length]
+        self.served = getattr(self, "served", 0) + len(piece)
+        return b"* %d FETCH (UID %d BODY[]<%d> {%d}\r\n%s)\r\n" % (seq, uid, start, len(piece),
+                                                                   piece)
+
     def header_item(self, seq: int, uid: int, body: bytes) -> bytes:
         cut = body.find(b"\r\n\r\n")
         head = body[:cut + 4] if cut >= 0 else body
@@ -245,8 +254,12 @@ class FakeImap:
             if uid not in msgs:
                 continue
             seq = order.index(uid) + 1
+            partial = re.search(rb"BODY\.PEEK\[\]<(\d+)\.(\d+)>", items, re.IGNORECASE)
             if b"BODY.PEEK[HEADER]" in items.upper():
                 out.append(self.header_item(seq, uid, msgs[uid]))
+            elif partial:
+                out.append(self.partial_item(seq, uid, msgs[uid], int(partial.group(1)),
+                                             int(partial.group(2))))
             elif b"BODY" in items.upper():
                 out.append(self.body_item(seq, uid, msgs[uid]))
             else:

@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional
 
 import imapclient
 import imapclient.exceptions
-from imapclient.response_parser import parse_fetch_response
+from imapclient.response_parser import parse_fetch_response, parse_response
 
 from archiver.account import Endpoint, ssl_context
 from archiver.errors import ConnectionFailed, LoginError, ServerError, TLSError
@@ -32,6 +32,7 @@ from archiver.sources.base import (
     Folder,
     FolderStatus,
     MessageMeta,
+    ResumeMismatch,
 )
 from archiver.sources.connection import (
     DROPS,
@@ -39,13 +40,14 @@ from archiver.sources.connection import (
     dropped,
     retry_dropped,
 )
+from archiver.sources.imap_listing import listing_range, parse_listing, sorted_unique
 from archiver.sources.pipelined import FetchPipe, status_many, uid_set
 from archiver.sources.responses import (
     LISTING_ITEMS,
     as_text,
     body_of,
-    listing,
     parse_bodies,
+    partial_body,
     status_from,
 )
 
@@ -100,6 +102,8 @@ class ImapSession:
         self.alert_watch = AlertWatch(endpoint.host)
         self.warnings: list[str] = []
         self._connected_once = False
+        self._uidnext = 0  # of the folder last opened (ImapSource.list_messages)
+        self._listed: dict[bytes, FolderStatus] = {}  # LIST-STATUS answers (ImapSource)
 
     # ------------------------------------------------------------ connection
 
@@ -309,29 +313,63 @@ class ImapSession:
             yield [got for uid in uids for got in self.fetch([uid])]
 
     def fetch_stream(self, uid: int, size_hint: int, write: Callable[[bytes], None],
-                     chunk: int = 4 << 20) -> int:
-        """Fetch one large message in ``BODY.PEEK[]<offset.length>`` pieces; returns bytes."""
-        offset = 0
+                     chunk: int = 4 << 20, offset: int = 0, overlap: bytes = b"") -> int:
+        """Fetch one large message in ``BODY.PEEK[]<start.length>`` pieces from ``offset``;
+        returns the message's length (``offset`` + the bytes written).
+
+        Resuming (``offset`` > 0), the first piece starts ``len(overlap)`` bytes
+        early and must repeat ``overlap`` -- the bytes already on disk -- or
+        :class:`ResumeMismatch` is raised: the server's message is not the one
+        the spool holds, and a splice of two messages is never written.  A piece
+        counts only when the server names the origin asked for (``BODY[]<start>``);
+        another origin, or more bytes than asked, is refused (FetchFailed), never
+        appended.  A short piece ends the message only at or past ``size_hint``
+        (RFC822.SIZE); before it the next piece is asked for, and an empty answer
+        ends it.
+        """
+        if len(overlap) > min(offset, chunk):
+            raise ValueError("overlap longer than the bytes before offset or than a piece")
+        start = offset - len(overlap)
+        check = overlap
         while True:
-            item = f"BODY.PEEK[]<{offset}.{chunk}>".encode()
-            with network(f"UID FETCH {uid} BODY.PEEK[]<{offset}.{chunk}>"):
-                res = uid_fetch(self.client, str(uid), f"({item.decode()})")
-            data = res.get(uid) or {}
-            piece = None
-            for key, value in data.items():
-                if isinstance(key, bytes) and key.startswith(b"BODY[]"):
-                    piece = value
+            what = f"UID FETCH {uid} BODY.PEEK[]<{start}.{chunk}>"
+            with network(what):
+                res = uid_fetch(self.client, str(uid), f"(BODY.PEEK[]<{start}.{chunk}>)")
+            piece, origin = partial_body(res.get(uid) or {})
+            if origin is None and piece is not None:
+                if start != 0 or check:
+                    raise FetchFailed(uid, f"asked for bytes from {start}, the server sent "
+                                           "the whole message instead; not appended")
+                write(piece)  # no partial support: the whole message, at once
+                return len(piece)
             if piece is None:
-                if offset == 0:
+                if start == 0:
                     raise FetchFailed(uid, "the server did not return the message")
-                break
-            if not isinstance(piece, bytes):
-                piece = as_text(piece).encode()
-            write(piece)
-            offset += len(piece)
-            if len(piece) < chunk:
-                break
-        return offset
+                if check:
+                    raise ResumeMismatch(uid, f"nothing at byte {start}, where the part "
+                                              "already fetched ends")
+                return start
+            if origin != start:
+                raise FetchFailed(uid, f"asked for bytes from {start}, the server answered "
+                                       f"from {origin}; not appended")
+            if len(piece) > chunk:
+                raise FetchFailed(uid, f"asked for {chunk} bytes from {start}, the server "
+                                       f"sent {len(piece)}; not appended")
+            if check:
+                if piece[: len(check)] != check:
+                    raise ResumeMismatch(uid, f"the bytes before {offset} differ from the "
+                                              "part already fetched")
+                data, check = piece[len(check):], b""
+            else:
+                data = piece
+            if data:
+                write(data)
+            start += len(piece)
+            if not piece or (len(piece) < chunk and start >= size_hint):
+                return start
+            if start > 2 * size_hint + chunk:  # a server that never ends the message
+                raise FetchFailed(uid, f"the server sent {start} bytes of a message it "
+                                       f"listed as {size_hint}; not archived")
 
     def abort(self) -> None:
         """Drop the connection without LOGOUT (which would first read every answer
@@ -359,8 +397,13 @@ class ImapSource(ImapSession):
     # ------------------------------------------------------------ folders
 
     def folders(self) -> list[Folder]:
-        with network("LIST"):
-            listed = self.client.list_folders()
+        """Every folder; with LIST-STATUS (RFC 5819) their STATUS counters come along
+        and :meth:`status` answers from them (10,000 folders: one command, not 10,001)."""
+        self._listed = {}
+        listed = self._list_with_status() if "LIST-STATUS" in self.capabilities else None
+        if listed is None:
+            with network("LIST"):
+                listed = self.client.list_folders()
         out: list[Folder] = []
         seen: set[bytes] = set()
         for flags, delim, raw in listed:
@@ -375,16 +418,54 @@ class ImapSource(ImapSession):
             out.append(Folder(name, raw_bytes, sep, attrs, components, kind))
         return out
 
-    def status(self, folder: Folder) -> Optional[FolderStatus]:
-        """STATUS counters, or None if the server will not give them for this folder."""
+    def _status_items(self) -> list[bytes]:
         items = [b"MESSAGES", b"UIDNEXT", b"UIDVALIDITY"]
         if "CONDSTORE" in self.capabilities:
             items.append(b"HIGHESTMODSEQ")
         if "STATUS=SIZE" in self.capabilities:
             items.append(b"SIZE")
+        return items
+
+    def _list_with_status(self) -> Optional[list[Any]]:
+        """``LIST "" "*" RETURN (STATUS (...))``: the folders as ``list_folders`` gives
+        them, their counters kept for :meth:`status`; None when the server refuses it."""
+        imap = self.client._imap
+        items = b" ".join(self._status_items()).decode()
+        try:
+            with network("LIST RETURN (STATUS)"):
+                typ, _ = imap._simple_command("LIST", '""', '"*"', "RETURN",
+                                              f"(STATUS ({items}))")
+                lists = imap.untagged_responses.pop("LIST", [])
+                stats = imap.untagged_responses.pop("STATUS", [])
+        except ServerError as exc:
+            log.info("LIST-STATUS refused (%s): one STATUS per folder", exc)
+            return None
+        if typ != "OK":
+            return None
+        listed: list[Any] = self.client._proc_folder_list(lists)
+        parsed = parse_response([s for s in stats if s not in (b"", None)])
+        for i in range(0, len(parsed) - 1, 2):
+            name, values = parsed[i], parsed[i + 1]
+            if not isinstance(values, tuple) or len(values) % 2:
+                continue
+            raw = name if isinstance(name, bytes) else str(name).encode("utf-8")
+            st = status_from(dict(zip(values[::2], values[1::2])))
+            if st is not None:
+                self._listed[raw] = st
+        return listed
+
+    def status(self, folder: Folder) -> Optional[FolderStatus]:
+        """STATUS counters, or None if the server will not give them for this folder.
+
+        Answered once from the last :meth:`folders` listing when it carried them
+        (LIST-STATUS); asked again (STATUS) after that, e.g. after a reconnect.
+        """
+        listed = self._listed.pop(folder.raw_name, None)
+        if listed is not None:
+            return listed
         try:
             with network(f"STATUS {folder.server_name}"):
-                res = self.client.folder_status(folder.raw_name, items)
+                res = self.client.folder_status(folder.raw_name, self._status_items())
         except (ServerError, UnicodeError):  # UnicodeError: see open_folder
             return None
         return status_from(res)
@@ -392,15 +473,19 @@ class ImapSource(ImapSession):
     def status_many(self, folders: Sequence[Folder]) -> dict[str, Optional[FolderStatus]]:
         """STATUS of every folder in one round trip (see archiver.sources.pipelined);
         a folder whose answer did not come back right is asked again on its own."""
-        items = [b"MESSAGES", b"UIDNEXT", b"UIDVALIDITY"]
-        if "CONDSTORE" in self.capabilities:
-            items.append(b"HIGHESTMODSEQ")
-        if "STATUS=SIZE" in self.capabilities:
-            items.append(b"SIZE")
-        with network(f"STATUS ({len(folders)} folders)"):
-            answers = status_many(self.client, [f.raw_name for f in folders], items)
         out: dict[str, Optional[FolderStatus]] = {}
-        for folder, res in zip(folders, answers):
+        ask: list[Folder] = []
+        for folder in folders:  # LIST-STATUS may have answered already
+            listed = self._listed.pop(folder.raw_name, None)
+            if listed is not None:
+                out[folder.name] = listed
+            else:
+                ask.append(folder)
+        if not ask:
+            return out
+        with network(f"STATUS ({len(ask)} folders)"):
+            answers = status_many(self.client, [f.raw_name for f in ask], self._status_items())
+        for folder, res in zip(ask, answers):
             out[folder.name] = (status_from(res) if res is not None
                                 else self.status(folder))
         return out
@@ -425,17 +510,42 @@ class ImapSource(ImapSession):
         st = status_from(res, exists_key=b"EXISTS")
         if st is None:
             raise ServerError(f"EXAMINE {folder.server_name}: no UIDVALIDITY from the server")
+        self._uidnext = st.uidnext  # sizes the listing's UID ranges
         return st
 
     # ------------------------------------------------------------ messages
 
+    # Messages per listing command (about): a 200,000-message folder listed with one
+    # ``UID FETCH 1:*`` held every answer line and its parse at once (imaplib keeps a
+    # command's untagged answers until it completes); in ranges memory stays flat.
+    listing_range = 20_000
+
     def list_messages(self, count: int) -> list[MessageMeta]:
-        """UID, flags, INTERNALDATE and size of every message in the open folder."""
+        """UID, flags, INTERNALDATE and size of every message in the open folder.
+
+        Asked in UID ranges of about :attr:`listing_range` messages (UID ranges,
+        not sequence numbers: an expunge between two commands cannot shift a
+        message out of the listing).  The width assumes the UIDs below UIDNEXT
+        are evenly used, so a folder with sparse UIDs costs no more commands;
+        the last range is open-ended (``n:*``) and takes what arrived meanwhile.
+        """
         if count == 0:
             return []
-        with network("UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE)"):
-            res = uid_fetch(self.client, "1:*", LISTING_ITEMS)
-        return listing(res)
+        uidnext = self._uidnext if self._uidnext > 0 else 0
+        width = max(self.listing_range,
+                    -(-self.listing_range * uidnext // count) if uidnext else 0)
+        out: list[MessageMeta] = []
+        flag_cache: dict[bytes, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        low = 1
+        while True:
+            last = uidnext == 0 or count <= self.listing_range or low + width >= uidnext
+            uid_set = f"{low}:*" if last else f"{low}:{low + width - 1}"
+            with network(f"UID FETCH {uid_set} (UID FLAGS INTERNALDATE RFC822.SIZE)"):
+                listing_range(self.client, uid_set, out, flag_cache)
+            if last:
+                break
+            low += width
+        return sorted_unique(out)
 
     def open_and_list(self, folder: Folder, expected: Optional[FolderStatus]
                       ) -> tuple[FolderStatus, list[MessageMeta]]:
@@ -446,8 +556,8 @@ class ImapSource(ImapSession):
         listing's answer (an error, or on a lax server the previous folder's
         messages) is read and dropped.
         """
-        if expected is None or expected.messages == 0:
-            opened = self.open_folder(folder)
+        if expected is None or not 0 < expected.messages <= self.listing_range:
+            opened = self.open_folder(folder)  # a big folder is listed in UID ranges
             return opened, self.list_messages(opened.messages)
         client = self.client
         imap = client._imap
@@ -483,11 +593,14 @@ class ImapSource(ImapSession):
         st = status_from(selected, exists_key=b"EXISTS")
         if st is None:
             raise ServerError(f"EXAMINE {folder.server_name}: no UIDVALIDITY from the server")
+        self._uidnext = st.uidnext
         if ltyp != "OK":
             if st.messages == 0:
                 return st, []
             raise ServerError(f"UID FETCH 1:* in {folder.server_name}: refused")
-        return st, listing(parse_fetch_response(answers, False, True) if answers else {})
+        out: list[MessageMeta] = []
+        parse_listing(answers, out, {})
+        return st, sorted_unique(out)
 
     def fetch_headers(self, uids: list[int], chunk: int = 1000) -> dict[int, bytes]:
         """``BODY.PEEK[HEADER]`` of ``uids`` (one round trip per ``chunk`` UIDs): enough to

@@ -414,7 +414,11 @@ class Pop3Source:
         return b"" if write else b"".join(pieces)
 
     def fetch_stream(self, uid: int, size_hint: int, write: Callable[[bytes], None],
-                     chunk: int = 0) -> int:
+                     chunk: int = 0, offset: int = 0, overlap: bytes = b"") -> int:
+        """RETR/TOP into ``write``.  POP3 cannot start in the middle of a message, so a
+        cut message is fetched again whole (the engine gives POP3 no resumable spool)."""
+        if offset:
+            raise ValueError("POP3 cannot resume a message in the middle")
         self._send(self._fetch_command(uid))
         result = self._read_message(uid, write)
         if isinstance(result, FetchFailed):

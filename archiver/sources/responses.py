@@ -7,12 +7,11 @@ Kept apart from :mod:`archiver.sources.imap` so the wire format can be read
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from typing import Any, Optional
 
 from imapclient.response_parser import parse_fetch_response
 
-from archiver.sources.base import FetchFailed, FolderStatus, MessageMeta, split_flags
+from archiver.sources.base import FetchFailed, FolderStatus
 
 
 def as_text(value: Any) -> str:
@@ -24,21 +23,6 @@ def as_text(value: Any) -> str:
 
 LISTING_ITEMS = "(UID FLAGS INTERNALDATE RFC822.SIZE)"
 
-
-def listing(res: dict[int, Any]) -> list[MessageMeta]:
-    """A folder's listing from parsed ``UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE)``."""
-    out: list[MessageMeta] = []
-    for uid, data in res.items():
-        flags = tuple(as_text(f) for f in data.get(b"FLAGS", ()))
-        system, keywords = split_flags(flags)
-        idate = data.get(b"INTERNALDATE")
-        out.append(MessageMeta(
-            uid=int(uid), flags=system, keywords=keywords,
-            internaldate=idate if isinstance(idate, datetime) else None,
-            size=int(data.get(b"RFC822.SIZE", 0) or 0),
-        ))
-    out.sort(key=lambda m: m.uid)
-    return out
 
 def body_of(uid: int, data: Optional[dict[bytes, Any]]) -> bytes | FetchFailed:
     body = data.get(b"BODY[]") if data else None
@@ -100,3 +84,18 @@ def status_from(res: dict[Any, Any], exists_key: bytes = b"MESSAGES") -> Optiona
         highestmodseq=num(b"HIGHESTMODSEQ"),
         size=num(b"SIZE"),
     )
+
+
+_PARTIAL_KEY = re.compile(rb"BODY\[\](?:<(\d+)>)?")
+
+
+def partial_body(data: dict[Any, Any]) -> tuple[Optional[bytes], Optional[int]]:
+    """(bytes, origin) of a ``BODY[]<origin>`` answer; origin None for plain ``BODY[]``,
+    bytes None when the answer holds no body (or NIL)."""
+    for key, value in data.items():
+        found = _PARTIAL_KEY.fullmatch(key) if isinstance(key, bytes) else None
+        if found is None or value is None:
+            continue
+        body = value if isinstance(value, bytes) else as_text(value).encode()
+        return body, int(found.group(1)) if found.group(1) is not None else None
+    return None, None

@@ -10,17 +10,23 @@ that mentions them.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
+import os
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional, Protocol
 
+from archiver.durable import fsync
 from archiver.fsutil import open_new, write_all
 from archiver.state import MessageEntry
 
 CHUNK = 1 << 20  # bytes read at a time when a message is streamed out of the archive
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 class ShortMessage(OSError):
@@ -29,13 +35,20 @@ class ShortMessage(OSError):
 
 @dataclass
 class Spool:
-    """A large message being streamed straight into the store's tmp/ area."""
+    """A large message being streamed straight into the store's tmp/ area.
+
+    A *resumable* spool (``sidecar`` set, see :func:`open_spool`) survives a
+    lost connection or a killed run: every piece is fsynced and then counted
+    in the sidecar, so a later attempt continues from the bytes already there.
+    """
 
     path: Path
     fd: int
     size: int = 0
     digest: hashlib._Hash = field(default_factory=hashlib.sha256)
     head: bytes = b""  # first bytes, for header decoding
+    sidecar: Optional[Path] = None
+    ident: Optional[dict[str, Any]] = None  # what the sidecar says besides the length
 
     @classmethod
     def create(cls, path: Path) -> Spool:
@@ -43,10 +56,117 @@ class Spool:
 
     def write(self, data: bytes) -> None:
         write_all(self.fd, data)
+        self._account(data)
+        if self.sidecar is not None:
+            # Durable before counted: a sidecar never claims bytes a power cut can lose.
+            fsync(self.fd)
+            self._save_sidecar()
+
+    def _account(self, data: bytes) -> None:
         self.digest.update(data)
         if len(self.head) < 256 * 1024:
             self.head += data[: 256 * 1024 - len(self.head)]
         self.size += len(data)
+
+    def _save_sidecar(self) -> None:
+        assert self.sidecar is not None and self.ident is not None
+        body = json.dumps(dict(self.ident, length=self.size), sort_keys=True).encode()
+        tmp = self.sidecar.with_name(self.sidecar.name + ".tmp")
+        fd = open_new(tmp)
+        try:
+            write_all(fd, body)
+            fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.sidecar)  # an older or missing sidecar is safe: see open_spool
+
+    def tail(self, n: int) -> bytes:
+        """The last ``n`` bytes on disk (what a resumed fetch must answer again first)."""
+        n = min(n, self.size)
+        if n <= 0:
+            return b""
+        with open(self.path, "rb") as fh:
+            fh.seek(self.size - n)
+            return fh.read(n)
+
+    def close(self) -> None:
+        """Close the file, keeping it (and its sidecar) for a later attempt."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def discard(self) -> None:
+        """Close and remove the spool and its sidecar (the message will not continue)."""
+        self.close()
+        for p in (self.path, self.sidecar):
+            if p is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(p)
+
+    def consumed(self) -> None:
+        """The spool's bytes reached their final place: the sidecar has nothing to guard."""
+        if self.sidecar is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.sidecar)
+
+
+SIDECAR = ".json"  # a resumable spool ``X`` is described by ``X.json``
+
+
+def open_spool(path: Path, ident: Optional[dict[str, Any]]) -> Spool:
+    """A spool at ``path``: fresh, or -- when ``ident`` matches its sidecar -- continued.
+
+    ``ident`` names the message (folder, UIDVALIDITY, UID, RFC822.SIZE,
+    INTERNALDATE); ``None`` makes a plain, non-resumable spool (POP3, whose
+    RETR cannot start in the middle).  An existing spool is continued only
+    when its sidecar parses, records exactly ``ident`` (so a spool of another
+    message, or of this UID after its size or date changed, is never
+    continued) and claims no more bytes than the file holds; the file is cut
+    back to the claimed length (bytes past it were never fsynced and
+    counted).  Anything else starts over from an empty file.  The engine adds
+    a content check (the overlap, see :mod:`archiver.engine`).
+    """
+    if ident is None:
+        return Spool.create(path)
+    sidecar = path.with_name(path.name + SIDECAR)
+    length = _claimed_length(path, sidecar, ident)
+    if length is None:
+        spool = Spool(path=path, fd=open_new(path), sidecar=sidecar, ident=ident)
+        spool._save_sidecar()  # length 0: names the message before any byte arrives
+        return spool
+    flags = os.O_WRONLY | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    fd = os.open(path, flags)
+    spool = Spool(path=path, fd=fd, sidecar=sidecar, ident=ident)
+    try:
+        os.ftruncate(fd, length)
+        os.lseek(fd, length, os.SEEK_SET)
+        with open(path, "rb") as fh:
+            left = length
+            while left:
+                block = fh.read(min(CHUNK, left))
+                if not block:
+                    raise OSError(f"{path} ended early")
+                spool._account(block)
+                left -= len(block)
+    except BaseException:
+        spool.close()
+        raise
+    return spool
+
+
+def _claimed_length(path: Path, sidecar: Path, ident: dict[str, Any]) -> Optional[int]:
+    """Bytes of ``path`` its sidecar vouches for, or None when it is not ``ident``'s spool."""
+    try:
+        raw = json.loads(sidecar.read_bytes())
+        have = os.lstat(path)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(raw, dict) or not stat.S_ISREG(have.st_mode):
+        return None
+    length = raw.pop("length", None)
+    if raw != ident or not isinstance(length, int) or not 0 < length <= have.st_size:
+        return None
+    return length
 
 
 @dataclass
@@ -132,7 +252,14 @@ class Store(Protocol):
         """Undo what a crash left between "durable" and "recorded" (mbox: a torn tail)."""
         ...
 
-    def spool(self, folder_path: str, uidvalidity: int, uid: int) -> Spool: ...
+    def spool(self, folder_path: str, uidvalidity: int, uid: int,
+              ident: Optional[dict[str, Any]] = None) -> Spool:
+        """A spool for one large message; with ``ident`` resumable (see :func:`open_spool`)."""
+        ...
+
+    def prune_partials(self, folder_path: str, keep: set[tuple[int, int]]) -> None:
+        """Remove resumable spools of the folder whose (UIDVALIDITY, UID) is not in ``keep``."""
+        ...
 
     def stage_batch(self, folder_path: str, items: list[Incoming]
                     ) -> tuple[Any, list[Stored]]:

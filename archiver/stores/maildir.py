@@ -9,19 +9,29 @@ instead of a duplicate -- with the standard info letters for the flags
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from archiver.durable import PerFileSync, SyncStrategy, fsync_dir, fsync_parents, replace
 from archiver.fsutil import ensure_dir, open_new, set_mtime, translate_os_errors, write_all
 from archiver.names import folder_path
 from archiver.state import MessageEntry
-from archiver.stores.base import CHUNK, Incoming, Rename, ShortMessage, Spool, Stored
+from archiver.stores.base import (
+    CHUNK,
+    SIDECAR,
+    Incoming,
+    Rename,
+    ShortMessage,
+    Spool,
+    Stored,
+    open_spool,
+)
 
 INFO_SEP = ":2,"
 _LETTERS = {"\\Draft": "D", "\\Flagged": "F", "$Forwarded": "P", "\\Answered": "R",
@@ -41,6 +51,19 @@ def flags_from_info(info: str) -> tuple[str, ...]:
                          if c in _FLAG_OF and _FLAG_OF[c] != "$Forwarded"}))
 
 
+PARTIAL = ".partial"  # a resumable spool in tmp/: ``<uidvalidity>.<uid>.partial``
+
+
+def partial_key(name: str) -> Optional[tuple[int, int]]:
+    """(UIDVALIDITY, UID) of a resumable spool's file name, else None."""
+    if not name.endswith(PARTIAL):
+        return None
+    parts = name[: -len(PARTIAL)].split(".")
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        return None
+    return int(parts[0]), int(parts[1])
+
+
 def base_name(uidvalidity: int, uid: int) -> str:
     return f"{uidvalidity}.{uid}.archiver"
 
@@ -57,6 +80,7 @@ class _Staged:
     folder_dir: Path
     fds: list[int] = field(default_factory=list)
     moves: list[tuple[Path, Path, Optional[Path]]] = field(default_factory=list)
+    spools: list[Spool] = field(default_factory=list)  # their sidecars go once renamed
 
 
 def _digest(path: Path) -> str:
@@ -145,9 +169,13 @@ class MaildirStore:
             for sub in ("cur", "new", "tmp"):
                 created += ensure_dir(d / sub, self.root)
             fsync_parents(created)
-            for name in os.listdir(d / "tmp"):
-                if name.endswith(".archiver") or ".archiver." in name:
-                    os.unlink(d / "tmp" / name)
+            names = set(os.listdir(d / "tmp"))
+            for name in names:
+                if (name.endswith(".archiver") or ".archiver." in name
+                        or name.endswith(PARTIAL + SIDECAR + ".tmp")
+                        or (name.endswith(PARTIAL + SIDECAR)
+                            and name[: -len(SIDECAR)] not in names)):
+                    os.unlink(d / "tmp" / name)  # a resumable spool stays (see spool)
 
     def existing(self, folder_path: str) -> dict[str, str]:
         """base name -> current file name (in cur/ or new/), for crash repair and renames."""
@@ -172,10 +200,29 @@ class MaildirStore:
     def forget(self, folder_path: str) -> None:
         self._existing.pop(folder_path, None)
 
-    def spool(self, folder_path: str, uidvalidity: int, uid: int) -> Spool:
-        path = self._dir(folder_path) / "tmp" / base_name(uidvalidity, uid)
+    def spool(self, folder_path: str, uidvalidity: int, uid: int,
+              ident: Optional[dict[str, Any]] = None) -> Spool:
+        """``tmp/<uidvalidity>.<uid>.partial`` (+ ``.json`` sidecar when resumable): a name
+        :meth:`prepare_folder` leaves alone, so a rerun after a kill finds the bytes."""
+        name = f"{uidvalidity}.{uid}{PARTIAL}" if ident is not None else \
+            base_name(uidvalidity, uid)
+        path = self._dir(folder_path) / "tmp" / name
         with translate_os_errors(f"writing {path}"):
-            return Spool.create(path)
+            return open_spool(path, ident)
+
+    def prune_partials(self, folder_path: str, keep: set[tuple[int, int]]) -> None:
+        tmp = self._dir(folder_path) / "tmp"
+        with translate_os_errors(f"cleaning {tmp}"):
+            try:
+                names = os.listdir(tmp)
+            except FileNotFoundError:
+                return
+            for name in names:
+                key = partial_key(name)
+                if key is not None and key not in keep:
+                    for gone in (name, name + SIDECAR):
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(tmp / gone)
 
     def stage_batch(self, folder_path: str, items: list[Incoming]
                     ) -> tuple[_Staged, list[Stored]]:
@@ -190,9 +237,11 @@ class MaildirStore:
                     base = base_name(item.uidvalidity, item.uid)
                     tmp = d / "tmp" / base
                     if item.spool is not None:
+                        tmp = item.spool.path
                         fd = item.spool.fd
                         size, digest = item.spool.size, item.spool.digest.hexdigest()
                         item.spool.fd = -1
+                        staged.spools.append(item.spool)
                     else:
                         assert item.data is not None
                         fd = open_new(tmp)
@@ -226,6 +275,8 @@ class MaildirStore:
                     os.unlink(stale)  # an earlier, unrecorded copy with other flags
             if staged.moves:
                 fsync_dir(d / "cur")  # also commits the journal: the renames are durable
+            for spool in staged.spools:
+                spool.consumed()
             if any(stale for _, _, stale in staged.moves):
                 fsync_dir(d / "new")
 

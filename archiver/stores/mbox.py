@@ -18,6 +18,7 @@ rescans whole files and invents ``From `` dates.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -25,7 +26,7 @@ import time
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO, Optional
+from typing import Any, BinaryIO, Optional
 
 from archiver.durable import (
     PerFileSync,
@@ -37,7 +38,16 @@ from archiver.durable import (
 from archiver.fsutil import ensure_dir, translate_os_errors, write_all
 from archiver.names import encode_component
 from archiver.state import MessageEntry
-from archiver.stores.base import CHUNK, Incoming, Rename, ShortMessage, Spool, Stored
+from archiver.stores.base import (
+    CHUNK,
+    SIDECAR,
+    Incoming,
+    Rename,
+    ShortMessage,
+    Spool,
+    Stored,
+    open_spool,
+)
 from archiver.stores.mboxrd import StreamQuoter
 from archiver.stores.mboxrd import quote as quote  # re-exported: the mbox format's quoting
 from archiver.stores.mboxrd import unquote as unquote
@@ -197,10 +207,44 @@ class MboxStore:
     def forget(self, folder_path: str) -> None:
         pass
 
-    def spool(self, folder_path: str, uidvalidity: int, uid: int) -> Spool:
-        path = self.tmp / f"{uidvalidity}.{uid}.spool"
+    def _partial_prefix(self, folder_path: str) -> str:
+        """Every folder's spools share ``.archiver/tmp``: a hash of the folder's path keeps
+        two folders' (UIDVALIDITY, UID) apart (the sidecar names the folder too)."""
+        return hashlib.sha256(folder_path.encode()).hexdigest()[:16] + "."
+
+    def spool(self, folder_path: str, uidvalidity: int, uid: int,
+              ident: Optional[dict[str, Any]] = None) -> Spool:
+        """``.archiver/tmp/<folder hash>.<uidvalidity>.<uid>.partial`` (+ ``.json``) when
+        resumable, else ``<uidvalidity>.<uid>.spool``."""
+        if ident is not None:
+            name = f"{self._partial_prefix(folder_path)}{uidvalidity}.{uid}.partial"
+        else:
+            name = f"{uidvalidity}.{uid}.spool"
+        path = self.tmp / name
         with translate_os_errors(f"writing {path}"):
-            return Spool.create(path)
+            return open_spool(path, ident)
+
+    def prune_partials(self, folder_path: str, keep: set[tuple[int, int]]) -> None:
+        prefix = self._partial_prefix(folder_path)
+        with translate_os_errors(f"cleaning {self.tmp}"):
+            try:
+                names = set(os.listdir(self.tmp))
+            except FileNotFoundError:
+                return
+            for name in names:
+                if (name.startswith(prefix) and name.endswith(".partial" + SIDECAR)
+                        and name[: -len(SIDECAR)] not in names):
+                    os.unlink(self.tmp / name)  # a sidecar whose spool was consumed
+                    continue
+                if not (name.startswith(prefix) and name.endswith(".partial")):
+                    continue
+                parts = name[len(prefix): -len(".partial")].split(".")
+                if len(parts) == 2 and all(p.isdigit() for p in parts) and \
+                        (int(parts[0]), int(parts[1])) in keep:
+                    continue
+                for gone in (name, name + SIDECAR):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(self.tmp / gone)
 
     def stage_batch(self, folder_path: str, items: list[Incoming]
                     ) -> tuple[Optional[int], list[Stored]]:
@@ -278,6 +322,7 @@ class MboxStore:
         tail = tail_for(last, has_cr)
         write_all(fd, tail)
         os.unlink(spool.path)
+        spool.consumed()  # the appended copy is fsynced with the batch, before its record
         return quoted_len, spool.size, spool.digest.hexdigest(), len(tail)
 
     def rename(self, folder_path: str, moves: list[Rename]) -> list[str]:

@@ -128,7 +128,8 @@ def test_big_message_is_streamed_with_bounded_memory(big: Big, tmp_path: Path) -
 
 def test_cut_in_the_middle_of_a_streamed_message(big: Big, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    """The line dies between two partial fetches' bytes: the message is fetched again whole."""
+    """The line dies between two partial fetches' bytes: the message resumes after the
+    reconnect (tests/integration/test_resume.py measures how little is fetched again)."""
     monkeypatch.setattr(archiver.engine, "BackupOptions",
                         functools.partial(archiver.engine.BackupOptions, backoff=0.05))
     monkeypatch.setattr(ImapSource, "connect_backoff", 0.05)
