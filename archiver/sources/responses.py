@@ -31,7 +31,8 @@ def body_of(uid: int, data: Optional[dict[bytes, Any]]) -> bytes | FetchFailed:
     return body if isinstance(body, bytes) else as_text(body).encode()
 
 
-_FETCH_HEAD = re.compile(rb"^\d+ FETCH \((.*)\{(\d+)\}$", re.DOTALL)
+# imaplib hands over ``* 12 FETCH (...)`` as ``12 (...)``: the word FETCH is its key.
+_FETCH_HEAD = re.compile(rb"^\d+ \((.*)\{(\d+)\}$", re.DOTALL)
 # The fast path takes exactly ``UID n BODY[] `` before the literal: searching for "UID n"
 # anywhere took a keyword pair such as ``FLAGS (UID 99)`` for the message's UID and
 # filed the body under another message's name.
