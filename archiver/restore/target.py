@@ -1,7 +1,7 @@
 """IMAP restore target: folders, a listing for deduplication, and a pipelined APPEND writer.
 
 The connection (TLS/STARTTLS, login, errors with exit codes) is the source's
-:class:`~archiver.sources.imap.ImapSession`; this module adds what writing
+:class:`~archiver.sources.session.ImapSession`; this module adds what writing
 needs.  imaplib sends one command and waits for its answer, so uploading
 10,000 messages would cost 10,000 round trips.  :class:`AppendWriter`
 instead writes APPEND commands straight onto the session's socket with
@@ -41,8 +41,8 @@ from archiver.headers import summarize
 from archiver.names import decode_mutf7
 from archiver.restore.normal import Profile, Profiler, profile
 from archiver.sources.base import ConnectionLost, FetchFailed, split_flags
-from archiver.sources.imap import ImapSession, network, raw_fetch, uid_fetch
 from archiver.sources.responses import as_text
+from archiver.sources.session import ImapSession, network, raw_fetch, uid_fetch
 
 log = logging.getLogger("archiver.sink")
 

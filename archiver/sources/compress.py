@@ -4,7 +4,7 @@ Mail is mostly text, and a home link is slower than either end's CPU: with
 the stream compressed, a backup over a 100 Mbit/s line can finish faster
 than the line could carry the uncompressed bytes.  On loopback or a LAN it
 only costs CPU on both ends, so the session asks for it only when the link
-is slow (see :meth:`archiver.sources.imap.ImapSession._maybe_compress`).
+is slow (see :meth:`archiver.sources.session.ImapSession._maybe_compress`).
 
 imaplib reads through ``self.file`` (``readline``/``read``) and writes with
 ``self.send``; :func:`enable` swaps both for a raw-deflate layer over the

@@ -98,7 +98,7 @@ class FetchPipe:
     """UID FETCH BODY.PEEK[] batches kept in flight up to a byte budget.
 
     ``send``/``parse`` are the session's own command and lean parser, so the
-    wire format lives in one place (archiver/sources/imap.py).
+    wire format lives in one place (archiver/sources/session.py, responses.py).
     """
 
     max_depth = 16

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-import archiver.sources.imap as imap_mod
+import archiver.sources.session as imap_mod
 from archiver.account import TLSOptions, parse_endpoint
 from archiver.archive import Archive
 from archiver.connections import auto_count

@@ -36,8 +36,8 @@ from archiver.names import (
     logical_name,
 )
 from archiver.sources.base import ConnectionLost
-from archiver.sources.imap import _uid_fetch_bodies
 from archiver.sources.pop3 import _Reader
+from archiver.sources.session import _uid_fetch_bodies
 from archiver.state import IndexState
 from archiver.stores.base import Incoming
 from archiver.stores.mbox import MboxStore, mbox_path, quote, unquote

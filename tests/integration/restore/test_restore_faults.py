@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 
 import archiver.restore.upload
-from archiver.sources.imap import ImapSession
+from archiver.sources.session import ImapSession
 from tests.counters import counter
 from tests.dovecot import DovecotServer, MailUser
 from tests.helpers import backup, password_file, run_cli

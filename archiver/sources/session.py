@@ -1,0 +1,432 @@
+"""One logged-in IMAP connection, shared by the source and the restore target.
+
+TLS or STARTTLS, the login (with [ALERT]s kept for its error), capabilities,
+the namespace, the round trip that decides compression and connections,
+COMPRESS=DEFLATE, and the body fetches both ends need (batches pipelined,
+large messages in resumable pieces).  Network failures surface as
+:class:`ConnectionLost`, a server's NO/BAD as :class:`ServerError`.
+"""
+
+
+from __future__ import annotations
+
+import contextlib
+import imaplib
+import logging
+import ssl
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any, Callable, Optional
+
+import imapclient
+import imapclient.exceptions
+from imapclient.response_parser import parse_fetch_response
+
+from archiver.account import Endpoint, ssl_context
+from archiver.errors import ConnectionFailed, LoginError, ServerError, TLSError
+from archiver.names import decode_mutf7
+from archiver.namespaces import OTHER, PERSONAL, SHARED, Namespace, Namespaces
+from archiver.sources.alerts import AlertWatch
+from archiver.sources.base import (
+    ConnectionLost,
+    FetchFailed,
+    FolderStatus,
+    ResumeMismatch,
+)
+from archiver.sources.connection import (
+    DROPS,
+    connect_error,
+    dropped,
+    retry_dropped,
+)
+from archiver.sources.pipelined import FetchPipe, uid_set
+from archiver.sources.responses import (
+    as_text,
+    body_of,
+    parse_bodies,
+    partial_body,
+)
+
+log = logging.getLogger("archiver.imap")
+
+_NETWORK_ERRORS = (OSError, imaplib.IMAP4.abort, EOFError, ssl.SSLError)
+
+
+class ServerUnavailable(ConnectionFailed):
+    """Temporary refusal (too many connections, [UNAVAILABLE]): worth a retry later."""
+
+
+@contextlib.contextmanager
+def network(what: str) -> Iterator[None]:
+    """Turn a dropped line into ConnectionLost and a NO/BAD into ServerError, naming ``what``."""
+    try:
+        yield
+    except imapclient.exceptions.IMAPClientError as exc:
+        if isinstance(exc, imaplib.IMAP4.abort):
+            raise ConnectionLost(f"{what}: {exc}") from exc
+        raise ServerError(f"{what}: the server said {as_text(exc)}") from exc
+    except _NETWORK_ERRORS as exc:
+        raise ConnectionLost(f"{what}: {exc.__class__.__name__}: {exc}") from exc
+
+
+class ImapSession:
+    """One logged-in IMAP connection: TLS or STARTTLS, login, capabilities, namespace.
+
+    Shared by the read-only :class:`ImapSource` and the restore target
+    (:mod:`archiver.restore.target`), so the TLS and error rules live in one place.
+    """
+
+    # A round trip above this is a real network link: worth compressing and
+    # spreading over several connections (loopback and a LAN are far below).
+    slow_link_rtt = 0.005
+
+    def __init__(self, endpoint: Endpoint, password: str, timeout: float = 60.0,
+                 trace: bool = False, compress: str = "auto") -> None:
+        self.endpoint = endpoint
+        self._password = password
+        self.timeout = timeout
+        self.trace = trace
+        self.compress = compress  # "auto" (on a slow link), "on", "off"
+        self.compressed = False
+        self.rtt = 0.0  # seconds, measured by the CAPABILITY after login
+        self._client: Optional[imapclient.IMAPClient] = None
+        self.capabilities: frozenset[str] = frozenset()
+        self.prefix = ""
+        self.separator: Optional[str] = None
+        self.namespaces = Namespaces()
+        # [ALERT]s (RFC 3501 7.1): the caller sets alert_watch.on_alert to show them at once
+        self.alert_watch = AlertWatch(endpoint.host)
+        self.warnings: list[str] = []
+        self._connected_once = False
+        self._uidnext = 0  # of the folder last opened (ImapSource.list_messages)
+        self._listed: dict[bytes, FolderStatus] = {}  # LIST-STATUS answers (ImapSource)
+
+    # ------------------------------------------------------------ connection
+
+    @property
+    def client(self) -> imapclient.IMAPClient:
+        if self._client is None:
+            raise ConnectionLost("not connected")
+        return self._client
+
+    # The first connect of a run retries a line dropped mid-setup by itself; a
+    # reconnect does not, because the engine's reconnect loop already retries
+    # (with its own back-off and attempt budget).
+    connect_attempts = 3
+    connect_backoff = 1.0  # seconds before the 2nd attempt, doubling
+
+    def connect(self) -> None:
+        """Connect, secure (TLS or STARTTLS), log in, read capabilities and namespace.
+
+        Every failure is an :class:`ArchiverError`; a line dropped during setup
+        is :class:`ConnectionDropped` and, on the first connect, retried.
+        """
+        attempts = 1 if self._connected_once else max(1, self.connect_attempts)
+        retry_dropped(self._connect_once, attempts, self.connect_backoff)
+        self._connected_once = True
+
+    def _connect_once(self) -> None:
+        ep = self.endpoint
+        ctx = ssl_context(ep.tls)
+        try:
+            client = imapclient.IMAPClient(
+                ep.host, port=ep.port, ssl=ep.implicit_tls, ssl_context=ctx,
+                timeout=imapclient.SocketTimeout(connect=self.timeout, read=self.timeout),
+            )
+        except DROPS as exc:
+            raise dropped(ep, "the TLS handshake or greeting", exc) from None
+        except (OSError, ssl.SSLError) as exc:
+            raise connect_error(ep, exc) from None
+        except imapclient.exceptions.IMAPClientError as exc:
+            raise ConnectionFailed(f"{ep.host}:{ep.port} did not greet as an IMAP server: "
+                                   f"{as_text(exc)}") from None
+        if not self.trace:
+            client._imap.debug = 0  # skip imaplib's per-line trace formatting
+        self.alert_watch.watch(client._imap)
+        client.folder_encode = False
+        client.normalise_times = False
+        self._client = client
+        try:
+            if not ep.implicit_tls:
+                self._starttls(client, ctx)
+            self._login(client)
+            self.alert_watch.connected()  # a refused login carried them in its error
+            try:
+                with network("CAPABILITY"):
+                    caps = client.capabilities()
+                self.rtt = self._round_trip(client)
+                self.capabilities = frozenset(as_text(c).upper() for c in caps)
+                self._maybe_compress(client)
+                self._read_namespace(client)
+            except ConnectionLost as exc:
+                raise dropped(ep, "the login", exc) from None
+        except BaseException as exc:
+            if not isinstance(exc, LoginError):
+                self.alert_watch.connected()  # the greeting's alerts are still worth seeing
+            self.close()
+            raise
+
+    def _starttls(self, client: imapclient.IMAPClient, ctx: ssl.SSLContext) -> None:
+        ep = self.endpoint
+        caps = {as_text(c).upper() for c in client.capabilities()}
+        if "STARTTLS" in caps:
+            try:
+                client.starttls(ctx)
+            except (OSError, ssl.SSLError) as exc:
+                raise connect_error(ep, exc) from None
+            return
+        if not ep.tls.plaintext:
+            raise TLSError(
+                f"{ep.host}:{ep.port} does not offer STARTTLS, so the password would travel "
+                "unencrypted: use imaps:// (port 993), or --plaintext if you accept that"
+            )
+        self.warnings.append(f"WARNING: {ep.host} offers no STARTTLS; logging in over an "
+                             "UNENCRYPTED connection (--plaintext)")
+
+    @property
+    def alerts(self) -> list[str]:
+        """The server's distinct [ALERT] texts so far (sanitised)."""
+        return self.alert_watch.alerts
+
+    def alert_notes(self) -> list[str]:
+        """``server alert from HOST: TEXT`` for each alert: for a summary's notes."""
+        return self.alert_watch.notes()
+
+    def _login(self, client: imapclient.IMAPClient) -> None:
+        ep = self.endpoint
+        try:
+            client.login(ep.user, self._password)
+        except imapclient.exceptions.LoginError as exc:
+            # imapclient turns *any* error during LOGIN into LoginError, a dead
+            # line included: that is not a refusal of the password.
+            if isinstance(exc.__context__, DROPS + _NETWORK_ERRORS):
+                raise dropped(ep, "the login", exc.__context__) from None
+            text = as_text(exc)
+            if "UNAVAILABLE" in text.upper() or "TOO MANY" in text.upper():
+                raise ServerUnavailable(f"{ep.host} refused the login for now ({text}); "
+                                        "wait a moment and rerun") from None
+            alert = "; ".join(self.alert_watch.since_connect())
+            if alert:  # e.g. "Password expired": the server's reason is the fix
+                raise LoginError(f"{ep.host} refused the login for user '{ep.user}' with the "
+                                 f"alert \"{alert}\": do what it says, or check the user "
+                                 "name and password") from None
+            raise LoginError(f"{ep.host} refused the login for user '{ep.user}': check the "
+                             "user name and password") from None
+        except DROPS as exc:
+            raise dropped(ep, "the login", exc) from None
+        except _NETWORK_ERRORS as exc:
+            raise connect_error(ep, exc) from None
+
+    @staticmethod
+    def _round_trip(client: imapclient.IMAPClient) -> float:
+        """Seconds for a NOOP: the link's round trip, which decides compression and
+        connections.  (CAPABILITY cannot tell: imapclient answers it from the
+        login response.)"""
+        started = time.monotonic()
+        with network("NOOP"):
+            client._imap._simple_command("NOOP")
+        return time.monotonic() - started
+
+    @property
+    def slow_link(self) -> bool:
+        return self.rtt >= self.slow_link_rtt
+
+    def clone(self) -> ImapSession:
+        """A new, unconnected session to the same account with the same settings."""
+        return type(self)(self.endpoint, self._password, self.timeout, self.trace,
+                          self.compress)
+
+    def _maybe_compress(self, client: imapclient.IMAPClient) -> None:
+        """COMPRESS=DEFLATE (RFC 4978) when offered and the link is slow (or asked for)."""
+        if self.compress == "off" or "COMPRESS=DEFLATE" not in self.capabilities:
+            return
+        if self.compress == "auto" and not self.slow_link:
+            return
+        from archiver.sources.compress import enable
+
+        imap = client._imap
+        try:
+            with network("COMPRESS DEFLATE"):
+                typ, _ = imap._command_complete("COMPRESS", imap._command("COMPRESS", "DEFLATE"))
+        except ServerError:
+            return
+        if typ == "OK":
+            enable(imap)
+            self.compressed = True
+
+    def _read_namespace(self, client: imapclient.IMAPClient) -> None:
+        """Personal prefix and separator, and every namespace (without NAMESPACE: all personal)."""
+        if "NAMESPACE" not in self.capabilities:
+            return
+        with network("NAMESPACE"):
+            ns = client.namespace()
+        entries: list[Namespace] = []
+        for kind, part in ((PERSONAL, ns.personal), (OTHER, ns.other), (SHARED, ns.shared)):
+            for item in part or ():
+                prefix, sep = item[0], item[1]
+                entries.append(Namespace(decode_mutf7(prefix) if prefix else "",
+                                         as_text(sep) if sep else None, kind))
+        self.namespaces = Namespaces(tuple(entries))
+        personal = self.namespaces.personal
+        if personal is not None:
+            self.prefix, self.separator = personal.prefix, personal.separator
+
+    # ------------------------------------------------------------ bodies (read-only)
+
+    def fetch(self, uids: list[int]) -> Iterator[tuple[int, bytes | FetchFailed]]:
+        """Bodies of ``uids`` (one round trip, the caller bounds the batch by bytes)."""
+        if not uids:
+            return
+        try:
+            with network(f"UID FETCH ({len(uids)} messages) BODY.PEEK[]"):
+                res = _uid_fetch_bodies(self.client, uid_set(uids))
+        except ServerError as exc:
+            if len(uids) == 1:
+                yield uids[0], FetchFailed(uids[0], str(exc))
+                return
+            # One bad message can make the server refuse the whole batch:
+            # fetch one by one so only that message is reported.
+            for uid in uids:
+                yield from self.fetch([uid])
+            return
+        for uid in uids:
+            yield uid, body_of(uid, res.get(uid))
+
+    def fetch_many(self, groups: Sequence[tuple[list[int], int]], batch_bytes: int
+                   ) -> Iterator[list[tuple[int, bytes | FetchFailed]]]:
+        """Bodies of several batches (``(uids, expected bytes)``), pipelined: one list of
+        ``(uid, body or FetchFailed)`` per batch, a refused batch retried one by one last."""
+        pipe = FetchPipe(self.client, self.rtt, parse_bodies)
+        what = f"UID FETCH ({sum(len(u) for u, _ in groups)} messages) BODY.PEEK[]"
+        try:
+            with network(what), contextlib.closing(pipe.run(groups, batch_bytes)) as answered:
+                for uids, answers in answered:
+                    yield [(uid, body_of(uid, answers.get(uid))) for uid in uids]
+        finally:
+            if pipe.abandoned:  # answers still due: this connection cannot be reused
+                self.abort()
+        for uids in pipe.refused:
+            yield [got for uid in uids for got in self.fetch([uid])]
+
+    def fetch_stream(self, uid: int, size_hint: int, write: Callable[[bytes], None],
+                     chunk: int = 4 << 20, offset: int = 0, overlap: bytes = b"") -> int:
+        """Fetch one large message in ``BODY.PEEK[]<start.length>`` pieces from ``offset``;
+        returns the message's length (``offset`` + the bytes written).
+
+        Resuming (``offset`` > 0), the first piece starts ``len(overlap)`` bytes
+        early and must repeat ``overlap`` -- the bytes already on disk -- or
+        :class:`ResumeMismatch` is raised: the server's message is not the one
+        the spool holds, and a splice of two messages is never written.  A piece
+        counts only when the server names the origin asked for (``BODY[]<start>``);
+        another origin, or more bytes than asked, is refused (FetchFailed), never
+        appended.  A short piece ends the message only at or past ``size_hint``
+        (RFC822.SIZE); before it the next piece is asked for, and an empty answer
+        ends it.
+        """
+        if len(overlap) > min(offset, chunk):
+            raise ValueError("overlap longer than the bytes before offset or than a piece")
+        start = offset - len(overlap)
+        check = overlap
+        while True:
+            what = f"UID FETCH {uid} BODY.PEEK[]<{start}.{chunk}>"
+            with network(what):
+                res = uid_fetch(self.client, str(uid), f"(BODY.PEEK[]<{start}.{chunk}>)")
+            piece, origin = partial_body(res.get(uid) or {})
+            if origin is None and piece is not None:
+                if start != 0 or check:
+                    raise FetchFailed(uid, f"asked for bytes from {start}, the server sent "
+                                           "the whole message instead; not appended")
+                write(piece)  # no partial support: the whole message, at once
+                return len(piece)
+            if piece is None:
+                if start == 0:
+                    raise FetchFailed(uid, "the server did not return the message")
+                if check:
+                    raise ResumeMismatch(uid, f"nothing at byte {start}, where the part "
+                                              "already fetched ends")
+                return start
+            if origin != start:
+                raise FetchFailed(uid, f"asked for bytes from {start}, the server answered "
+                                       f"from {origin}; not appended")
+            if len(piece) > chunk:
+                raise FetchFailed(uid, f"asked for {chunk} bytes from {start}, the server "
+                                       f"sent {len(piece)}; not appended")
+            if check:
+                if piece[: len(check)] != check:
+                    raise ResumeMismatch(uid, f"the bytes before {offset} differ from the "
+                                              "part already fetched")
+                data, check = piece[len(check):], b""
+            else:
+                data = piece
+            if data:
+                write(data)
+            start += len(piece)
+            if not piece or (len(piece) < chunk and start >= size_hint):
+                return start
+            if start > 2 * size_hint + chunk:  # a server that never ends the message
+                raise FetchFailed(uid, f"the server sent {start} bytes of a message it "
+                                       f"listed as {size_hint}; not archived")
+
+    def abort(self) -> None:
+        """Drop the connection without LOGOUT (which would first read every answer
+        still due); the next use reconnects."""
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.shutdown()
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is None:
+            return
+        with contextlib.suppress(Exception):
+            client.logout()
+        with contextlib.suppress(Exception):
+            client.shutdown()
+
+
+
+def uid_fetch(client: imapclient.IMAPClient, id_set: str, items: str) -> dict[int, Any]:
+    """``UID FETCH`` returning every FETCH response keyed by UID.
+
+    imapclient's own ``fetch`` cannot take ``1:*`` (it filters its result by the
+    ids given); this uses the same parser on the raw response.
+    """
+    return raw_fetch(client, id_set, items, uid=True)
+
+
+def raw_fetch(client: imapclient.IMAPClient, id_set: str, items: str,
+              uid: bool) -> dict[int, Any]:
+    """``[UID] FETCH id_set items``, every answer parsed and keyed by UID (imaplib underneath:
+    imapclient's ``fetch`` filters by the ids given, so ``n:*`` would lose answers)."""
+    imap = client._imap
+    args = ("UID", "FETCH", id_set, items) if uid else ("FETCH", id_set, items)
+    tag = imap._command(*args)
+    typ, data = imap._command_complete("FETCH", tag)
+    if typ != "OK":
+        raise imapclient.exceptions.IMAPClientError(
+            f"{'UID ' if uid else ''}FETCH failed: {as_text(data[0] if data else typ)}")
+    typ, data = imap._untagged_response(typ, data, "FETCH")
+    parsed: dict[int, Any] = parse_fetch_response(data, False, True)
+    return parsed
+
+
+def _uid_fetch_bodies(client: imapclient.IMAPClient, uids: str) -> dict[int, Any]:
+    """``UID FETCH set (UID BODY.PEEK[])`` with a lean parse of the common answer shape.
+
+    Almost all of a backup's client CPU is here, so the usual response,
+    ``* n FETCH (UID u BODY[] {size}`` + literal + ``)``, is read with one regex
+    instead of the general tokenizer; anything else (UID after the literal,
+    extra items, unsolicited FLAGS) goes to imapclient's parser.
+    """
+    imap = client._imap
+    tag = imap._command("UID", "FETCH", uids, "(UID BODY.PEEK[])")
+    typ, data = imap._command_complete("FETCH", tag)
+    if typ != "OK":
+        raise imapclient.exceptions.IMAPClientError(
+            f"UID FETCH failed: {as_text(data[0] if data else typ)}")
+    typ, data = imap._untagged_response(typ, data, "FETCH")
+    return parse_bodies(data)
+
+
+
