@@ -243,8 +243,13 @@ class Restore:
                 self._restore_group(self._primary, group)
             return
         groups.sort(key=lambda group: self._group_bytes(group), reverse=True)  # as Spread wants
-        Spread(self.target, count, groups, self._restore_group, self.progress.note,
-               self._stop).run()
+        Spread(self.target, count, groups, self._restore_group, self._note, self._stop).run()
+
+    def _note(self, text: str) -> None:
+        """A line for the summary's notes (a refused extra connection: handled, worth saying)."""
+        with self._lock:
+            if text not in self.summary.notes:
+                self.summary.notes.append(text)
 
     def _group_bytes(self, group: list[str]) -> int:
         folders = self.archive.state().folders
@@ -260,8 +265,8 @@ class Restore:
         try:
             conn.source.connect()
         except ArchiverError as exc:
-            self.progress.note(f"note: the target refused connection {number} ({exc}); "
-                               "its folders go over the others")
+            self._note(f"the target refused connection {number} ({exc}); its folders went "
+                       "over the others")
             return None
         return conn
 
