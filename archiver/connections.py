@@ -91,7 +91,7 @@ class Spread(Generic[T]):
         if self._refused:
             self._note(f"the server accepted {self._count - len(self._refused)} of "
                        f"{self._count} connections ({self._refused[0]}); the others' "
-                       "folders were fetched over the rest")
+                       "folders went over the rest")
         if self._error is not None:
             raise self._error
 

@@ -327,8 +327,10 @@ class DovecotServer:
         deadline = time.monotonic() + 15
         ports = (self.imap_port, self.imaps_port, self.pop3_port, self.pop3s_port)
         while time.monotonic() < deadline:
-            if self.pidfile.exists() and all(_port_open(p) for p in ports):
-                self._pid = int(self.pidfile.read_text().strip())
+            # the pidfile may exist but be empty for a moment (written after creation)
+            pid = self.pidfile.read_text().strip() if self.pidfile.exists() else ""
+            if pid.isdigit() and all(_port_open(p) for p in ports):
+                self._pid = int(pid)
                 return
             time.sleep(0.05)
         raise DovecotError(f"dovecot did not open its ports {ports}{self._log_tail()}")

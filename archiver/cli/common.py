@@ -100,8 +100,9 @@ source_options = apply_options([
                  show_default=True, help="Seconds to wait for the server on any operation."),
     click.option("--connections", default="auto", show_default=True, metavar="N|auto",
                  callback=lambda ctx, param, value: _connections(value),
-                 help="IMAP connections fetching folders side by side (1-8); auto: 3 over "
-                      "a network link with a noticeable round trip, 1 on a LAN or loopback."),
+                 help="IMAP connections fetching folders side by side (1-8; migrate: also "
+                      "uploading, on the target); auto: 3 over a network link with a "
+                      "noticeable round trip, 1 on a LAN or loopback."),
     click.option("--compress", type=click.Choice(["auto", "on", "off"]), default="auto",
                  show_default=True,
                  help="IMAP COMPRESS=DEFLATE when the server offers it; auto: only over a "
@@ -120,6 +121,12 @@ def _connections(value: str) -> int:
     if not 1 <= n <= 8:
         raise click.BadParameter(f"{value!r} is not a number from 1 to 8 or 'auto'")
     return n
+
+target_connections_option = click.option(
+    "--connections", default="auto", show_default=True, metavar="N|auto",
+    callback=lambda ctx, param, value: _connections(value),
+    help="Target connections uploading folders side by side (1-8); auto: 3 over a network "
+         "link with a noticeable round trip, 1 on a LAN or loopback.")
 
 target_options = apply_options([
     click.option("--target-user", help="Login on the target (default: the archive's "

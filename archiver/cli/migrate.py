@@ -105,7 +105,7 @@ def migrate(source: str, target: str, via: Optional[Path], include: tuple[str, .
                     RestoreOptions(prefix=prefix, maps=parse_maps(maps),
                                    special_use=special_use, include_deleted=include_deleted,
                                    dedup=not no_dedup, include=list(include),
-                                   exclude=list(exclude)),
+                                   exclude=list(exclude), connections=args.connections),
                     progress)
             finally:
                 progress.close()

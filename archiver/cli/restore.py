@@ -21,6 +21,7 @@ from archiver.cli.common import (
     require_index,
     show_alerts,
     state_dir,
+    target_connections_option,
     target_options,
     warn_skipped,
 )
@@ -87,13 +88,14 @@ def print_verify(report: Any, quiet: bool) -> None:
                    "flags (exit 1 if not).")
 @click.option("--timeout", type=click.FloatRange(1, 3600), default=60.0, show_default=True,
               help="Seconds to wait for the target on any operation.")
+@target_connections_option
 @output_options
 def restore(dest: Path, target: str, target_user: Optional[str],
             target_password_file: Optional[Path], target_cafile: Optional[Path],
             target_insecure: bool, prefix: str, maps: tuple[str, ...], special_use: bool,
             include_deleted: bool, include: tuple[str, ...], exclude: tuple[str, ...],
-            no_dedup: bool, dry_run: bool, verify_after: bool, timeout: float, quiet: bool,
-            as_json: bool, verbose: bool, log_file: Optional[Path]) -> None:
+            no_dedup: bool, dry_run: bool, verify_after: bool, timeout: float, connections: int,
+            quiet: bool, as_json: bool, verbose: bool, log_file: Optional[Path]) -> None:
     """Upload the archive DEST to the IMAP account TARGET.
 
     \b
@@ -115,7 +117,8 @@ def restore(dest: Path, target: str, target_user: Optional[str],
         source_user = str((archive.meta.get("source") or {}).get("user") or "") or None
         options = RestoreOptions(prefix=prefix, maps=parse_maps(maps), special_use=special_use,
                                  include_deleted=include_deleted, dedup=not no_dedup,
-                                 dry_run=dry_run, include=list(include), exclude=list(exclude))
+                                 dry_run=dry_run, include=list(include), exclude=list(exclude),
+                                 connections=connections)
         sink = open_target(target, source_user, target_user, target_password_file,
                            target_cafile, target_insecure, timeout, logging.trace)
         ep = sink.endpoint

@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from archiver.names import encode_mutf7
+from archiver.restore.mapping import wanted
 from archiver.restore.match import match
-from archiver.restore.upload import Restore, wanted
+from archiver.restore.upload import Restore
 
 
 @dataclass

@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import re
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,6 +114,10 @@ class RestoreJournal:
         self._good = 0
         self._lock_fh: Optional[IO[bytes]] = None
         self._names: dict[str, str] = {}  # one str object per folder name, not one per record
+        # Several target connections (restore --connections) share one journal: records
+        # are written one frame at a time, in the order they were handed in, and ``landed``
+        # is never iterated while another thread changes it.
+        self._lock = threading.RLock()
 
     @classmethod
     def for_archive(cls, archive: Archive, host: str, port: int, user: str,
@@ -193,13 +198,33 @@ class RestoreJournal:
         For a run that is done with that folder: the records of every finished
         folder need not stay in memory till the end of a long migrate.
         """
-        for key in [k for k in self.landed if k[0] == target and k[1] == folder]:
-            del self.landed[key]
+        with self._lock:
+            for key in [k for k in self.landed if k[0] == target and k[1] == folder]:
+                del self.landed[key]
+
+    def start_folder(self, target: str, folder: str, uidvalidity: int, write: bool) -> None:
+        """Archive ``folder`` goes into ``target``, now at ``uidvalidity``.
+
+        When that differs from what the records are about, the target folder was
+        recreated: what landed in the old one is forgotten (checked afresh), and
+        with ``write`` a folder record says so for the next run.
+        """
+        with self._lock:
+            if self.folders.get(target) == uidvalidity:
+                return
+            for key in [k for k in self.landed if k[0] == target]:
+                del self.landed[key]
+            if write:
+                self.record([folder_record(target, folder, uidvalidity)])
 
     def record(self, records: list[dict[str, Any]]) -> None:
-        """Append one durable frame and apply it."""
+        """Append one durable frame and apply it (one thread at a time: one writer)."""
         if not records:
             return
+        with self._lock:
+            self._record(records)
+
+    def _record(self, records: list[dict[str, Any]]) -> None:
         with translate_os_errors(f"writing {self.path}"):
             if self._writer is None:
                 fresh = not self.path.exists() or self._good == 0

@@ -16,62 +16,45 @@ the user's mail, and the archive is the only copy), except messages flagged
 ``\\Deleted`` unless ``include_deleted``.  POP3 sights linked to their IMAP
 twin are the same message and go once.
 
-Memory: a message up to ``WHOLE_MAX`` is read whole (and checked against its
-recorded size) before its APPEND begins; a larger one is only checked to be
-all there (a stat) and then streamed from the archive in chunks.  Either way
-its bytes are let go once sent: a retry reads them again.
+How one message is read and sent (whole or streamed): :mod:`archiver.restore.items`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Callable, Optional
 
 from archiver.archive import Archive
-from archiver.errors import ConnectionFailed, Interrupted
-from archiver.names import encode_mutf7, logical_name
+from archiver.connections import Connection, Spread, Stopping, auto_count
+from archiver.errors import ArchiverError, ConnectionFailed, Interrupted
+from archiver.names import encode_mutf7
 from archiver.namespaces import PERSONAL
 from archiver.plan import folder_selected
 from archiver.progress import NullProgress, Progress
-from archiver.restore.journal import Landed, RestoreJournal, folder_record, landed_record
-from archiver.restore.match import Candidate, epoch, ident_of, match
+from archiver.restore.items import append_item, target_flags
+from archiver.restore.journal import Landed, RestoreJournal, landed_record
+from archiver.restore.mapping import FolderMapper, wanted
+from archiver.restore.match import Candidate, epoch, match
 from archiver.restore.recheck import still_landed
 from archiver.restore.target import (
     AppendAborted,
     AppendItem,
     AppendResult,
     ImapTarget,
-    TargetFolder,
-    valid_keyword,
 )
 from archiver.sources.base import ConnectionLost
 from archiver.state import FolderEntry, MessageEntry
-from archiver.stores.base import CHUNK, ShortMessage, Store
+from archiver.stores.base import Store
 
 log = logging.getLogger("archiver.restore.upload")
 
 CRASH_ENV = "ARCHIVER_TEST_RESTORE_CRASH_AFTER"  # test hook: exit after N landed, unjournalled
 JOURNAL_EVERY = 200  # landed records per journal frame (a crash loses at most these: found again)
-WHOLE_MAX = CHUNK  # bytes: a message up to this size is read whole; larger ones are streamed
-STREAM_CHUNK = CHUNK  # bytes read from the archive at a time when streaming
-HEAD_MAX = 256 * 1024  # bytes of a streamed message read to identify it without Message-ID
-
-# Well-known names of special folders (top level, case-insensitive) when the old
-# server did not mark them with SPECIAL-USE attributes.
-_ROLE_NAMES = {
-    "\\Sent": ("sent", "sent items", "sent messages", "sent mail", "送信済み", "送信済みメール",
-               "送信箱"),
-    "\\Drafts": ("drafts", "draft", "下書き"),
-    "\\Trash": ("trash", "deleted items", "deleted messages", "ゴミ箱", "ごみ箱"),
-    "\\Junk": ("junk", "spam", "junk e-mail", "junk mail", "迷惑メール"),
-    "\\Archive": ("archive", "archives", "アーカイブ"),
-}
-
 
 @dataclass
 class RestoreOptions:
@@ -83,9 +66,10 @@ class RestoreOptions:
     dry_run: bool = False
     include: list[str] = field(default_factory=list)
     exclude: list[str] = field(default_factory=list)
-    max_reconnects: int = 5
+    max_reconnects: int = 5  # per connection
     backoff: float = 1.0
     writer: dict[str, Any] = field(default_factory=dict)  # AppendWriter tuning
+    connections: int = 0  # target connections; 0: auto (archiver.connections.auto_count)
 
 
 @dataclass
@@ -123,94 +107,6 @@ class RestoreSummary:
                 "seconds": round(self.seconds, 3)}
 
 
-def wanted(entry: FolderEntry, include_deleted: bool) -> tuple[list[MessageEntry], int]:
-    """The folder's messages to put on the target, and how many \\Deleted ones are left out."""
-    out: list[MessageEntry] = []
-    deleted = 0
-    for m in entry.messages.values():
-        if not m.counted:
-            continue
-        if "\\Deleted" in m.flags and not include_deleted:
-            deleted += 1
-            continue
-        out.append(m)
-    out.sort(key=lambda m: (m.uidvalidity, m.uid))
-    return out, deleted
-
-
-def parse_date(text: Optional[str]) -> Optional[datetime]:
-    if not text:
-        return None
-    try:
-        dt = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return dt if dt.tzinfo is not None else None
-
-
-class FolderMapper:
-    """Archive folder name -> target folder (components, server name, wire name)."""
-
-    def __init__(self, options: RestoreOptions, listing: list[TargetFolder],
-                 ns_prefix: str, separator: Optional[str],
-                 sources: dict[str, FolderEntry]) -> None:
-        self.options = options
-        self.prefix = ns_prefix
-        self.sep = separator or next((f.separator for f in listing if f.separator), None) or "/"
-        self.sources = sources
-        self.maps = sorted(((tuple(a.strip("/").split("/")), tuple(b.strip("/").split("/")))
-                            for a, b in options.maps), key=lambda p: -len(p[0]))
-        self.roles: dict[str, tuple[str, ...]] = {}
-        for f in listing:
-            use = f.special_use
-            if use and use not in self.roles and f.selectable:
-                self.roles[use] = self.components(f.name)
-        self.notes: list[str] = []
-
-    def components(self, server_name: str) -> tuple[str, ...]:
-        """A target folder's name as a logical name (the backup's rule: INBOX.Inbox stays
-        INBOX/Inbox, so it maps back to itself)."""
-        return logical_name(server_name, self.sep, self.prefix)
-
-    def _role(self, name: str) -> Optional[str]:
-        entry = self.sources.get(name)
-        attrs = {a.lower() for a in (entry.attributes if entry else ())}
-        for role in _ROLE_NAMES:
-            if role.lower() in attrs:
-                return role
-        if "/" not in name:
-            for role, names in _ROLE_NAMES.items():
-                if name.lower() in names:
-                    return role
-        return None
-
-    def target(self, name: str) -> tuple[str, ...]:
-        comps = tuple(name.split("/"))
-        for src, dst in self.maps:
-            if comps[:len(src)] == src:
-                return dst + comps[len(src):]
-        if self.options.special_use:
-            for i in range(len(comps), 0, -1):
-                role = self._role("/".join(comps[:i]))
-                if role and role in self.roles:
-                    return self.roles[role] + comps[i:]
-        pre = tuple(p for p in self.options.prefix.strip("/").split("/") if p)
-        return pre + comps
-
-    def server_name(self, comps: tuple[str, ...], note: bool = True) -> str:
-        fixed = []
-        for c in comps:
-            if self.sep != "/" and self.sep in c:
-                if note:
-                        self.notes.append(f"'{c}' contains the target's separator '{self.sep}': "
-                                      "it is written as '_'")
-                c = c.replace(self.sep, "_")
-            fixed.append(c)
-        if fixed[0].upper() == "INBOX":
-            return self.sep.join(["INBOX", *fixed[1:]])
-        return self.prefix + self.sep.join(fixed)
-
-
 class Restore:
     """Upload ``archive`` into ``target``; one instance per run (or per migrate)."""
 
@@ -226,7 +122,16 @@ class Restore:
         self.summary = RestoreSummary(dry_run=self.options.dry_run)
         self._existing: set[bytes] = set()
         self._mapper: Optional[FolderMapper] = None
-        self._reconnects = 0
+        self._primary = Connection(target)
+        # Several connections (--connections) share the summary, the folders being
+        # created and the journal (which has its own lock); Ctrl-C or one connection's
+        # failure sets _stop, and the others end after their uploads in flight.
+        self._lock = threading.Lock()
+        self._mapper_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._creating: dict[bytes, threading.Event] = {}
+        self._would_create: set[bytes] = set()  # dry run: "created" without asking the server
+        self._busy: dict[str, threading.Lock] = {}  # target folder -> held while restoring into it
         self._keywords_noted = False
         crash = os.environ.get(CRASH_ENV)
         self._crash_after = int(crash) if crash else None
@@ -283,8 +188,7 @@ class Restore:
         try:
             folders = self.selected_folders()
             self._estimate(folders)
-            for folder in folders:
-                self.restore_folder(folder.name)
+            self.restore_folders([f.name for f in folders])
         except KeyboardInterrupt:
             self.summary.interrupted = True
         finally:
@@ -306,97 +210,191 @@ class Restore:
         self.progress.add_total(count, nbytes)
 
     def mapper(self) -> FolderMapper:
-        if self._mapper is None:
-            listing = self._with_reconnect(self.target.list_folders)
-            self._existing = {f.raw_name for f in listing}
-            self._mapper = FolderMapper(self.options, listing, self.target.prefix,
-                                        self.target.separator, self.archive.state().folders)
-        return self._mapper
+        with self._mapper_lock:
+            if self._mapper is None:
+                listing = self._with_reconnect(self._primary, self.target.list_folders)
+                self._existing = {f.raw_name for f in listing}
+                self._mapper = FolderMapper(self.options, listing, self.target.prefix,
+                                            self.target.separator,
+                                            self.archive.state().folders)
+            return self._mapper
 
-    def restore_folder(self, name: str) -> None:
-        """Restore one archived folder, reconnecting (and redoing it) if the line drops."""
-        if name in self._done:
+    def _add(self, **counts: int) -> None:
+        """Add to summary counters: several connections' threads count at once."""
+        with self._lock:
+            for name, n in counts.items():
+                setattr(self.summary, name, getattr(self.summary, name) + n)
+
+    def restore_folders(self, names: list[str]) -> None:
+        """Restore these archived folders over one connection, or several side by side.
+
+        Over a slow link one connection leaves the line idle during each folder's
+        round trips (CREATE, SELECT, the listing, the last APPEND answers); other
+        connections fill those pauses.  Archived folders that go into the same
+        target folder form one group, restored in turn by one connection: a
+        folder's dedup listing never races another connection's uploads into it.
+        """
+        with self._lock:
+            names = [name for name in names if name not in self._done]
+        groups = groups_by_target(self, names)
+        count = self.options.connections or auto_count(self.target, len(groups))
+        if count <= 1:
+            for group in groups:
+                self._restore_group(self._primary, group)
             return
-        self._done.add(name)
+        groups.sort(key=lambda group: self._group_bytes(group), reverse=True)  # as Spread wants
+        Spread(self.target, count, groups, self._restore_group, self._note, self._stop).run()
+
+    def _note(self, text: str) -> None:
+        """A line for the summary's notes (a refused extra connection: handled, worth saying)."""
+        with self._lock:
+            if text not in self.summary.notes:
+                self.summary.notes.append(text)
+
+    def _group_bytes(self, group: list[str]) -> int:
+        folders = self.archive.state().folders
+        return sum(m.size for name in group if name in folders
+                   for m in wanted(folders[name], self.options.include_deleted)[0])
+
+    def open_connection(self, number: int) -> Optional[Connection]:
+        """Connection ``number`` (1: the one we have; others: new logins), or None when
+        the target refuses one more (a per-user limit): fewer connections, with a note."""
+        if number == 1:
+            return self._primary
+        conn = Connection(self.target.clone(), number)
+        try:
+            conn.source.connect()
+        except ArchiverError as exc:
+            self._note(f"the target refused connection {number} ({exc}); its folders went "
+                       "over the others")
+            return None
+        return conn
+
+    def _restore_group(self, conn: Connection, group: list[str]) -> bool:
+        for name in group:
+            if self._stop.is_set():
+                raise Stopping()
+            self.restore_folder(name, conn)
+        return True
+
+    def restore_folder(self, name: str, conn: Optional[Connection] = None) -> None:
+        """Restore one archived folder, reconnecting (and redoing it) if the line drops."""
+        conn = conn or self._primary
+        with self._lock:
+            if name in self._done:
+                return
+            self._done.add(name)
         entry = self.archive.state().folders.get(name)
         if entry is None or not self.ours(entry):
             return
-        self.summary.folders += 1
+        self._add(folders=1)
         self.progress.folder(name)
-        while True:
-            counted = (self.summary.already, self.summary.skipped_deleted)
-            try:
-                self._restore_folder(entry)
-                self._reconnects = 0
-                self.journal.forget("/".join(self.mapper().target(name)), name)  # done with it
-                return
-            except ConnectionLost as exc:
-                # the folder is redone from the journal: count what it holds only once
-                self.summary.already, self.summary.skipped_deleted = counted
-                if isinstance(exc, AppendAborted):
-                    self._reopen()  # we dropped the line ourselves: no back-off
-                else:
-                    self._reconnect(exc)
+        tname = "/".join(self.mapper().target(name))
+        with self._lock:
+            busy = self._busy.setdefault(tname, threading.Lock())
+        with busy:  # one connection at a time per target folder: its listing sees no race
+            self._restore_with_retries(entry, tname, conn)
 
-    def _with_reconnect(self, call: Any) -> Any:
+    def _restore_with_retries(self, entry: FolderEntry, tname: str, conn: Connection) -> None:
+        while True:
+            count = FolderCount()  # the folder is redone from the journal: counted once
+            try:
+                self._restore_folder(entry, conn.source, count)
+            except ConnectionLost as exc:
+                if isinstance(exc, AppendAborted):
+                    self._reopen(conn)  # we dropped the line ourselves: no back-off
+                else:
+                    self._reconnect(conn, exc)
+                continue
+            self._add(already=count.already, skipped_deleted=count.deleted)
+            conn.reconnects = 0
+            self.journal.forget(tname, entry.name)  # done with it
+            return
+
+    def _with_reconnect(self, conn: Connection, call: Any) -> Any:
         while True:
             try:
                 return call()
             except ConnectionLost as exc:
-                self._reconnect(exc)
+                self._reconnect(conn, exc)
 
-    def _reopen(self) -> None:
-        self.target.close()
+    def _reopen(self, conn: Connection) -> None:
+        conn.source.close()
         try:
-            self.target.connect()
+            conn.source.connect()
         except ConnectionFailed as exc:
-            self._reconnect(exc)
+            self._reconnect(conn, exc)
 
-    def _reconnect(self, exc: Exception) -> None:
-        if self._reconnects >= self.options.max_reconnects:
+    def _reconnect(self, conn: Connection, exc: Exception) -> None:
+        if conn.reconnects >= self.options.max_reconnects:
             raise ConnectionFailed(f"lost the connection to the target and could not get it "
                                    f"back ({exc}); run the same command again") from None
-        self._reconnects += 1
-        delay = self.options.backoff * 2 ** (self._reconnects - 1)
+        conn.reconnects += 1
+        delay = self.options.backoff * 2 ** (conn.reconnects - 1)
         self.progress.note(f"target connection lost ({exc}); reconnecting in {delay:.0f} s")
         time.sleep(delay)
-        self.target.close()
+        conn.source.close()
         try:
-            self.target.connect()
+            conn.source.connect()
         except ConnectionFailed as again:
-            self._reconnect(again)
+            self._reconnect(conn, again)
 
     # ------------------------------------------------------------ one folder
 
-    def _ensure(self, comps: tuple[str, ...]) -> Optional[str]:
+    def _ensure(self, comps: tuple[str, ...], target: ImapTarget) -> Optional[str]:
         """Create the folder and missing parents; the refusal text if the server says no."""
         mapper = self.mapper()
         for i in range(1, len(comps) + 1):
-            server_name = mapper.server_name(comps[:i])
-            raw = encode_mutf7(server_name)
-            if raw in self._existing or (i == 1 and comps[0].upper() == "INBOX"):
+            if i == 1 and comps[0].upper() == "INBOX":
                 continue
-            if not self.options.dry_run:
-                refusal = self.target.create(raw)
-                if refusal is not None:
-                    return refusal
-            self._existing.add(raw)
-            self.summary.created.append("/".join(comps[:i]))
+            refusal = self._create(encode_mutf7(mapper.server_name(comps[:i])),
+                                   "/".join(comps[:i]), target)
+            if refusal is not None:
+                return refusal
         return None
 
-    def _restore_folder(self, entry: FolderEntry) -> None:
+    def _create(self, raw: bytes, name: str, target: ImapTarget) -> Optional[str]:
+        """Create one target folder unless it exists; the refusal text if the server says no.
+
+        Two connections may need one parent at once (A/B and A/C): one creates
+        it while the other waits, so it is created -- and reported -- once.
+        """
+        while True:
+            with self._lock:
+                if raw in self._existing or raw in self._would_create:
+                    return None
+                busy = self._creating.get(raw)
+                if busy is None:
+                    mine = self._creating[raw] = threading.Event()
+            if busy is not None:
+                busy.wait()  # then look again: created, or ours to try
+                continue
+            try:
+                refusal = None if self.options.dry_run else target.create(raw)
+                if refusal is None:
+                    with self._lock:
+                        (self._would_create if self.options.dry_run else self._existing).add(raw)
+                        self.summary.created.append(name)
+                return refusal
+            finally:
+                with self._lock:
+                    del self._creating[raw]
+                mine.set()
+
+    def _restore_folder(self, entry: FolderEntry, target: ImapTarget,
+                        count: FolderCount) -> None:
         opts = self.options
         mapper = self.mapper()
         comps = mapper.target(entry.name)
         tname = "/".join(comps)
         messages, deleted = wanted(entry, opts.include_deleted)
-        self.summary.skipped_deleted += deleted
+        count.deleted = deleted
         noselect = any(a.lower() == "\\noselect" for a in entry.attributes)
         if noselect and not messages:
             return  # created as a parent of its children, if it has any
         raw = encode_mutf7(mapper.server_name(comps))
         existed = raw in self._existing
-        refusal = self._ensure(comps)
+        refusal = self._ensure(comps, target)
         if refusal is not None:
             self.summary.problems.append(f"{entry.name}: the target refused to create "
                                          f"'{tname}' ({refusal}); its {len(messages)} "
@@ -408,13 +406,9 @@ class Restore:
         if opts.dry_run and not existed:
             self._count_upload(entry, messages)  # a new folder: everything would go
             return
-        selected = self.target.select(raw, readonly=opts.dry_run)
-        if self.journal.folders.get(tname) != selected.uidvalidity:
-            stale = [k for k in self.journal.landed if k[0] == tname]
-            for k in stale:  # the folder was recreated: what it held is checked afresh
-                del self.journal.landed[k]
-            if not opts.dry_run:
-                self.journal.record([folder_record(tname, entry.name, selected.uidvalidity)])
+        selected = target.select(raw, readonly=opts.dry_run)
+        self.journal.start_folder(tname, entry.name, selected.uidvalidity,
+                                  write=not opts.dry_run)
         confirmed: list[tuple[MessageEntry, Landed]] = []
         todo: list[MessageEntry] = []
         for m in messages:
@@ -425,27 +419,26 @@ class Restore:
                 todo.append(m)
         if any(landed.to_uid is not None for _, landed in confirmed):
             confirmed, doubtful = still_landed(
-                confirmed, selected.uidvalidity, self.target.sizes(selected.exists),
+                confirmed, selected.uidvalidity, target.sizes(selected.exists),
                 lambda m, size: self.candidate(m).size_ok(size))
             if doubtful:
                 self.progress.note(f"note: {entry.name}: {len(doubtful)} messages are no longer "
                                    f"under the UID the journal recorded on '{tname}' (the "
                                    "target renumbered or lost them): looked for again")
                 todo = sorted(todo + doubtful, key=lambda m: (m.uidvalidity, m.uid))
-        self.summary.already += len(confirmed)
+        count.already = len(confirmed)
         if todo and opts.dedup and selected.exists:
-            todo = self._dedup(entry, tname, selected.uidvalidity, selected.exists,
+            todo = self._dedup(entry, target, tname, selected.uidvalidity, selected.exists,
                                confirmed, todo)
         if opts.dry_run:
             self._count_upload(entry, todo)
             return
         if todo:
-            self._upload(entry, tname, raw, selected.keywords_allowed,
+            self._upload(entry, target, tname, raw, selected.keywords_allowed,
                          selected.permanent_flags, todo)
 
     def _count_upload(self, entry: FolderEntry, todo: list[MessageEntry]) -> None:
-        self.summary.uploaded += len(todo)
-        self.summary.uploaded_bytes += sum(m.size for m in todo)
+        self._add(uploaded=len(todo), uploaded_bytes=sum(m.size for m in todo))
 
     def _chunks(self, m: MessageEntry) -> Callable[[], Iterable[bytes]]:
         """The archived bytes of ``m``, for matching (one chunk; a reader may stream them)."""
@@ -459,11 +452,11 @@ class Restore:
         return Candidate(m.message_id, m.size, epoch(m.internaldate), m.sha256,
                          self._chunks(m))
 
-    def _dedup(self, entry: FolderEntry, tname: str, uidvalidity: int, exists: int,
-               confirmed: list[tuple[MessageEntry, Landed]], todo: list[MessageEntry]
+    def _dedup(self, entry: FolderEntry, target: ImapTarget, tname: str, uidvalidity: int,
+               exists: int, confirmed: list[tuple[MessageEntry, Landed]], todo: list[MessageEntry]
                ) -> list[MessageEntry]:
         """Drop from ``todo`` what the target folder already holds (see sinks.match)."""
-        on_target = self.target.scan(exists)
+        on_target = target.scan(exists)
         known = {landed.to_uid for _, landed in confirmed
                  if landed.to_uid is not None and landed.to_uidvalidity == uidvalidity}
         pool = [t for t in on_target if t.uid not in known]
@@ -472,7 +465,7 @@ class Restore:
                  if landed.to_uid is None or landed.to_uidvalidity != uidvalidity]
         first = len(cands)
         cands.extend(self.candidate(m) for m in todo)
-        pairs = match(cands, pool, self.target.body_profiles).pairs
+        pairs = match(cands, pool, target.body_profiles).pairs
         left: list[MessageEntry] = []
         records: list[dict[str, Any]] = []
         for i, m in enumerate(todo):
@@ -484,7 +477,7 @@ class Restore:
             records.append(self._landed_record(entry.name, tname, m, uidvalidity,
                                                found.target.uid, (c.ident, m.size, c.ts),
                                                "found"))
-        self.summary.found += len(records)
+        self._add(found=len(records))
         self.progress.advance(len(records), sum(m.size for m in todo) -
                               sum(m.size for m in left))
         if not self.options.dry_run:
@@ -499,38 +492,34 @@ class Restore:
 
     def _flags(self, m: MessageEntry, keywords_allowed: bool,
                permanent: tuple[str, ...]) -> tuple[str, ...]:
-        allowed = {p.lower() for p in permanent}
-        keep: list[str] = []
-        dropped = 0
-        for kw in m.keywords:
-            if valid_keyword(kw) and (keywords_allowed or kw.lower() in allowed):
-                keep.append(kw)
-            else:
-                dropped += 1
+        flags, dropped = target_flags(m, keywords_allowed, permanent)
         if dropped:
-            self.summary.keywords_dropped += dropped
+            self._add(keywords_dropped=dropped)
             if not self._keywords_noted:
                 self._keywords_noted = True
                 self.progress.note("note: the target cannot store (some) keywords (no \\* in "
                                    "PERMANENTFLAGS): they are left out and counted")
-        return tuple(m.flags) + tuple(keep)
+        return flags
 
-    def _upload(self, entry: FolderEntry, tname: str, raw: bytes, keywords_allowed: bool,
-                permanent: tuple[str, ...], todo: list[MessageEntry]) -> None:
+    def _upload(self, entry: FolderEntry, target: ImapTarget, tname: str, raw: bytes,
+                keywords_allowed: bool, permanent: tuple[str, ...],
+                todo: list[MessageEntry]) -> None:
         pending: list[dict[str, Any]] = []
 
         def items() -> Iterator[AppendItem]:
             for m in todo:
+                if self._stop.is_set():
+                    return  # Ctrl-C or another connection failed: what is in flight lands
                 if (entry.name, m.uidvalidity, m.uid) in self._unreadable:
                     continue
                 try:
-                    item = self._item(m, keywords_allowed, permanent)
+                    item = append_item(self.store, m, self._flags(m, keywords_allowed, permanent))
                 except (OSError, ValueError) as exc:
                     self._unreadable_problem(entry, m, exc)
                     continue
                 yield item
 
-        writer = self.target.writer(**self.options.writer)
+        writer = target.writer(**self.options.writer)
         try:
             for results in writer.append(raw, items()):
                 for res in results:
@@ -545,36 +534,6 @@ class Restore:
             raise
         finally:
             self.journal.record(pending)
-
-    def _item(self, m: MessageEntry, keywords_allowed: bool,
-              permanent: tuple[str, ...]) -> AppendItem:
-        """The APPEND of one archived message, its size checked before anything is sent."""
-        data: Optional[bytes] = None
-        head: Optional[bytes] = None  # for the journal key of a message without Message-ID
-        if m.size <= WHOLE_MAX:
-            data = head = self.store.read_message(m)
-            if len(data) != m.size:
-                raise ShortMessage(f"the archive holds {len(data)} bytes, not the {m.size} "
-                                   "recorded")
-        else:
-            self.store.check_message(m)
-            if not m.message_id:
-                head = self._head(m)
-        store, chunk = self.store, STREAM_CHUNK
-        return AppendItem(m.size, self._flags(m, keywords_allowed, permanent),
-                          parse_date(m.internaldate), (m, ident_of(m.message_id, head)),
-                          data=data, read=lambda: store.message_chunks(m, chunk))
-
-    def _head(self, m: MessageEntry) -> bytes:
-        """The first HEAD_MAX bytes of a message (its header, as the backup decoded it)."""
-        pieces: list[bytes] = []
-        have = 0
-        for piece in self.store.message_chunks(m, STREAM_CHUNK):
-            pieces.append(piece)
-            have += len(piece)
-            if have >= HEAD_MAX:
-                break
-        return b"".join(pieces)[:HEAD_MAX]
 
     def _unreadable_problem(self, entry: FolderEntry, m: MessageEntry, why: object) -> None:
         text = getattr(why, "strerror", None) or str(why)
@@ -597,9 +556,28 @@ class Restore:
         key = (res.item.token[1], m.size, epoch(m.internaldate))
         pending.append(self._landed_record(entry.name, tname, m, res.uidvalidity, res.uid,
                                            key, "append"))
-        self.summary.uploaded += 1
-        self.summary.uploaded_bytes += size
+        self._add(uploaded=1, uploaded_bytes=size)
         self.progress.advance(1, size)
+
+
+@dataclass
+class FolderCount:
+    """What one attempt at a folder found already done: added to the summary once it ends."""
+
+    already: int = 0
+    deleted: int = 0
+
+
+def groups_by_target(job: Restore, names: list[str]) -> list[list[str]]:
+    """Archived folders grouped by their target folder, in the order of ``names``.
+
+    A connection restores a whole group in turn (see :meth:`Restore.restore_folders`).
+    """
+    mapper = job.mapper()
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault("/".join(mapper.target(name)), []).append(name)
+    return list(groups.values())
 
 
 def _describe(m: MessageEntry) -> str:

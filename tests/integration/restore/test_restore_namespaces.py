@@ -14,8 +14,9 @@ from pathlib import Path
 from archiver.account import Endpoint, TLSOptions
 from archiver.archive import Archive
 from archiver.restore.journal import RestoreJournal
+from archiver.restore.mapping import FolderMapper
 from archiver.restore.target import ImapTarget, TargetFolder
-from archiver.restore.upload import FolderMapper, Restore, RestoreOptions
+from archiver.restore.upload import Restore, RestoreOptions
 from archiver.stores import open_store
 from tests.dovecot import DovecotServer
 from tests.fakeimap import FakeImap

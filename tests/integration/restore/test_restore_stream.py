@@ -1,6 +1,6 @@
 """Restore streams each message from the archive: the same bytes land, and a bad source never does.
 
-A message larger than ``upload.WHOLE_MAX`` is sent in ``upload.STREAM_CHUNK``
+A message larger than ``items.WHOLE_MAX`` is sent in ``items.STREAM_CHUNK``
 pieces (mbox archives unquoted on the fly); the literal's size is announced
 before its first byte.  These tests force every message through that path
 (tiny chunks, so ``>From `` lines are cut everywhere), cut quoted ``From``
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
+import archiver.restore.items
 import archiver.restore.target
-import archiver.restore.upload
 from archiver.archive import Archive
 from archiver.state import MessageEntry
 from archiver.stores.base import CHUNK
@@ -59,8 +59,8 @@ def served(server: DovecotServer, user: MailUser) -> Served:
 @pytest.fixture
 def streamed(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every message streamed, 7 bytes at a time."""
-    monkeypatch.setattr(archiver.restore.upload, "WHOLE_MAX", 0)
-    monkeypatch.setattr(archiver.restore.upload, "STREAM_CHUNK", 7)
+    monkeypatch.setattr(archiver.restore.items, "WHOLE_MAX", 0)
+    monkeypatch.setattr(archiver.restore.items, "STREAM_CHUNK", 7)
 
 
 @pytest.mark.parametrize("fmt", ["maildir", "mbox"])
@@ -76,8 +76,8 @@ def test_streamed_restore_lands_the_same_bytes_as_whole_reads(
     whole, pieces = target.new_user(), target.new_user()
     code, out, err = restore(dest, target, whole)
     assert code == 3 and len(json.loads(out)["refused"]) == 1, err  # the zero-byte message
-    monkeypatch.setattr(archiver.restore.upload, "WHOLE_MAX", 0)
-    monkeypatch.setattr(archiver.restore.upload, "STREAM_CHUNK", 7)
+    monkeypatch.setattr(archiver.restore.items, "WHOLE_MAX", 0)
+    monkeypatch.setattr(archiver.restore.items, "STREAM_CHUNK", 7)
     code, out, err = restore(dest, target, pieces)
     summary = json.loads(out)
     assert code == 3 and len(summary["refused"]) == 1 and not summary["problems"], err
@@ -121,7 +121,7 @@ def test_quoted_from_lines_across_1mib_read_boundaries_restore_exactly(
     assert backup(dovecot, old, dest, "--format", "mbox")[0] == 0
     entry = next(Archive.open_existing(dest).state().messages())
     assert entry.offset is not None
-    assert entry.size == len(message) > archiver.restore.upload.WHOLE_MAX  # it is streamed
+    assert entry.size == len(message) > archiver.restore.items.WHOLE_MAX  # it is streamed
     raw = (dest / "INBOX").read_bytes()[entry.offset:]
     for k, (before, line) in enumerate(cuts, start=1):  # the archive's reads cut these lines
         assert raw[k * CHUNK - before:k * CHUNK - before + len(line)] == line
@@ -163,7 +163,7 @@ def test_a_missing_or_short_archived_file_is_reported_and_never_sent(
     (dest / short.path).write_bytes(dropped[0][:-10])
     (dest / gone.path).unlink()
     (dest / streamed_short.path).write_bytes(dropped[2][:-1])
-    monkeypatch.setattr(archiver.restore.upload, "WHOLE_MAX", streamed_short.size - 1)
+    monkeypatch.setattr(archiver.restore.items, "WHOLE_MAX", streamed_short.size - 1)
     new = dovecot_new.new_user()
     code, out, err = restore(dest, dovecot_new, new)
     summary = json.loads(out)
