@@ -112,7 +112,7 @@ def test_a_target_refusing_extra_connections_means_fewer_not_a_problem(
         other = real_clone(self)
 
         def refuse() -> None:
-            from archiver.sources.imap import ServerUnavailable
+            from archiver.sources.session import ServerUnavailable
             raise ServerUnavailable("127.0.0.1 refused the login for now ([UNAVAILABLE] "
                                     "too many connections)")
         monkeypatch.setattr(other, "connect", refuse)
