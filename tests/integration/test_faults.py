@@ -251,10 +251,12 @@ def test_kill_9_loop(dovecot: DovecotServer, tmp_path: Path, stress: bool, fmt: 
     rounds = 50 if stress else 25
     killed_running = 0
     n = 60
-    # Server bytes are slowed down (5 ms per 2 KB) so that a run lasts long enough
-    # for a random instant to land inside it; the final rerun goes direct.
+    # Server bytes are slowed down (15 ms per 2 KB) so that a run lasts long enough
+    # for a random instant to land inside it; the final rerun goes direct.  The
+    # delay also makes the link "slow" to archiver: three connections and
+    # COMPRESS, so the kills land in several connections' work at once.
     via = _Via(0, dovecot.cafile)
-    with FaultProxy(dovecot.imaps_port, lambda _: Fault(delay=0.005), chunk=2048) as proxy:
+    with FaultProxy(dovecot.imaps_port, lambda _: Fault(delay=0.015), chunk=2048) as proxy:
         via.imaps_port = proxy.port
         for _ in range(rounds):
             proc = backup_process(via, user, dest, "--format", fmt, "--quiet")  # type: ignore[arg-type]
