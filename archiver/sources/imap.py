@@ -25,14 +25,14 @@ from archiver.sources.base import (
     FolderStatus,
     MessageMeta,
 )
-from archiver.sources.imap_listing import listing_range, parse_listing, sorted_unique
+from archiver.sources.imap_listing import parse_listing, sorted_unique
 from archiver.sources.pipelined import status_many, uid_set
 from archiver.sources.responses import (
     LISTING_ITEMS,
     as_text,
     status_from,
 )
-from archiver.sources.session import ImapSession, network, uid_fetch
+from archiver.sources.session import ImapSession, fetch_answers, network, uid_fetch
 
 log = logging.getLogger("archiver.imap")
 
@@ -189,7 +189,8 @@ class ImapSource(ImapSession):
             last = uidnext == 0 or count <= self.listing_range or low + width >= uidnext
             uid_set = f"{low}:*" if last else f"{low}:{low + width - 1}"
             with network(f"UID FETCH {uid_set} (UID FLAGS INTERNALDATE RFC822.SIZE)"):
-                listing_range(self.client, uid_set, out, flag_cache)
+                parse_listing(fetch_answers(self.client, uid_set, LISTING_ITEMS), out,
+                              flag_cache)
             if last:
                 break
             low += width

@@ -14,8 +14,6 @@ import re
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any, Optional
 
-import imapclient
-import imapclient.exceptions
 from imapclient.datetime_util import parse_to_datetime
 from imapclient.response_parser import parse_fetch_response
 
@@ -70,27 +68,15 @@ def _internaldate(raw: bytes) -> Optional[datetime]:
         return None
 
 
-def listing_range(client: imapclient.IMAPClient, uid_set: str, out: list[MessageMeta],
-             flag_cache: dict[bytes, tuple[tuple[str, ...], tuple[str, ...]]]) -> None:
-    """``UID FETCH uid_set (UID FLAGS INTERNALDATE RFC822.SIZE)`` appended to ``out``.
+def parse_listing(data: list[Any], out: list[MessageMeta],
+                  flag_cache: dict[bytes, tuple[tuple[str, ...], tuple[str, ...]]]) -> None:
+    """The untagged answers of ``UID FETCH … (UID FLAGS INTERNALDATE RFC822.SIZE)``,
+    appended to ``out``.
 
     The common answer shape is parsed with a regex (imapclient's general
     tokenizer took most of the listing's time); flag sets repeat, so each
     distinct one is split once (``flag_cache``) and its tuples shared.
     """
-    imap = client._imap
-    tag = imap._command("UID", "FETCH", uid_set, "(UID FLAGS INTERNALDATE RFC822.SIZE)")
-    typ, data = imap._command_complete("FETCH", tag)
-    if typ != "OK":
-        raise imapclient.exceptions.IMAPClientError(
-            f"UID FETCH failed: {_as_text(data[0] if data else typ)}")
-    typ, data = imap._untagged_response(typ, data, "FETCH")
-    parse_listing(data, out, flag_cache)
-
-
-def parse_listing(data: list[Any], out: list[MessageMeta],
-                  flag_cache: dict[bytes, tuple[tuple[str, ...], tuple[str, ...]]]) -> None:
-    """The untagged answers of a listing command, appended to ``out`` (see above)."""
     rest: list[Any] = []
     for item in data:
         found = _LISTING_LINE.fullmatch(item) if isinstance(item, bytes) else None

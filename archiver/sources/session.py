@@ -395,10 +395,10 @@ def uid_fetch(client: imapclient.IMAPClient, id_set: str, items: str) -> dict[in
     return raw_fetch(client, id_set, items, uid=True)
 
 
-def raw_fetch(client: imapclient.IMAPClient, id_set: str, items: str,
-              uid: bool) -> dict[int, Any]:
-    """``[UID] FETCH id_set items``, every answer parsed and keyed by UID (imaplib underneath:
-    imapclient's ``fetch`` filters by the ids given, so ``n:*`` would lose answers)."""
+def fetch_answers(client: imapclient.IMAPClient, id_set: str, items: str,
+                  uid: bool = True) -> list[Any]:
+    """The untagged answers of ``[UID] FETCH id_set items`` as imaplib hands them over
+    (imapclient's ``fetch`` filters by the ids given, so ``n:*`` would lose answers)."""
     imap = client._imap
     args = ("UID", "FETCH", id_set, items) if uid else ("FETCH", id_set, items)
     tag = imap._command(*args)
@@ -407,7 +407,15 @@ def raw_fetch(client: imapclient.IMAPClient, id_set: str, items: str,
         raise imapclient.exceptions.IMAPClientError(
             f"{'UID ' if uid else ''}FETCH failed: {as_text(data[0] if data else typ)}")
     typ, data = imap._untagged_response(typ, data, "FETCH")
-    parsed: dict[int, Any] = parse_fetch_response(data, False, True)
+    answers: list[Any] = data
+    return answers
+
+
+def raw_fetch(client: imapclient.IMAPClient, id_set: str, items: str,
+              uid: bool) -> dict[int, Any]:
+    """``[UID] FETCH id_set items``, every answer parsed and keyed by UID."""
+    parsed: dict[int, Any] = parse_fetch_response(fetch_answers(client, id_set, items, uid),
+                                                  False, True)
     return parsed
 
 
@@ -419,14 +427,7 @@ def _uid_fetch_bodies(client: imapclient.IMAPClient, uids: str) -> dict[int, Any
     instead of the general tokenizer; anything else (UID after the literal,
     extra items, unsolicited FLAGS) goes to imapclient's parser.
     """
-    imap = client._imap
-    tag = imap._command("UID", "FETCH", uids, "(UID BODY.PEEK[])")
-    typ, data = imap._command_complete("FETCH", tag)
-    if typ != "OK":
-        raise imapclient.exceptions.IMAPClientError(
-            f"UID FETCH failed: {as_text(data[0] if data else typ)}")
-    typ, data = imap._untagged_response(typ, data, "FETCH")
-    return parse_bodies(data)
+    return parse_bodies(fetch_answers(client, uids, "(UID BODY.PEEK[])"))
 
 
 
