@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Optional, Protocol
+from typing import Any, Optional
 
 from archiver.archive import Archive
 from archiver.connections import Connection, Spread, Stopping, auto_count
@@ -40,25 +40,13 @@ from archiver.sources.base import (
     FolderStatus,
     MessageMeta,
 )
+from archiver.sources.base import Source as Source  # the engine's side of a source
 from archiver.state import FolderEntry
 from archiver.stores.base import Incoming, Store
 
 log = logging.getLogger("archiver.engine")
 
 CRASH_ENV = "ARCHIVER_TEST_CRASH_AFTER"  # test hook, see tests/test_crash.py
-
-
-class Source(Protocol):
-    def connect(self) -> None: ...
-    def close(self) -> None: ...
-    def folders(self) -> list[Folder]: ...
-    def status(self, folder: Folder) -> Optional[FolderStatus]: ...
-    def open_folder(self, folder: Folder) -> FolderStatus: ...
-    def list_messages(self, count: int) -> list[MessageMeta]: ...
-    def fetch(self, uids: list[int]) -> Any: ...
-    def fetch_headers(self, uids: list[int]) -> dict[int, bytes]: ...
-    def fetch_stream(self, uid: int, size_hint: int, write: Callable[[bytes], None],
-                     chunk: int = ..., offset: int = ..., overlap: bytes = ...) -> int: ...
 
 
 @dataclass

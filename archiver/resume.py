@@ -28,8 +28,8 @@ from archiver.sources.base import FetchFailed, MessageMeta, ResumeMismatch
 from archiver.stores.base import Spool, Store
 
 if TYPE_CHECKING:
-    from archiver.engine import Source
     from archiver.plan import FolderPlan
+    from archiver.sources.base import Source
 
 log = logging.getLogger("archiver.resume")
 

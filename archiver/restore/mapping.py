@@ -15,8 +15,8 @@ from archiver.names import logical_name
 from archiver.state import FolderEntry, MessageEntry
 
 if TYPE_CHECKING:
+    from archiver.restore.options import RestoreOptions
     from archiver.restore.target import TargetFolder
-    from archiver.restore.upload import RestoreOptions
 
 # Well-known names of special folders (top level, case-insensitive) when the old
 # server did not mark them with SPECIAL-USE attributes.

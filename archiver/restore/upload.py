@@ -40,6 +40,7 @@ from archiver.restore.items import append_item, target_flags
 from archiver.restore.journal import Landed, RestoreJournal, landed_record
 from archiver.restore.mapping import FolderMapper, wanted
 from archiver.restore.match import Candidate, epoch, match
+from archiver.restore.options import RestoreOptions as RestoreOptions  # its home before
 from archiver.restore.recheck import still_landed
 from archiver.restore.target import (
     AppendAborted,
@@ -55,22 +56,6 @@ log = logging.getLogger("archiver.restore.upload")
 
 CRASH_ENV = "ARCHIVER_TEST_RESTORE_CRASH_AFTER"  # test hook: exit after N landed, unjournalled
 JOURNAL_EVERY = 200  # landed records per journal frame (a crash loses at most these: found again)
-
-@dataclass
-class RestoreOptions:
-    prefix: str = ""
-    maps: tuple[tuple[str, str], ...] = ()
-    special_use: bool = False
-    include_deleted: bool = False
-    dedup: bool = True
-    dry_run: bool = False
-    include: list[str] = field(default_factory=list)
-    exclude: list[str] = field(default_factory=list)
-    max_reconnects: int = 5  # per connection
-    backoff: float = 1.0
-    writer: dict[str, Any] = field(default_factory=dict)  # AppendWriter tuning
-    connections: int = 0  # target connections; 0: auto (archiver.connections.auto_count)
-
 
 @dataclass
 class RestoreSummary:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Optional
+from typing import Any, Optional, Protocol
 
 # ``__slots__`` where the Python has them (3.10+): a 200,000-message listing is
 # 200,000 of these at once, and a per-instance ``__dict__`` doubled their size.
@@ -95,3 +96,19 @@ class ResumeMismatch(FetchFailed):
 
 class ConnectionLost(Exception):
     """The connection dropped or timed out mid-run; the engine reconnects and resumes."""
+
+
+class Source(Protocol):
+    """What the backup engine asks of a source (IMAP, POP3)."""
+
+
+    def connect(self) -> None: ...
+    def close(self) -> None: ...
+    def folders(self) -> list[Folder]: ...
+    def status(self, folder: Folder) -> Optional[FolderStatus]: ...
+    def open_folder(self, folder: Folder) -> FolderStatus: ...
+    def list_messages(self, count: int) -> list[MessageMeta]: ...
+    def fetch(self, uids: list[int]) -> Any: ...
+    def fetch_headers(self, uids: list[int]) -> dict[int, bytes]: ...
+    def fetch_stream(self, uid: int, size_hint: int, write: Callable[[bytes], None],
+                     chunk: int = ..., offset: int = ..., overlap: bytes = ...) -> int: ...
