@@ -41,11 +41,15 @@ def _load(dovecot: DovecotServer, user: MailUser) -> None:
     dovecot.create_folder(user, "Archive")
     dovecot.create_folder(user, "Archive/2003")
     dovecot.create_folder(user, "講義")
+    # The last folder prepared is a nested one, so no later folder's creation happens to
+    # fsync DEST (which would make its .sbd/ name durable by accident).
+    dovecot.create_folder(user, "講義/2004")
     for i in range(12):  # more than durable._BULK: the syncfs path is taken in INBOX
         dovecot.append(user, "INBOX", f"Subject: m{i}\r\nMessage-ID: <m{i}@x>\r\n\r\n"
                                       f"From here\r\nbody {i}\r\n".encode(), ["\\Seen"])
     dovecot.append(user, "Archive/2003", b"Subject: old\r\n\r\nold\r\n")
     dovecot.append(user, "講義", "Subject: 資料\r\n\r\n本文\r\n".encode())
+    dovecot.append(user, "講義/2004", "Subject: 2004\r\n\r\n本文\r\n".encode())
 
 
 def _change(dovecot: DovecotServer, user: MailUser) -> None:
