@@ -98,9 +98,10 @@ def test_courier_backup_is_byte_exact_and_reruns_add_nothing_despite_uid_churn(
         code, summary, err = backup(courier, user, dest)
         assert code == 0, err
         assert (summary["new"], summary["gone"], summary["flags_updated"]) == (0, 0, 0), summary
-    # INBOX.Delivered churns: each run may cost a rename record per message of it
-    # (4) and a folder record or two, never a copy of every record
-    assert record_count(dest) - before <= 2 * (4 + 3)
+    # INBOX.Delivered churns (its UIDVALIDITY is the clock's second): each run may cost
+    # a rename per message of it -- its record under the new UID and a "gone" for the
+    # old one, 2 x 4 -- and a folder record or two; never a copy of every record
+    assert record_count(dest) - before <= 2 * (2 * 4 + 3) < courier_user.appended
     assert assert_archive_mirrors(courier, user, dest) == courier_user.appended + 6
     assert run_cli(["verify", str(dest)])[0] == 0
 
