@@ -87,8 +87,10 @@ def replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
     os.replace(src, dst)
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` durably (tmp file, fsync, rename, fsync dir)."""
+def replace_with(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` (tmp file, fsync, rename): whichever of the old
+    and the new file a power cut leaves, it is whole; the new name is durable only
+    after ``fsync_dir(path.parent)`` (:func:`atomic_write`)."""
     tmp = path.with_name(path.name + ".tmp")
     fd = open_new(tmp)
     try:
@@ -97,6 +99,11 @@ def atomic_write(path: Path, data: bytes) -> None:
     finally:
         os.close(fd)
     replace(tmp, path)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` durably (tmp file, fsync, rename, fsync dir)."""
+    replace_with(path, data)
     fsync_dir(path.parent)
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, TypeVar
 
 from archiver.index import POP3_UIDVALIDITY, ReadResult, read_index, uid_for_uidl
 from archiver.sources.base import SLOTS
@@ -125,28 +125,29 @@ def _strs(value: Any) -> tuple[str, ...]:
         raise TypeError(f"not a list of strings: {value!r}")
     if type(value) is not list or not all(type(v) is str for v in value):
         raise TypeError(f"not a list of strings: {value!r}")
-    out = tuple(value)
     # A folder of 200,000 messages has a handful of distinct flag sets: one tuple each.
-    shared = _SHARED_STRS.get(out)
-    if shared is not None:
-        return shared
-    if len(_SHARED_STRS) < 4096:
-        _SHARED_STRS[out] = out
-    return out
+    return _interned(_SHARED_STRS, tuple(value), 4096)
 
 
 _SHARED_STRS: dict[tuple[str, ...], tuple[str, ...]] = {}
 _SHARED_INTS: dict[int, int] = {}
+_T = TypeVar("_T")
+
+
+def _interned(cache: dict[_T, _T], value: _T, limit: int) -> _T:
+    """The one object kept for ``value`` (an equal one seen before), so that many
+    records share it; at most ``limit`` are kept."""
+    shared = cache.get(value)
+    if shared is not None:
+        return shared
+    if len(cache) < limit:
+        cache[value] = value
+    return value
 
 
 def _shared_int(value: int) -> int:
     """One int object per UIDVALIDITY (the same in every record of a folder)."""
-    shared = _SHARED_INTS.get(value)
-    if shared is not None:
-        return shared
-    if len(_SHARED_INTS) < 65536:
-        _SHARED_INTS[value] = value
-    return value
+    return _interned(_SHARED_INTS, value, 65536)
 
 
 @dataclass

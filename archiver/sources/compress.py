@@ -34,8 +34,6 @@ class _InflatingReader(io.RawIOBase):
         self._sock = sock
         self._inflate = zlib.decompressobj(-15)
         self._out = b""  # inflated bytes not yet handed out
-        self.wire_bytes = 0  # compressed bytes received (for the ratio in -v logs)
-        self.plain_bytes = 0
 
     def readable(self) -> bool:
         return True
@@ -49,12 +47,10 @@ class _InflatingReader(io.RawIOBase):
             data = self._sock.recv(_CHUNK)
             if not data:
                 return 0  # EOF: imaplib turns it into an abort
-            self.wire_bytes += len(data)
             self._out = self._inflate.decompress(data, _CHUNK)
         n = min(len(buf), len(self._out))
         buf[:n] = self._out[:n]
         self._out = self._out[n:]
-        self.plain_bytes += n
         return n
 
 
@@ -69,7 +65,7 @@ class _Deflater:
         self._sock.sendall(self._deflate.compress(data) + self._deflate.flush(zlib.Z_SYNC_FLUSH))
 
 
-def enable(imap: Any) -> _InflatingReader:
+def enable(imap: Any) -> None:
     """Switch an imaplib connection whose ``COMPRESS DEFLATE`` was just accepted.
 
     The server starts compressing right after its tagged OK, and sends
@@ -77,7 +73,5 @@ def enable(imap: Any) -> _InflatingReader:
     sitting in the old file's buffer.
     """
     sock = imap.sock
-    reader = _InflatingReader(sock)
-    imap.file = io.BufferedReader(reader, buffer_size=_CHUNK)
+    imap.file = io.BufferedReader(_InflatingReader(sock), buffer_size=_CHUNK)
     imap.send = _Deflater(sock).send
-    return reader

@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional, Protocol
 
-from archiver.durable import fsync
+from archiver.durable import fsync, replace_with
 from archiver.fsutil import open_new, write_all
 from archiver.state import MessageEntry
 
@@ -71,14 +71,7 @@ class Spool:
     def _save_sidecar(self) -> None:
         assert self.sidecar is not None and self.ident is not None
         body = json.dumps(dict(self.ident, length=self.size), sort_keys=True).encode()
-        tmp = self.sidecar.with_name(self.sidecar.name + ".tmp")
-        fd = open_new(tmp)
-        try:
-            write_all(fd, body)
-            fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.sidecar)  # an older or missing sidecar is safe: see open_spool
+        replace_with(self.sidecar, body)  # an older or missing sidecar is safe: see open_spool
 
     def tail(self, n: int) -> bytes:
         """The last ``n`` bytes on disk (what a resumed fetch must answer again first)."""
