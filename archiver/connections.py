@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, Optional, TypeVar
 
 from archiver.errors import ArchiverError
+from archiver.progress import ByteMeter
 
 T = TypeVar("T")
 
@@ -40,6 +41,7 @@ class Connection:
     source: Any
     number: int = 1
     reconnects: int = 0
+    meter: Optional[ByteMeter] = None  # bytes as they arrive (the backup engine sets it)
 
 
 class Stopping(Exception):

@@ -30,7 +30,7 @@ from archiver.names import assign_path, fold_key
 from archiver.namespaces import PERSONAL, Recorded, choose
 from archiver.pipeline import Job, Pipeline
 from archiver.plan import FolderPlan, batches, folder_selected, plan_folder
-from archiver.progress import NullProgress, Progress
+from archiver.progress import ByteMeter, NullProgress, Progress
 from archiver.resume import prune_partials, stream_message
 from archiver.sources.alerts import alert_notes
 from archiver.sources.base import (
@@ -118,6 +118,9 @@ class Backup(SyncJobs):
         self._folder_records: dict[str, dict[str, Any]] = {}
         self._counters: dict[str, Any] = {}
         self._statuses: dict[str, Optional[FolderStatus]] = {}
+        # Per folder, the messages and bytes it adds to the progress total that are
+        # not yet fetched: a replanned pass (after a reconnect) changes the total by
+        # the difference only, and the bar ends exactly at its total.
         self._estimates: dict[str, tuple[int, int]] = {}
         # Called with a folder's name once everything the archive holds of it is durable
         # (from the sync thread, or at once for an unchanged folder): migrate restores it.
@@ -197,7 +200,7 @@ class Backup(SyncJobs):
         pass plans against everything already recorded.
         """
         self._add("folders", 1)
-        self.progress.folder(folder.name)
+        meter = self._meter(conn)
         while True:
             try:
                 work()
@@ -205,10 +208,45 @@ class Backup(SyncJobs):
             except ConnectionLost as exc:
                 self._pipeline.flush()
                 if not self._reconnect(conn, exc):
+                    meter.settle(0)  # what arrived of the lost batch is not archived
                     return False
             except FetchFailed as exc:
                 self.summary.problems.append(f"{folder.name}: {exc}")
+                meter.settle(0)
+                self._plan_total(folder.name, 0, 0)  # not archived this time
                 return True
+
+    def _meter(self, conn: Connection) -> ByteMeter:
+        """The connection's byte meter, handed to its source (which calls it as bytes arrive)."""
+        if conn.meter is None:
+            conn.meter = ByteMeter(self.progress)
+        meter = conn.meter
+        if getattr(conn.source, "meter", None) is not meter:
+            try:
+                conn.source.meter = meter
+            except AttributeError:  # a source that cannot meter: settling credits it all
+                pass
+        return meter
+
+    def _plan_total(self, name: str, messages: int, nbytes: int) -> None:
+        """The folder's part of the progress total is now ``messages``/``nbytes``."""
+        with self._lock:
+            old_m, old_b = self._estimates.get(name, (0, 0))
+            self._estimates[name] = (messages, nbytes)
+        self.progress.add_total(messages - old_m, nbytes - old_b)
+
+    def _settle(self, conn: Connection, name: str, fetched: list[MessageMeta],
+                failed: list[MessageMeta]) -> None:
+        """A batch (or a streamed message) is done: the bytes its connection reported
+        become the sizes of the messages fetched; failed ones leave the total."""
+        done = sum(m.size for m in fetched)
+        lost = sum(m.size for m in failed)
+        self._meter(conn).settle(done)
+        if failed:
+            self.progress.add_total(-len(failed), -lost)
+        with self._lock:
+            m, b = self._estimates.get(name, (0, 0))
+            self._estimates[name] = (m - len(fetched) - len(failed), b - done - lost)
 
     def _check_stop(self) -> None:
         if self._stop.is_set():
@@ -232,9 +270,7 @@ class Backup(SyncJobs):
         for folder in selectable:
             status = out.get(folder.name)
             if status is not None and folder.name not in self._counters:
-                estimate = (status.messages, status.size or 0)
-                self._estimates[folder.name] = estimate
-                self.progress.add_total(*estimate)
+                self._plan_total(folder.name, status.messages, status.size or 0)
         return out
 
     def _with_reconnect(self, conn: Connection, call: Callable[[], Any]) -> Any:
@@ -284,6 +320,7 @@ class Backup(SyncJobs):
                 and cached == status.as_dict()):
             self._add("folders_skipped", 1)
             self._add("already", status.messages)
+            self.progress.folder(folder.name, 0, 0)
             if self.on_folder_done is not None:
                 self.on_folder_done(folder.name)
             return
@@ -299,9 +336,8 @@ class Backup(SyncJobs):
         if entry is not None and (plan.suspects or plan.reusable):
             plan = self._rematch(conn, folder.name, path, entry, plan, listing)
         self._add("already", plan.already)
-        est_messages, est_bytes = self._estimates.pop(folder.name, (0, 0))
-        self.progress.add_total(len(plan.to_fetch) - est_messages,
-                                plan.fetch_bytes() - est_bytes)
+        self._plan_total(folder.name, len(plan.to_fetch), plan.fetch_bytes())
+        self.progress.folder(folder.name, len(plan.to_fetch), plan.fetch_bytes())
         if plan.flag_changes or plan.gone:
             self._pipeline.submit(Job(folder.name, path,
                                        lambda _: self._commit_changes(folder.name, path, plan)))
@@ -383,21 +419,27 @@ class Backup(SyncJobs):
         for answers in self._fetch_groups(conn.source, groups):
             self._check_stop()
             items: list[Incoming] = []
+            fetched: list[MessageMeta] = []
+            failed: list[MessageMeta] = []
             for uid, body in answers:
                 if isinstance(body, FetchFailed):
                     failures += 1
                     self.summary.problems.append(f"{folder.name}: {body}")
+                    failed.append(metas[uid])
                     continue
                 m = metas[uid]
+                fetched.append(m)
                 items.append(Incoming(plan.uidvalidity, uid, m.flags, m.keywords,
                                       m.internaldate, data=body, uidl=m.uidl,
                                       server_size=m.size))
+            self._settle(conn, folder.name, fetched, failed)
             self._submit_batch(conn, folder, path, plan, items)
         for meta in streamed:
             self._check_stop()
             item = self._stream_one(conn, path, plan, meta)
             if item is None:
                 failures += 1
+            self._settle(conn, folder.name, [meta] if item else [], [] if item else [meta])
             self._submit_batch(conn, folder, path, plan, [item] if item else [])
         return failures
 

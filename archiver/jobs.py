@@ -203,7 +203,9 @@ class SyncJobs:
         self._add("new", len(st.to_write))
         self._add("new_bytes", st.nbytes)
         self._reused += len(st.reused) + len(st.links)
-        self.progress.advance(st.count, st.nbytes + sum(o.size for _, o, _ in st.reused))
+        # The bytes were counted as they arrived (the connection's ByteMeter, settled
+        # when the batch was fetched); the messages count once they are durable.
+        self.progress.advance(st.count, 0)
 
     def _drop_spool(self, item: Incoming) -> None:
         if item.spool is not None:

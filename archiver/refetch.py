@@ -71,7 +71,8 @@ class Refetcher(Backup):
             self._pipeline.submit(Job(folder.name, path,
                                       lambda _: self._record(folder.name, chosen.records)))
         plan = FolderPlan(opened.uidvalidity, list(chosen.messages), [], [], 0)
-        self.progress.add_total(len(plan.to_fetch), plan.fetch_bytes())
+        self._plan_total(folder.name, len(plan.to_fetch), plan.fetch_bytes())
+        self.progress.folder(folder.name, len(plan.to_fetch), plan.fetch_bytes())
         self._fetch_all(conn, folder, path, plan)
 
         def done(_: Any) -> None:

@@ -17,14 +17,14 @@ from archiver.cli.common import (
     namespace_option,
     open_source,
     output_options,
-    plural,
     print_notes,
-    progress_for,
     show_alerts,
     source_identity,
     source_options,
     warn_skipped,
 )
+from archiver.cli.summaries import backup_line, next_step
+from archiver.i18n import _
 
 
 @click.command()
@@ -64,7 +64,7 @@ def backup(source: str, dest: Path, include: tuple[str, ...], exclude: tuple[str
         except BaseException:
             src.close()
             raise
-        progress = progress_for(quiet, as_json)
+        progress = logging.progress(quiet)
         show_alerts(progress, src)
         try:
             summary = run_backup(src, archive, open_store(archive.dest, fmt),
@@ -81,13 +81,12 @@ def backup(source: str, dest: Path, include: tuple[str, ...], exclude: tuple[str
     if as_json:
         click.echo(json.dumps(summary.as_dict(), ensure_ascii=False))
     elif not quiet:
-        err(f"{plural(summary.folders, 'folder')} ({summary.folders_skipped} unchanged), "
-            f"{summary.new} new messages ({summary.new_bytes / 1e6:.1f} MB), "
-            f"{summary.already} already archived, {summary.flags_updated} flag updates, "
-            f"{summary.gone} gone from server, {summary.seconds:.1f} s")
+        err(backup_line(summary))
         print_notes(summary.notes, "note", src)
     for problem in summary.problems:
-        err(f"problem: {problem}")
+        err(_("problem: {problem}").format(problem=problem))
     if summary.problems:
-        err("some messages were not saved: run the same command again to retry them")
+        err(_("some messages were not saved: run the same command again to retry them"))
         sys.exit(EXIT_PARTIAL)
+    if not (quiet or as_json):
+        err(next_step(dest))

@@ -8,12 +8,13 @@ lacked ``--plaintext`` and read POP3 without ``--allow-seen``).
 from __future__ import annotations
 
 import logging
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import click
+
+from archiver.i18n import _
 
 PASSWORD_ENV = "ARCHIVER_PASSWORD"
 TARGET_PASSWORD_ENV = "ARCHIVER_TARGET_PASSWORD"
@@ -27,6 +28,7 @@ def err(text: str) -> None:
 
 
 def plural(n: int, word: str) -> str:
+    """Untranslated ``1 folder``/``2 folders``: for texts not yet given to ngettext."""
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
@@ -41,32 +43,79 @@ def apply_options(options: list[Decorator]) -> Decorator:
     return decorate
 
 
-class Logging:
-    """Attach log handlers for one command and remove them afterwards (no global leftovers)."""
+class _ConsoleHandler(logging.Handler):
+    """Log records on stderr through the console, so they appear above the bar."""
 
-    def __init__(self, verbose: bool, log_file: Optional[Path]) -> None:
+    def __init__(self, console: Any) -> None:
+        super().__init__()
+        self.console = console
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.console.line(self.format(record))
+        except Exception:  # noqa: BLE001 - logging must never end a run
+            self.handleError(record)
+
+
+def _informative(record: logging.LogRecord) -> bool:
+    """``-v``: archiver's own notes (INFO and up); other libraries' only from WARNING."""
+    return record.name.startswith("archiver") or record.levelno >= logging.WARNING
+
+
+class Logging:
+    """Attach log handlers for one command and remove them afterwards (no global leftovers).
+
+    ``-v`` shows archiver's informative notes (INFO) on stderr; the folder lines
+    come from the progress (see :meth:`progress`).  ``--debug`` (the group
+    option, or ``$ARCHIVER_DEBUG``) adds the protocol trace, imaplib's and
+    imapclient's lines with the LOGIN password redacted by imapclient.
+    ``--log FILE`` always gets everything -- the notes and the full trace --
+    as it did before ``-v`` was split from the trace: a log file is for a bug
+    report.
+    """
+
+    def __init__(self, verbose: bool, log_file: Optional[Path],
+                 debug: Optional[bool] = None) -> None:
+        from archiver.progress import Console
+
+        self.verbose = verbose
+        self.debug = _debug_asked() if debug is None else debug
+        self.console = Console()
         self.handlers: list[logging.Handler] = []
         if log_file is not None:
             try:
                 handler: logging.Handler = logging.FileHandler(log_file, encoding="utf-8")
             except OSError as exc:
-                raise click.BadParameter(f"cannot write {log_file}: {exc.strerror}",
-                                         param_hint="--log") from None
+                raise click.BadParameter(_("cannot write {file}: {reason}").format(
+                    file=log_file, reason=exc.strerror), param_hint="--log") from None
             handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
+            handler.setLevel(logging.DEBUG)
             self.handlers.append(handler)
-        if verbose:
-            self.handlers.append(logging.StreamHandler(sys.stderr))
+        if verbose or self.debug:
+            shown = _ConsoleHandler(self.console)
+            if self.debug:
+                shown.setLevel(logging.DEBUG)
+            else:
+                shown.setLevel(logging.INFO)
+                shown.addFilter(_informative)
+            self.handlers.append(shown)
         self._level = logging.getLogger().level
 
     @property
     def trace(self) -> bool:
-        """Is anyone listening to the protocol trace?"""
-        return bool(self.handlers)
+        """Is anyone listening to the protocol trace (--debug, --log)?"""
+        return self.debug or any(isinstance(h, logging.FileHandler) for h in self.handlers)
+
+    def progress(self, quiet: bool) -> Any:
+        """The run's progress on this console: a bar on a terminal, lines elsewhere."""
+        from archiver.progress import terminal_progress
+
+        return terminal_progress(self.console, quiet, verbose=self.verbose or self.debug)
 
     def __enter__(self) -> Logging:
         root = logging.getLogger()
         if self.handlers:
-            root.setLevel(logging.DEBUG)
+            root.setLevel(logging.DEBUG if self.trace else logging.INFO)
         for h in self.handlers:
             root.addHandler(h)
         return self
@@ -77,6 +126,13 @@ class Logging:
             root.removeHandler(h)
             h.close()
         root.setLevel(self._level)
+
+
+def _debug_asked() -> bool:
+    """``archiver --debug …`` (or $ARCHIVER_DEBUG): the group keeps it in the context."""
+    ctx = click.get_current_context(silent=True)
+    obj = ctx.find_root().obj if ctx is not None else None
+    return bool(obj.get("debug")) if isinstance(obj, dict) else False
 
 
 # ---------------------------------------------------------------- option sets
@@ -325,8 +381,9 @@ def state_dir() -> Path:
     return Path(platformdirs.user_state_dir("archiver"))
 
 
-def progress_for(quiet: bool, as_json: bool) -> Any:
-    """The progress bar when a person watches stderr; notes only otherwise."""
-    from archiver.progress import TerminalProgress
+def progress_for(quiet: bool, as_json: bool = False) -> Any:
+    """The progress on stderr (a bar on a terminal, a line every few seconds elsewhere);
+    ``--json`` changes nothing here, it keeps stdout to itself."""
+    from archiver.progress import Console, terminal_progress
 
-    return TerminalProgress(not quiet and not as_json and sys.stderr.isatty(), quiet=quiet)
+    return terminal_progress(Console(), quiet)

@@ -8,7 +8,10 @@ from pathlib import Path
 import click
 
 from archiver.cli.common import err, require_index, warn_skipped
+from archiver.cli.summaries import folders
 from archiver.export import KINDS
+from archiver.i18n import ngettext
+from archiver.units import human_size
 
 
 @click.command()
@@ -32,8 +35,11 @@ def export(dest: Path, out: Path, kind: str, quiet: bool) -> None:
     report = export_archive(archive, out.expanduser(), kind)
     warn_skipped(archive)
     if not quiet:
-        err(f"exported {report.messages} messages ({report.bytes / 1e6:.1f} MB) from "
-            f"{report.folders} folders to {out} ({kind})")
+        err(ngettext("exported {n} message ({size}) from {folders} to {out} ({kind})",
+                     "exported {n} messages ({size}) from {folders} to {out} ({kind})",
+                     report.messages).format(n=report.messages, size=human_size(report.bytes),
+                                             folders=folders(report.folders), out=out,
+                                             kind=kind))
     for problem in report.problems:
         err(f"problem: {problem}")
     if report.problems:

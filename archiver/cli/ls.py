@@ -11,6 +11,8 @@ from typing import Any, Optional
 import click
 
 from archiver.cli.common import warn_skipped
+from archiver.i18n import _
+from archiver.units import human_size
 
 
 @click.command(name="ls")
@@ -35,8 +37,8 @@ def _ls(archive: Any, dest: Path, folder: Optional[str], as_json: bool) -> None:
             if as_json:
                 click.echo(json.dumps(asdict(f), ensure_ascii=False))
             else:
-                gone = f"  ({f.gone} gone from server)" if f.gone else ""
-                click.echo(f"{f.messages:7d} {f.bytes / 1e6:9.1f} MB  {f.name}{gone}")
+                gone = ("  " + _("({n} gone from server)").format(n=f.gone)) if f.gone else ""
+                click.echo(f"{f.messages:7d} {human_size(f.bytes):>9}  {f.name}{gone}")
         return
     lines = list_messages(archive, folder)
     if lines is None:

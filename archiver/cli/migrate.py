@@ -20,7 +20,6 @@ from archiver.cli.common import (
     output_options,
     parse_maps,
     print_notes,
-    progress_for,
     show_alerts,
     source_identity,
     source_options,
@@ -29,6 +28,7 @@ from archiver.cli.common import (
     warn_skipped,
 )
 from archiver.cli.restore import print_restore, print_verify
+from archiver.cli.summaries import migrate_archive_line
 
 
 def default_via(host: str, user: str) -> Path:
@@ -94,7 +94,7 @@ def migrate(source: str, target: str, via: Optional[Path], include: tuple[str, .
             ep = sink.endpoint
             journal = RestoreJournal.for_archive(archive, ep.host, ep.port, ep.user,
                                                  state_dir()).open(True)
-            progress = progress_for(quiet, as_json)
+            progress = logging.progress(quiet)
             show_alerts(progress, src, sink)
             try:
                 result = run_migrate(
@@ -122,8 +122,7 @@ def migrate(source: str, target: str, via: Optional[Path], include: tuple[str, .
         click.echo(json.dumps(result.as_dict(), ensure_ascii=False))
     b = result.backup
     if not (quiet or as_json):
-        err(f"archive {dest}: {b.new} new messages ({b.new_bytes / 1e6:.1f} MB), "
-            f"{b.already} already archived")
+        err(migrate_archive_line(dest, b))
     if not (quiet or as_json):
         print_notes(b.notes, "note (backup)", src)
     for problem in b.problems:

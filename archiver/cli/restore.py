@@ -17,7 +17,6 @@ from archiver.cli.common import (
     output_options,
     parse_maps,
     print_notes,
-    progress_for,
     require_index,
     show_alerts,
     state_dir,
@@ -25,16 +24,12 @@ from archiver.cli.common import (
     target_options,
     warn_skipped,
 )
+from archiver.cli.summaries import restore_line
 
 
 def print_restore(summary: Any, quiet: bool, *sessions: Any) -> None:
     if not quiet:
-        verb = "would upload" if summary.dry_run else "uploaded"
-        made = "would create" if summary.dry_run else "created"
-        err(f"{summary.folders} folders ({made} {len(summary.created)}), {verb} "
-            f"{summary.uploaded} messages ({summary.uploaded_bytes / 1e6:.1f} MB), "
-            f"{summary.already} already restored, {summary.found} already on the target, "
-            f"{summary.skipped_deleted} \\Deleted left out, {summary.seconds:.1f} s")
+        err(restore_line(summary))
         if summary.dry_run:
             for name in summary.created:
                 err(f"would create: {name}")
@@ -125,7 +120,7 @@ def restore(dest: Path, target: str, target_user: Optional[str],
         journal = RestoreJournal.for_archive(archive, ep.host, ep.port, ep.user, state_dir())
         if not (quiet or as_json) and (dry_run or journal.in_state_dir):
             err(journal_line(journal, dry_run))
-        progress = progress_for(quiet, as_json)
+        progress = logging.progress(quiet)
         show_alerts(progress, sink)
         try:
             journal.open(write=not dry_run)

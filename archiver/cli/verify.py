@@ -15,11 +15,11 @@ from archiver.cli.common import (
     err,
     open_source,
     output_options,
-    plural,
-    progress_for,
     source_identity,
     source_options,
 )
+from archiver.cli.summaries import verify_line
+from archiver.i18n import ngettext
 
 if TYPE_CHECKING:
     from archiver.repair import RepairReport
@@ -58,7 +58,7 @@ def verify(dest: Path, repair_source: Optional[str], quiet: bool,
             payload = report.as_dict()
         else:
             repaired = _repair(dest.expanduser(), SourceArgs.from_params(
-                repair_source, source_params), logging.trace, quiet, as_json)
+                repair_source, source_params), logging, quiet)
             report = repaired.after
             payload = repaired.as_dict()
             if not as_json:
@@ -71,27 +71,23 @@ def verify(dest: Path, repair_source: Optional[str], quiet: bool,
             for item in items:
                 click.echo(f"{kind}: {item}")
         if not quiet:
-            click.echo(f"{report.checked} messages checked ({report.bytes / 1e6:.1f} MB): "
-                       + ("all good" if report.ok else
-                          f"{len(report.missing)} missing, {len(report.changed)} changed, "
-                          f"{len(report.extra)} extra"))
+            click.echo(verify_line(report))
     if not report.ok:
         sys.exit(EXIT_VERIFY_PROBLEMS)
 
 
-def _repair(dest: Path, args: SourceArgs, trace: bool, quiet: bool,
-            as_json: bool) -> RepairReport:
+def _repair(dest: Path, args: SourceArgs, logging: Logging, quiet: bool) -> RepairReport:
     """Check the account before connecting, lock DEST, repair (archiver.repair)."""
     from archiver.archive import Archive
     from archiver.repair import check_account, repair_archive
     from archiver.stores import open_store
 
     existing = Archive.open_existing(dest)
-    src = open_source(args, trace, connect=False)
+    src = open_source(args, logging.trace, connect=False)
     identity = source_identity(src)
     check_account(existing, identity)
     archive = Archive.create_or_open(dest, existing.format, identity)
-    progress = progress_for(quiet, as_json)
+    progress = logging.progress(quiet)
     try:
         result = repair_archive(src, archive, open_store(archive.dest, archive.format),
                                 progress=progress)
@@ -118,5 +114,7 @@ def _print_repair(result: RepairReport, quiet: bool) -> None:
     for problem in result.problems:
         err(f"problem: {problem}")
     if result.before.damaged and not quiet:
-        err(f"{plural(len(result.repaired), 'message')} of {len(result.before.damaged)} "
-            "damaged fetched again from the server")
+        err(ngettext("{n} message of {damaged} damaged fetched again from the server",
+                     "{n} messages of {damaged} damaged fetched again from the server",
+                     len(result.repaired)).format(n=len(result.repaired),
+                                                  damaged=len(result.before.damaged)))

@@ -130,6 +130,9 @@ class Pop3Source:
         self.use_top = True
         self.prefix = ""
         self._connected_once = False
+        # Called with each piece of a message as it arrives (the engine's ByteMeter),
+        # so a long RETR/TOP moves the progress while it is read, not at its end.
+        self.meter: Optional[Callable[[int], None]] = None
 
     # ------------------------------------------------------------ connection
 
@@ -401,9 +404,17 @@ class Pop3Source:
             return FetchFailed(uid, f"the server said {reply.decode('utf-8', 'replace')[:200]}",
                                label)
         pieces: list[bytes] = []
+        sink = write or pieces.append
+        meter = self.meter
+        if meter is not None:
+            keep = sink
+
+            def sink(piece: bytes) -> None:
+                meter(len(piece))
+                keep(piece)
         assert self._reader is not None
         try:
-            size = self._reader.block(write or pieces.append)
+            size = self._reader.block(sink)
         except (OSError, ssl.SSLError) as exc:
             raise ConnectionLost(f"reading a message: {exc}") from exc
         expected = self._sizes.get(uid, 0)

@@ -99,6 +99,10 @@ class ImapSession:
         self.warnings: list[str] = []
         self._connected_once = False
         self._uidnext = 0  # of the folder last opened (ImapSource.list_messages)
+        # Called with each piece of a message body as it comes off the line (the
+        # engine's ByteMeter), only inside the body fetches (see _metered).
+        self.meter: Optional[Callable[[int], None]] = None
+        self._metering = False
         self._listed: dict[bytes, FolderStatus] = {}  # LIST-STATUS answers (ImapSource)
 
     # ------------------------------------------------------------ connection
@@ -143,6 +147,7 @@ class ImapSession:
         if not self.trace:
             client._imap.debug = 0  # skip imaplib's per-line trace formatting
         self.alert_watch.watch(client._imap)
+        self._meter_literals(client._imap)
         client.folder_encode = False
         client.normalise_times = False
         self._client = client
@@ -165,6 +170,37 @@ class ImapSession:
                 self.alert_watch.connected()  # the greeting's alerts are still worth seeing
             self.close()
             raise
+
+    def _meter_literals(self, imap: Any) -> None:
+        """Count a body's bytes while its literal arrives, not when it is complete.
+
+        imaplib reads every literal with ``self.read(size)``, which waits for all
+        of it: a 20 MB message moved the bar once, at its end.  Within the body
+        fetches this instance's ``read`` takes the literal in pieces as they come
+        off the line (``read1``: whatever one read of the socket, TLS record or
+        inflated block gives) and calls :attr:`meter` with each.  It reads
+        ``imap.file`` at each call, so the COMPRESS layer (which swaps the file)
+        is metered too, after inflating: the bytes counted are the message's.
+        """
+        plain_read = imap.read
+
+        def read(size: int) -> bytes:
+            meter = self.meter if self._metering else None
+            if meter is None or size <= 0:
+                data: bytes = plain_read(size)
+                return data
+            return _metered_read(imap.file, size, meter)
+
+        imap.read = read
+
+    @contextlib.contextmanager
+    def _metered(self) -> Iterator[None]:
+        """Body fetches: their literals go to :attr:`meter` (headers, listings do not)."""
+        before, self._metering = self._metering, True
+        try:
+            yield
+        finally:
+            self._metering = before
 
     def _starttls(self, client: imapclient.IMAPClient, ctx: ssl.SSLContext) -> None:
         ep = self.endpoint
@@ -278,7 +314,7 @@ class ImapSession:
         if not uids:
             return
         try:
-            with network(f"UID FETCH ({len(uids)} messages) BODY.PEEK[]"):
+            with network(f"UID FETCH ({len(uids)} messages) BODY.PEEK[]"), self._metered():
                 res = _uid_fetch_bodies(self.client, uid_set(uids))
         except ServerError as exc:
             if len(uids) == 1:
@@ -299,7 +335,8 @@ class ImapSession:
         pipe = FetchPipe(self.client, self.rtt, parse_bodies)
         what = f"UID FETCH ({sum(len(u) for u, _ in groups)} messages) BODY.PEEK[]"
         try:
-            with network(what), contextlib.closing(pipe.run(groups, batch_bytes)) as answered:
+            with network(what), self._metered(), \
+                    contextlib.closing(pipe.run(groups, batch_bytes)) as answered:
                 for uids, answers in answered:
                     yield [(uid, body_of(uid, answers.get(uid))) for uid in uids]
         finally:
@@ -329,7 +366,7 @@ class ImapSession:
         check = overlap
         while True:
             what = f"UID FETCH {uid} BODY.PEEK[]<{start}.{chunk}>"
-            with network(what):
+            with network(what), self._metered():
                 res = uid_fetch(self.client, str(uid), f"(BODY.PEEK[]<{start}.{chunk}>)")
             piece, origin = partial_body(res.get(uid) or {})
             if origin is None and piece is not None:
@@ -384,6 +421,24 @@ class ImapSession:
         with contextlib.suppress(Exception):
             client.shutdown()
 
+
+
+_METER_PIECE = 256 << 10  # at most this much between two meter calls
+
+
+def _metered_read(file: Any, size: int, meter: Callable[[int], None]) -> bytes:
+    """``size`` bytes of ``file``, read as they arrive, each piece passed to ``meter``."""
+    read1 = getattr(file, "read1", None) or file.read
+    pieces: list[bytes] = []
+    left = size
+    while left > 0:
+        piece = read1(min(left, _METER_PIECE))
+        if not piece:
+            break  # EOF: short, as file.read(size) would be; imaplib then aborts
+        pieces.append(piece)
+        left -= len(piece)
+        meter(len(piece))
+    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
 
 def uid_fetch(client: imapclient.IMAPClient, id_set: str, items: str) -> dict[int, Any]:
