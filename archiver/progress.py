@@ -267,14 +267,17 @@ class TerminalProgress:
                nbytes: Optional[int] = None) -> None:
         with self._lock:
             self._folder = name
-        if not self.folder_lines or self._quiet:
-            return
         if messages is None:
-            self.console.line(_("folder {name}").format(name=name))
-        elif messages or self.verbose:
-            self.console.line(ngettext("{name}: {n} new message ({size})",
-                                       "{name}: {n} new messages ({size})", messages).format(
-                name=name, n=messages, size=human_size(nbytes or 0)))
+            text = _("folder {name}").format(name=name)
+        elif messages:
+            text = ngettext("{name}: {n} new message ({size})",
+                            "{name}: {n} new messages ({size})", messages).format(
+                name=name, n=messages, size=human_size(nbytes or 0))
+        else:
+            text = _("{name}: nothing new").format(name=name)
+        log.info("%s", text)  # for --log (the console's log handler leaves these out)
+        if self.folder_lines and not self._quiet and (messages != 0 or self.verbose):
+            self.console.line(text)
 
     def note(self, text: str) -> None:
         if not self._quiet:

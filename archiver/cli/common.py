@@ -62,6 +62,11 @@ def _informative(record: logging.LogRecord) -> bool:
     return record.name.startswith("archiver") or record.levelno >= logging.WARNING
 
 
+def _not_progress(record: logging.LogRecord) -> bool:
+    """The progress prints its folder lines itself (above the bar); logged for --log only."""
+    return record.name != "archiver.progress"
+
+
 class Logging:
     """Attach log handlers for one command and remove them afterwards (no global leftovers).
 
@@ -93,6 +98,7 @@ class Logging:
             self.handlers.append(handler)
         if verbose or self.debug:
             shown = _ConsoleHandler(self.console)
+            shown.addFilter(_not_progress)
             if self.debug:
                 shown.setLevel(logging.DEBUG)
             else:
