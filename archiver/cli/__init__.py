@@ -62,7 +62,8 @@ class LazyGroup(click.Group):
              context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="archiver")
 @click.option("--debug", is_flag=True,
-              help=f"On an unexpected error, print the full traceback (also ${DEBUG_ENV}=1).")
+              help=f"Show the protocol trace on stderr (passwords redacted) and, on an "
+                   f"unexpected error, the full traceback (also ${DEBUG_ENV}=1).")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:
     """Back up a whole IMAP or POP3 mailbox into local files, safely and resumably.

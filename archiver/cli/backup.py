@@ -82,7 +82,7 @@ def backup(source: str, dest: Path, include: tuple[str, ...], exclude: tuple[str
         click.echo(json.dumps(summary.as_dict(), ensure_ascii=False))
     elif not quiet:
         err(backup_line(summary))
-        print_notes(summary.notes, "note", src)
+        print_notes(summary.notes, None, src)
     for problem in summary.problems:
         err(_("problem: {problem}").format(problem=problem))
     if summary.problems:

@@ -225,12 +225,15 @@ namespace_option = click.option(
          "#shared/); by default only your own folders.")
 
 output_options = apply_options([
-    click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary."),
+    click.option("--quiet", "-q", is_flag=True,
+                 help="No progress (bar or periodic lines) and no summary."),
     click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout."),
     click.option("--verbose", "-v", is_flag=True,
-                 help="Log what happens (protocol trace without passwords) on stderr."),
+                 help="A line per folder and archiver's notes on stderr (the protocol trace "
+                      "is 'archiver --debug')."),
     click.option("--log", "log_file", type=click.Path(path_type=Path),
-                 help="Write the log (protocol trace without passwords) to FILE."),
+                 help="Write the notes and the full protocol trace (passwords redacted) to "
+                      "FILE."),
 ])
 
 
@@ -273,12 +276,14 @@ def show_alerts(progress: Any, *sessions: Any) -> None:
             watch.on_alert = lambda line: progress.say(f"archiver: {line}")
 
 
-def print_notes(notes: list[str], prefix: str = "note", *sessions: Any) -> None:
-    """A summary's notes on stderr, less the alerts already shown when they came."""
+def print_notes(notes: list[str], prefix: Optional[str] = None, *sessions: Any) -> None:
+    """A summary's notes on stderr, less the alerts already shown when they came;
+    ``prefix`` is already translated (default: "note")."""
     shown = {n for s in sessions if hasattr(s, "alert_notes") for n in s.alert_notes()}
+    label = _("note") if prefix is None else prefix
     for note in notes:
         if note not in shown:
-            err(f"{prefix}: {note}")
+            err(_("{prefix}: {note}").format(prefix=label, note=note))
 
 
 def open_source(args: SourceArgs, trace: bool, connect: bool = True) -> Any:

@@ -28,7 +28,8 @@ from archiver.cli.common import (
     warn_skipped,
 )
 from archiver.cli.restore import print_restore, print_verify
-from archiver.cli.summaries import migrate_archive_line
+from archiver.cli.summaries import migrate_archive_line, seconds_text
+from archiver.i18n import _
 
 
 def default_via(host: str, user: str) -> Path:
@@ -124,14 +125,14 @@ def migrate(source: str, target: str, via: Optional[Path], include: tuple[str, .
     if not (quiet or as_json):
         err(migrate_archive_line(dest, b))
     if not (quiet or as_json):
-        print_notes(b.notes, "note (backup)", src)
+        print_notes(b.notes, _("note (backup)"), src)
     for problem in b.problems:
-        err(f"problem (backup): {problem}")
+        err(_("problem (backup): {problem}").format(problem=problem))
     print_restore(result.restore, quiet or as_json, sink)
     if result.verify is not None:
         print_verify(result.verify, quiet or as_json)
     if not (quiet or as_json):
-        err(f"migrate: {result.seconds:.1f} s")
+        err(_("migrate: {seconds}").format(seconds=seconds_text(result.seconds)))
     if result.status == "partial":
         sys.exit(EXIT_PARTIAL)
     if result.status == "missing":

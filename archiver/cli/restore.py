@@ -25,6 +25,7 @@ from archiver.cli.common import (
     warn_skipped,
 )
 from archiver.cli.summaries import restore_line
+from archiver.i18n import _, ngettext
 
 
 def print_restore(summary: Any, quiet: bool, *sessions: Any) -> None:
@@ -32,17 +33,18 @@ def print_restore(summary: Any, quiet: bool, *sessions: Any) -> None:
         err(restore_line(summary))
         if summary.dry_run:
             for name in summary.created:
-                err(f"would create: {name}")
+                err(_("would create: {name}").format(name=name))
         if summary.keywords_dropped:
-            err(f"note: {summary.keywords_dropped} keywords were left out (the target "
-                "cannot store them)")
-        print_notes(summary.notes, "note", *sessions)
+            err(ngettext("note: {n} keyword was left out (the target cannot store it)",
+                         "note: {n} keywords were left out (the target cannot store them)",
+                         summary.keywords_dropped).format(n=summary.keywords_dropped))
+        print_notes(summary.notes, None, *sessions)
     for item in summary.refused:
-        err(f"refused: {item}")
+        err(_("refused: {item}").format(item=item))
     for problem in summary.problems:
-        err(f"problem: {problem}")
+        err(_("problem: {problem}").format(problem=problem))
     if summary.refused or summary.problems:
-        err("some messages did not go (listed above); rerun the same command to retry")
+        err(_("some messages did not go (listed above); rerun the same command to retry"))
 
 
 def journal_line(journal: Any, dry_run: bool) -> str:

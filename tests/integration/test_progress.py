@@ -195,7 +195,7 @@ def test_failed_and_refused_messages_leave_the_byte_total_right(tmp_path: Path) 
     with _FailsSome(mailbox) as server:
         ep = parse_endpoint(f"imap://u@127.0.0.1:{server.port}", tls=TLSOptions(plaintext=True))
         summary = _run(ImapSource(ep, "p", timeout=10), tmp_path / "a", progress,
-                       batch_bytes=3000, batch_count=3, connections=1)
+                       batch_bytes=20_000, batch_count=3, connections=1)
     assert len(summary.problems) == 1 and "7" in summary.problems[0]
     archived = sum(len(b) for uid, b in mailbox[b"INBOX"].items() if uid != 7)
     assert progress.done_messages == progress.total_messages == 9
@@ -258,7 +258,7 @@ def test_debug_adds_the_protocol_trace_with_the_password_redacted(
     code, out, err = run_cli(["--debug", "backup", *args])
     assert code == 0, err
     assert "BODY.PEEK[]" in err and "LOGIN" in err
-    assert "**REDACTED**" in err or "<redacted>" in err.lower() or "redacted" in err.lower()
+    assert "LOGIN **REDACTED**" in err  # imapclient redacts the LOGIN line
     assert mail_user.password not in err + out
 
 

@@ -79,7 +79,9 @@ def test_password_not_in_argv_of_a_running_backup(dovecot: DovecotServer, mail_u
                                                   tmp_path: Path) -> None:
     for i in range(30):
         dovecot.append(mail_user, "INBOX", b"Subject: %d\r\n\r\n" % i + b"z" * 20000 + b"\r\n")
-    proc = backup_process(dovecot, mail_user, tmp_path / "a", "--verbose")
+    # -v and the protocol trace (--debug, here through its variable) both on stderr
+    proc = backup_process(dovecot, mail_user, tmp_path / "a", "--verbose",
+                          env={"ARCHIVER_DEBUG": "1"})
     seen = b""
     deadline = time.monotonic() + 10
     while proc.poll() is None and time.monotonic() < deadline:
@@ -101,7 +103,8 @@ def test_password_not_in_error_messages(dovecot: DovecotServer, mail_user: MailU
     code, out, err = run_cli(["backup", f"imaps://{mail_user.name}@127.0.0.1:"
                               f"{dovecot.imaps_port}", str(tmp_path / "a"), "--cafile",
                               str(dovecot.cafile), "--password-file", str(pw), "--json",
-                              "--verbose", "--log", str(tmp_path / "log")])
+                              "--verbose", "--log", str(tmp_path / "log")],
+                             env={"ARCHIVER_DEBUG": "1"})  # the protocol trace on stderr too
     assert code == 4
     blob = out + err + (tmp_path / "log").read_text()
     assert "Wr0ng-Secret-123" not in blob
