@@ -55,6 +55,7 @@ _ATOM_SPECIALS = re.compile(rb'[\x00-\x20\x7f(){%*"\\\]]')
 _TAGGED = re.compile(rb"^(\S+) (OK|NO|BAD)\b ?(.*)$", re.DOTALL | re.IGNORECASE)
 _APPENDUID = re.compile(rb"\[APPENDUID (\d+) ([\d:,]+)\]", re.IGNORECASE)
 _LITERAL_END = re.compile(rb"\{(\d+)\}\r\n$")
+_SEND = 256 * 1024  # bytes per send of a large literal (the meter is called after each)
 
 
 @dataclass(frozen=True)
@@ -371,8 +372,12 @@ class AppendWriter:
 
     def __init__(self, imap: imaplib.IMAP4, capabilities: frozenset[str], *,
                  group_count: int = 50, group_bytes: int = 2 << 20,
-                 window_commands: int = 8, window_bytes: int = 16 << 20) -> None:
+                 window_commands: int = 8, window_bytes: int = 16 << 20,
+                 meter: Optional[Callable[[int], None]] = None) -> None:
         self.imap = imap
+        # Called with the bytes of each send as it goes (the restore's ByteMeter), so
+        # the bar moves while a large message is uploaded, not when it has landed.
+        self.meter = meter
         self.uidplus = "UIDPLUS" in capabilities
         if "LITERAL+" in capabilities:
             self.nonsync_max = 1 << 62
@@ -533,20 +538,26 @@ class AppendWriter:
     def _write(self, pieces: Iterable[bytes]) -> None:
         buf: list[bytes] = []
         size = 0
-        for piece in pieces:  # coalesce small pieces; send big ones as they are
-            if len(piece) > 256 * 1024:
+        for piece in pieces:  # coalesce small pieces; send big ones in 256 kB sends
+            if len(piece) > _SEND:
                 if buf:
-                    self.imap.send(b"".join(buf))
+                    self._send_metered(b"".join(buf))
                     buf, size = [], 0
-                self.imap.send(piece)
+                for start in range(0, len(piece), _SEND):
+                    self._send_metered(piece[start:start + _SEND])
                 continue
             buf.append(piece)
             size += len(piece)
-            if size > 256 * 1024:
-                self.imap.send(b"".join(buf))
+            if size > _SEND:
+                self._send_metered(b"".join(buf))
                 buf, size = [], 0
         if buf:
-            self.imap.send(b"".join(buf))
+            self._send_metered(b"".join(buf))
+
+    def _send_metered(self, data: bytes) -> None:
+        self.imap.send(data)
+        if self.meter is not None:
+            self.meter(len(data))
 
     def _line(self) -> bytes:
         line: bytes = self.imap.readline()

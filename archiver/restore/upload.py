@@ -35,7 +35,7 @@ from archiver.errors import ArchiverError, ConnectionFailed, Interrupted
 from archiver.names import encode_mutf7
 from archiver.namespaces import PERSONAL
 from archiver.plan import folder_selected
-from archiver.progress import NullProgress, Progress
+from archiver.progress import ByteMeter, NullProgress, Progress
 from archiver.restore.items import append_item, target_flags
 from archiver.restore.journal import Landed, RestoreJournal, landed_record
 from archiver.restore.mapping import FolderMapper, wanted
@@ -504,9 +504,13 @@ class Restore:
                     continue
                 yield item
 
-        writer = target.writer(**self.options.writer)
+        # Bytes count as they are sent; each answer settles them to the sizes of the
+        # messages it answers (a refused MULTIAPPEND is sent again one by one).
+        meter = ByteMeter(self.progress)
+        writer = target.writer(meter=meter, **self.options.writer)
         try:
             for results in writer.append(raw, items()):
+                meter.settle(sum(res.item.size for res in results))
                 for res in results:
                     self._result(entry, tname, res, pending)
                 if len(pending) >= JOURNAL_EVERY:
@@ -518,6 +522,7 @@ class Restore:
             self._unreadable_problem(entry, m, exc.reason)
             raise
         finally:
+            meter.settle(0)  # sent but unanswered (a lost line): uploaded again later
             self.journal.record(pending)
 
     def _unreadable_problem(self, entry: FolderEntry, m: MessageEntry, why: object) -> None:
@@ -532,7 +537,7 @@ class Restore:
         if not res.ok:
             self.summary.refused.append(f"{entry.name}: UID {m.uid} ({_describe(m)}, "
                                         f"{size} bytes): the target refused it: {res.reason}")
-            self.progress.advance(1, size)
+            self.progress.advance(1, 0)  # its bytes were counted as they were sent
             return
         self._landed_now += 1
         if self._crash_after is not None and self._landed_now >= self._crash_after:
@@ -542,7 +547,7 @@ class Restore:
         pending.append(self._landed_record(entry.name, tname, m, res.uidvalidity, res.uid,
                                            key, "append"))
         self._add(uploaded=1, uploaded_bytes=size)
-        self.progress.advance(1, size)
+        self.progress.advance(1, 0)
 
 
 @dataclass
