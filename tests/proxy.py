@@ -36,6 +36,7 @@ class Fault:
     delay: float = 0.0  # sleep this long before forwarding each server->client chunk
     refuse: bool = False  # close the client's socket at once, never contact the server
     cut_up_after: Optional[int] = None  # close both sides after N client->server bytes
+    up_delay: float = 0.0  # sleep this long before forwarding each client->server chunk
 
 
 CLEAN = Fault()
@@ -183,6 +184,8 @@ class FaultProxy:
                             st.up = up_limit
                             return _cut(client, server)  # e.g. inside an APPEND literal
                         if not stalled:  # a stalled line swallows what the client sends
+                            if fault.up_delay:
+                                time.sleep(fault.up_delay)
                             _send_all(server, data, self._stop)
                             st.up += len(data)
                         continue

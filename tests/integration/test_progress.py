@@ -22,6 +22,9 @@ from archiver.archive import Archive
 from archiver.engine import BackupOptions, run_backup
 from archiver.jobs import Summary
 from archiver.progress import TerminalProgress
+from archiver.restore.journal import RestoreJournal
+from archiver.restore.target import ImapTarget
+from archiver.restore.upload import Restore, RestoreOptions
 from archiver.sources.imap import ImapSource
 from archiver.sources.pop3 import Pop3Source
 from archiver.stores import open_store
@@ -147,6 +150,36 @@ def test_pop3_counts_a_message_while_it_arrives(dovecot: DovecotServer, big_user
     assert len(_advances_inside_the_big_message(progress, size)) >= 5
     assert summary.status == "ok"
     assert progress.done_bytes == progress.total_bytes
+    assert progress.done_messages == progress.total_messages == 2
+
+
+def test_a_restore_counts_a_large_message_while_it_is_sent(
+        dovecot: DovecotServer, dovecot_new: DovecotServer, big_user: MailUser,
+        tmp_path: Path) -> None:
+    """The upload side: the bytes of a 6 MB APPEND literal move the Progress while they go
+    through a slowed line, and the total is exact once both messages have landed."""
+    dest = tmp_path / "a"
+    assert backup(dovecot, big_user, dest, "--quiet")[0] == 0
+    target_user = dovecot_new.new_user("bigup")
+    size = max(len(d) for _, d, _, _ in dovecot.fetch_all(big_user)["INBOX"])
+    progress = Recorder()
+    with FaultProxy(dovecot_new.imaps_port, every(Fault(up_delay=0.004)), chunk=16384) as proxy:
+        ep = parse_endpoint(f"imaps://{target_user.name}@127.0.0.1:{proxy.port}",
+                            tls=TLSOptions(cafile=dovecot_new.cafile))
+        sink = ImapTarget(ep, target_user.password, timeout=20, compress="off")
+        sink.connect()
+        archive = Archive.open_existing(dest)
+        journal = RestoreJournal(archive.meta_dir, ep.host, ep.port, ep.user).open(True)
+        try:
+            summary = Restore(archive, open_store(dest, archive.format), sink, journal,
+                              RestoreOptions(connections=1), progress).run()
+        finally:
+            journal.close()
+            sink.close()
+            archive.close()
+    assert summary.status == "ok" and summary.uploaded == 2
+    assert len(_advances_inside_the_big_message(progress, size)) >= 10
+    assert progress.done_bytes == progress.total_bytes == summary.uploaded_bytes
     assert progress.done_messages == progress.total_messages == 2
 
 
