@@ -24,6 +24,7 @@ import shutil
 import sys
 import threading
 import time
+import unicodedata
 from typing import Callable, Optional, Protocol, TextIO
 
 from archiver.i18n import _, ngettext
@@ -307,16 +308,14 @@ class TerminalProgress:
             return done_b, total_b, done_m, total_m
 
     def _eta(self, done_b: int, total_b: int) -> str:
-        eta = self._rate.eta(total_b - done_b)
+        eta = self._rate.eta(total_b - done_b) if total_b else None
         return human_duration(eta) if eta is not None else "--:--"
 
     def render(self, width: int) -> str:
         """The bar: folder, messages, percent, bar, bytes, rate, ETA (cut to ``width``)."""
         done_b, total_b, done_m, total_m = self.snapshot()
         with self._lock:
-            name = self._folder
-        if len(name) > 24:
-            name = "…" + name[-23:]
+            name = _tail(self._folder, 24)
         share = done_b / total_b if total_b else (done_m / total_m if total_m else 0.0)
         left = _("{folder} {done}/{total} msgs").format(folder=name, done=done_m,
                                                        total=total_m).strip()
@@ -324,11 +323,13 @@ class TerminalProgress:
             done=human_size(done_b), total=human_size(total_b),
             rate=human_rate(self._rate.rate), eta=self._eta(done_b, total_b))
         pct = f"{int(share * 100):3d}%"
-        room = width - len(left) - len(right) - len(pct) - 5
+        # columns, not characters: a Japanese folder name takes two per character, and a
+        # bar one column too wide wraps and is drawn again on a new line at every tick
+        room = width - columns(left) - columns(right) - len(pct) - 5
         if room >= 10:
             filled = int(room * share)
             return f"{left} {pct}|{'█' * filled}{' ' * (room - filled)}| {right}"
-        return f"{left} {pct} {right}"[: max(1, width - 1)]
+        return _head(f"{left} {pct} {right}", max(1, width - 1))
 
     def line_text(self) -> str:
         """The plain line for a log: bytes, messages, rate, ETA."""
@@ -351,6 +352,37 @@ class TerminalProgress:
             elif time.monotonic() - self._last_line >= self.interval:
                 self._last_line = time.monotonic()
                 self.console.line(self.line_text())
+
+
+def columns(text: str) -> int:
+    """Terminal columns of ``text`` (East Asian wide and full-width characters take two)."""
+    return sum(2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1 for ch in text)
+
+
+def _tail(text: str, width: int) -> str:
+    """The end of ``text`` in at most ``width`` columns, "…" first when cut."""
+    if columns(text) <= width:
+        return text
+    out: list[str] = []
+    used = 1
+    for ch in reversed(text):
+        used += columns(ch)
+        if used > width:
+            break
+        out.append(ch)
+    return "…" + "".join(reversed(out))
+
+
+def _head(text: str, width: int) -> str:
+    """The start of ``text`` in at most ``width`` columns."""
+    out: list[str] = []
+    used = 0
+    for ch in text:
+        used += columns(ch)
+        if used > width:
+            break
+        out.append(ch)
+    return "".join(out)
 
 
 def terminal_progress(console: Console, quiet: bool, verbose: bool = False) -> TerminalProgress:

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from archiver.cli.common import err
+from archiver.units import human_size
 
 
 @click.command()
@@ -34,7 +35,7 @@ def reindex(dest: Path, snapshot: bool, force: bool) -> None:
     if snapshot:
         info = write_snapshot(archive)
         err(f"snapshot written: {info.path} ({info.folders} folders, "
-             f"{info.messages} message notes, {info.size / 1024:.0f} KB)")
+             f"{info.messages} message notes, {human_size(info.size)})")
         return
     report = rebuild_index(archive, force=force)
     if report.moved_aside is not None:

@@ -21,6 +21,7 @@ from archiver.archive import Archive
 from archiver.errors import UsageError
 from archiver.headers import decode_bytes, decode_value, header_block
 from archiver.offline.catalog import Item, catalog
+from archiver.units import human_size
 
 MIN_PREFIX = 6
 SHOWN_HEADERS = ("From", "To", "Cc", "Date", "Subject")
@@ -275,16 +276,8 @@ def render(items: list[Item], data: bytes) -> str:
         lines.append("")
         lines.append(f"Attachments ({len(found)}):")
         for att in found:
-            lines.append(f"  {att.name}  ({att.content_type}, {_size(att.size)})")
+            lines.append(f"  {att.name}  ({att.content_type}, {human_size(att.size)})")
     return "\n".join(_printable(line) for line in lines) + "\n"
-
-
-def _size(n: int) -> str:
-    if n < 1024:
-        return f"{n} bytes"
-    if n < 1024 * 1024:
-        return f"{n / 1024:.0f} KB"
-    return f"{n / 1024 / 1024:.1f} MB"
 
 
 def _printable(text: str) -> str:

@@ -11,6 +11,7 @@ from archiver.progress import (
     Console,
     RateMeter,
     TerminalProgress,
+    columns,
     progress_interval,
 )
 
@@ -152,3 +153,18 @@ def test_interval_from_the_environment() -> None:
     assert progress_interval({"ARCHIVER_PROGRESS_INTERVAL": "0.5"}) == 0.5
     assert progress_interval({"ARCHIVER_PROGRESS_INTERVAL": "junk"}) == 5.0
     assert progress_interval({}) == 5.0
+
+
+def test_the_bar_fits_the_terminal_with_japanese_folder_names() -> None:
+    progress = TerminalProgress()
+    progress.add_total(1200, 2_000_000_000)
+    progress.folder("受信箱/講義/2024年度/後期/情報科学演習", 1200, 2_000_000_000)
+    progress.transferred(1_000_000_000)
+    for width in (40, 60, 80, 120):
+        bar = progress.render(width)
+        assert columns(bar) <= width, (width, bar)
+    assert "…" in progress.render(120) and "情報科学演習" in progress.render(120)
+
+
+def test_no_eta_before_anything_is_known() -> None:
+    assert "ETA --:--" in TerminalProgress().render(100)

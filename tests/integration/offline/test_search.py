@@ -129,11 +129,11 @@ def test_show_decodes_headers_text_and_attachments(archive_dir: Path) -> None:
     code, out, err = run_cli(["show", str(archive_dir), _id_of(archive_dir,
                                                                "<rfc2231@example.jp>")[:12]])
     assert code == 0, err
-    assert "添付します。" in out and "ゼミ資料 2003.pdf  (application/pdf, 280 bytes)" in out
+    assert "添付します。" in out and "ゼミ資料 2003.pdf  (application/pdf, 280 B)" in out
     code, out, err = run_cli(["show", str(archive_dir), _id_of(archive_dir,
                                                                "<sjis-att@example.jp>")])
     assert code == 0, err
-    assert "資料①.xls  (application/vnd.ms-excel, 4 bytes)" in out and "添付です" in out
+    assert "資料①.xls  (application/vnd.ms-excel, 4 B)" in out and "添付です" in out
     code, out, err = run_cli(["show", str(archive_dir), _id_of(archive_dir,
                                                                "<html@example.jp>")[:6]])
     assert code == 0, err
