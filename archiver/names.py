@@ -266,8 +266,15 @@ def _torn_utf8(text: str) -> bool:
 
 
 def fold_key(relpath: str) -> str:
-    """What a case-insensitive, normalising file system would consider equal."""
-    return unicodedata.normalize("NFC", relpath).casefold()
+    """What a case-insensitive, normalising file system would consider equal.
+
+    Windows and exFAT compare through an upcase table (simple upper-case
+    mappings: ``ı`` and ``i`` are both ``I`` there), macOS case-folds and
+    ignores normalisation; the key is equal whenever any of them would be.
+    """
+    text = unicodedata.normalize("NFC", relpath)
+    text = "".join(ch.upper() if len(ch.upper()) == 1 else ch for ch in text)
+    return unicodedata.normalize("NFC", text.casefold())
 
 
 def assign_path(components: Sequence[str], taken: Iterable[str],
