@@ -24,7 +24,9 @@ from tests.helpers import archived_files, backup, run_cli
 
 
 def _meta(dest: Path) -> dict[str, object]:
-    return json.loads((dest / ".archiver" / "archive.json").read_text(encoding="utf-8"))
+    meta: dict[str, object] = json.loads(
+        (dest / ".archiver" / "archive.json").read_text(encoding="utf-8"))
+    return meta
 
 
 def _msgs(dest: Path) -> dict[tuple[str, int, int], tuple[object, ...]]:
