@@ -37,10 +37,14 @@ from archiver.cli.common import (
               show_default=True,
               help="Archive format: a Maildir per folder, or one mbox file per folder laid out "
                    "like Thunderbird's Local Folders.")
+@click.option("--portable-names", is_flag=True,
+              help="Name message files with ';2,' instead of ':2,' even where DEST allows ':' "
+                   "(for an archive that will be copied to Windows or an exFAT stick); only "
+                   "for a new DEST.")
 @output_options
 def backup(source: str, dest: Path, include: tuple[str, ...], exclude: tuple[str, ...],
-           all_namespaces: bool, fmt: str, quiet: bool, as_json: bool, verbose: bool,
-           log_file: Optional[Path],
+           all_namespaces: bool, fmt: str, portable_names: bool, quiet: bool, as_json: bool,
+           verbose: bool, log_file: Optional[Path],
            **source_params: Any) -> None:
     """Copy every message of every folder of SOURCE into DEST.
 
@@ -60,7 +64,8 @@ def backup(source: str, dest: Path, include: tuple[str, ...], exclude: tuple[str
         args = SourceArgs.from_params(source, source_params)
         src = open_source(args, logging.trace)
         try:
-            archive = Archive.create_or_open(dest.expanduser(), fmt, source_identity(src))
+            archive = Archive.create_or_open(dest.expanduser(), fmt, source_identity(src),
+                                             portable=portable_names)
         except BaseException:
             src.close()
             raise
