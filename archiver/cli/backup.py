@@ -33,13 +33,13 @@ from archiver.cli.common import (
 @source_options
 @folder_options
 @namespace_option
-@click.option("--format", "fmt", type=click.Choice(["maildir", "mbox"]), default="maildir",
-              show_default=True,
-              help="Archive format: a Maildir per folder, or one mbox file per folder laid out "
-                   "like Thunderbird's Local Folders.")
+@click.option("--format", "fmt", type=click.Choice(["maildir", "mbox"]), default=None,
+              help="Archive format of a new DEST: a Maildir per folder (the default), or one "
+                   "mbox file per folder laid out like Thunderbird's Local Folders.  A rerun "
+                   "reads it from the archive.")
 @output_options
 def backup(source: str, dest: Path, include: tuple[str, ...], exclude: tuple[str, ...],
-           all_namespaces: bool, fmt: str, quiet: bool, as_json: bool, verbose: bool,
+           all_namespaces: bool, fmt: Optional[str], quiet: bool, as_json: bool, verbose: bool,
            log_file: Optional[Path],
            **source_params: Any) -> None:
     """Copy every message of every folder of SOURCE into DEST.
@@ -67,7 +67,7 @@ def backup(source: str, dest: Path, include: tuple[str, ...], exclude: tuple[str
         progress = progress_for(quiet, as_json)
         show_alerts(progress, src)
         try:
-            summary = run_backup(src, archive, open_store(archive.dest, fmt),
+            summary = run_backup(src, archive, open_store(archive.dest, archive.format),
                                  BackupOptions(include=list(include), exclude=list(exclude),
                                                connections=args.connections,
                                                all_namespaces=all_namespaces),

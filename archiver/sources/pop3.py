@@ -29,7 +29,14 @@ from archiver.sources.base import (
     FolderStatus,
     MessageMeta,
 )
-from archiver.sources.connection import DROPS, connect_error, dropped, retry_dropped
+from archiver.sources.connection import (
+    DROPS,
+    connect_error,
+    dropped,
+    retry_dropped,
+    unencrypted,
+    wrong_protocol,
+)
 
 log = logging.getLogger("archiver.pop3")
 
@@ -152,7 +159,7 @@ class Pop3Source:
 
     def _connect_once(self) -> None:
         ep = self.endpoint
-        ctx = ssl_context(ep.tls)
+        ctx = ssl_context(ep.tls, ep.options)
         try:
             raw = socket.create_connection((ep.host, ep.port), timeout=self.timeout)
             sock: socket.socket = raw
@@ -166,8 +173,7 @@ class Pop3Source:
         try:
             greeting = self._line("greeting")
             if not greeting.startswith(b"+OK"):
-                raise ConnectionFailed(f"{ep.host}:{ep.port} is not a POP3 server "
-                                       f"(it said {greeting[:60]!r})")
+                raise wrong_protocol(ep, "POP3", greeting)
             self._read_capa()
             if not ep.implicit_tls:
                 self._stls(ctx)
@@ -226,9 +232,7 @@ class Pop3Source:
         ep = self.endpoint
         if "STLS" not in self.capabilities:
             if not ep.tls.plaintext:
-                raise TLSError(
-                    f"{ep.host}:{ep.port} does not offer STLS, so the password would travel "
-                    "unencrypted: use pop3s:// (port 995), or --plaintext if you accept that")
+                raise TLSError(unencrypted(ep, "STLS", "pop3s", 995))
             self.warnings.append(f"WARNING: {ep.host} offers no STLS; logging in over an "
                                  "UNENCRYPTED connection (--plaintext)")
             return

@@ -37,7 +37,10 @@ from archiver.sources.connection import (
     DROPS,
     connect_error,
     dropped,
+    read_greeting,
     retry_dropped,
+    unencrypted,
+    wrong_protocol,
 )
 from archiver.sources.pipelined import FetchPipe, uid_set
 from archiver.sources.responses import (
@@ -127,7 +130,7 @@ class ImapSession:
 
     def _connect_once(self) -> None:
         ep = self.endpoint
-        ctx = ssl_context(ep.tls)
+        ctx = ssl_context(ep.tls, ep.options)
         try:
             client = imapclient.IMAPClient(
                 ep.host, port=ep.port, ssl=ep.implicit_tls, ssl_context=ctx,
@@ -137,9 +140,9 @@ class ImapSession:
             raise dropped(ep, "the TLS handshake or greeting", exc) from None
         except (OSError, ssl.SSLError) as exc:
             raise connect_error(ep, exc) from None
-        except imapclient.exceptions.IMAPClientError as exc:
-            raise ConnectionFailed(f"{ep.host}:{ep.port} did not greet as an IMAP server: "
-                                   f"{as_text(exc)}") from None
+        except imapclient.exceptions.IMAPClientError:
+            # imaplib keeps nothing of a greeting it cannot parse ("None"): read it again
+            raise wrong_protocol(ep, "IMAP", read_greeting(ep, self.timeout)) from None
         if not self.trace:
             client._imap.debug = 0  # skip imaplib's per-line trace formatting
         self.alert_watch.watch(client._imap)
@@ -176,10 +179,7 @@ class ImapSession:
                 raise connect_error(ep, exc) from None
             return
         if not ep.tls.plaintext:
-            raise TLSError(
-                f"{ep.host}:{ep.port} does not offer STARTTLS, so the password would travel "
-                "unencrypted: use imaps:// (port 993), or --plaintext if you accept that"
-            )
+            raise TLSError(unencrypted(ep, "STARTTLS", "imaps", 993))
         self.warnings.append(f"WARNING: {ep.host} offers no STARTTLS; logging in over an "
                              "UNENCRYPTED connection (--plaintext)")
 
