@@ -126,6 +126,11 @@ def read_greeting(endpoint: Endpoint, timeout: float) -> Optional[bytes]:
         return None
 
 
+def is_imap_greeting(line: bytes) -> bool:
+    """``* OK``, ``* PREAUTH`` or ``* BYE`` (RFC 9051 7.1): an IMAP server's first line."""
+    return line[:2] == b"* " and line[2:].upper().startswith((b"OK", b"PREAUTH", b"BYE"))
+
+
 def wrong_protocol(endpoint: Endpoint, expected: str,
                    greeting: Optional[bytes]) -> ConnectionFailed:
     """The server greeted, but not as ``expected`` ("IMAP" or "POP3") says it should.
@@ -138,13 +143,12 @@ def wrong_protocol(endpoint: Endpoint, expected: str,
     other = None
     if expected == "IMAP" and line[:3].upper() == b"+OK":
         other, scheme = "POP3", "pop3s" if ep.implicit_tls else "pop3"
-    elif expected == "POP3" and line[:2] == b"* " and line[2:9].upper().startswith(
-            (b"OK", b"PREAUTH", b"BYE")):
+    elif expected == "POP3" and is_imap_greeting(line):
         other, scheme = "IMAP", "imaps" if ep.implicit_tls else "imap"
     if other is not None:
         return ConnectionFailed(
-            _("{host}:{port} answered like a {other} server ({greeting}), not {expected}: "
-              "use {scheme}://{user}@{host}:{port}").format(
+            _("{host}:{port} speaks {other}, not {expected} (it said {greeting}): use "
+              "{scheme}://{user}@{host}:{port}").format(
                 host=ep.host, port=ep.port, other=other, greeting=excerpt(greeting),
                 expected=expected, scheme=scheme, user=ep.user))
     return ConnectionFailed(

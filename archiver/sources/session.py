@@ -37,6 +37,7 @@ from archiver.sources.connection import (
     DROPS,
     connect_error,
     dropped,
+    is_imap_greeting,
     read_greeting,
     retry_dropped,
     unencrypted,
@@ -137,6 +138,10 @@ class ImapSession:
                 timeout=imapclient.SocketTimeout(connect=self.timeout, read=self.timeout),
             )
         except DROPS as exc:
+            if isinstance(exc, imaplib.IMAP4.abort):  # also imaplib's word for a greeting
+                greeting = read_greeting(ep, self.timeout)  # that is not IMAP at all
+                if greeting and not is_imap_greeting(greeting):
+                    raise wrong_protocol(ep, "IMAP", greeting) from None
             raise dropped(ep, "the TLS handshake or greeting", exc) from None
         except (OSError, ssl.SSLError) as exc:
             raise connect_error(ep, exc) from None
