@@ -138,8 +138,10 @@ class ImapSession:
                 timeout=imapclient.SocketTimeout(connect=self.timeout, read=self.timeout),
             )
         except DROPS as exc:
-            if isinstance(exc, imaplib.IMAP4.abort):  # also imaplib's word for a greeting
-                greeting = read_greeting(ep, self.timeout)  # that is not IMAP at all
+            # imaplib also "aborts" on a whole greeting that is not IMAP at all (an
+            # SMTP server, say): that is no drop to retry, and imaplib keeps no line.
+            if isinstance(exc, imaplib.IMAP4.abort) and "unexpected response" in str(exc):
+                greeting = read_greeting(ep, self.timeout)
                 if greeting and not is_imap_greeting(greeting):
                     raise wrong_protocol(ep, "IMAP", greeting) from None
             raise dropped(ep, "the TLS handshake or greeting", exc) from None
