@@ -168,3 +168,16 @@ def unencrypted(endpoint: Endpoint, command: str, tls_scheme: str, tls_port: int
              "unencrypted: use {scheme}:// (port {tls_port}), or {plaintext} if you accept "
              "that").format(host=ep.host, port=ep.port, command=command, scheme=tls_scheme,
                             tls_port=tls_port, plaintext=ep.options.plaintext)
+
+
+def login_fixes(endpoint: Endpoint) -> str:
+    """Where this end's user name and password come from: ``--user, --password-file``."""
+    opts = endpoint.options
+    return f"{opts.user}, {opts.password_file}"
+
+
+def refused_login(endpoint: Endpoint) -> str:
+    """The server said no to this user name and password."""
+    return _("{host} refused the login for user '{user}': check the user name and password "
+             "({fixes})").format(host=endpoint.host, user=endpoint.user,
+                                 fixes=login_fixes(endpoint))

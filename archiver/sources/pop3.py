@@ -33,6 +33,7 @@ from archiver.sources.connection import (
     DROPS,
     connect_error,
     dropped,
+    refused_login,
     retry_dropped,
     unencrypted,
     wrong_protocol,
@@ -256,8 +257,7 @@ class Pop3Source:
             if "IN-USE" in text.upper() or "SYS/TEMP" in text.upper():
                 raise ConnectionFailed(f"{ep.host} refused the login for now ({text}); wait "
                                        "a moment and rerun") from None
-            raise LoginError(f"{ep.host} refused the login for user '{ep.user}': check the "
-                             "user name and password") from None
+            raise LoginError(refused_login(ep)) from None
 
     def _choose_fetch(self) -> None:
         if "TOP" in self.capabilities:

@@ -24,6 +24,7 @@ from imapclient.response_parser import parse_fetch_response
 
 from archiver.account import Endpoint, ssl_context
 from archiver.errors import ConnectionFailed, LoginError, ServerError, TLSError
+from archiver.i18n import _
 from archiver.names import decode_mutf7
 from archiver.namespaces import OTHER, PERSONAL, SHARED, Namespace, Namespaces
 from archiver.sources.alerts import AlertWatch
@@ -38,7 +39,9 @@ from archiver.sources.connection import (
     connect_error,
     dropped,
     is_imap_greeting,
+    login_fixes,
     read_greeting,
+    refused_login,
     retry_dropped,
     unencrypted,
     wrong_protocol,
@@ -214,11 +217,11 @@ class ImapSession:
                                         "wait a moment and rerun") from None
             alert = "; ".join(self.alert_watch.since_connect())
             if alert:  # e.g. "Password expired": the server's reason is the fix
-                raise LoginError(f"{ep.host} refused the login for user '{ep.user}' with the "
-                                 f"alert \"{alert}\": do what it says, or check the user "
-                                 "name and password") from None
-            raise LoginError(f"{ep.host} refused the login for user '{ep.user}': check the "
-                             "user name and password") from None
+                raise LoginError(_("{host} refused the login for user '{user}' with the alert "
+                                   "\"{alert}\": do what it says, or check the user name "
+                                   "and password ({fixes})").format(
+                    host=ep.host, user=ep.user, alert=alert, fixes=login_fixes(ep))) from None
+            raise LoginError(refused_login(ep)) from None
         except DROPS as exc:
             raise dropped(ep, "the login", exc) from None
         except _NETWORK_ERRORS as exc:

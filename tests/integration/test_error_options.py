@@ -63,7 +63,8 @@ CASES = [Case(cmd, end, failure)
                           ("migrate", "source"), ("migrate", "target"))
          for failure in ("tls", "login", "refused")]
 EXIT = {"tls": 5, "login": 4, "refused": 5}
-FIX = {("tls", "source"): "--cafile", ("tls", "target"): "--target-cafile"}
+FIX = {("tls", "source"): "--cafile", ("tls", "target"): "--target-cafile",
+       ("login", "source"): "--password-file", ("login", "target"): "--target-password-file"}
 
 
 @pytest.fixture(scope="module")
