@@ -12,7 +12,10 @@ import threading
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from archiver.cli import cli
+from archiver.errors import UsageError
 from tests.dovecot import DovecotServer, MailUser
 from tests.helpers import password_file, run_cli
 
@@ -103,6 +106,11 @@ def test_malformed_urls_are_one_line_usage_errors(url: str, words: list[str],
         assert word in line, line
     assert "cast to integer" not in line and "out of range" not in line
     assert not (tmp_path / "a").exists()
+    # the same through click's own test runner: the command ends in that UsageError
+    result = CliRunner().invoke(cli, ["backup", url, str(tmp_path / "b")],
+                                standalone_mode=False, obj={})
+    assert isinstance(result.exception, UsageError), result.exception
+    assert all(word in str(result.exception) for word in words)
 
 
 def test_a_url_without_a_port_uses_the_schemes_default() -> None:
