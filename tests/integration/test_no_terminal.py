@@ -6,7 +6,9 @@ Nothing is written: DEST is not created.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -97,3 +99,17 @@ def test_migrate_names_the_end_and_its_options_without_terminal(
     assert proc.returncode == 2, proc.stderr
     assert "target server" in proc.stderr and "--target-password-file" in proc.stderr
     assert "ARCHIVER_TARGET_PASSWORD" in proc.stderr
+
+
+def test_restore_target_user_without_terminal_names_target_user(
+        archive: tuple[MailUser, Path], tmp_path: Path) -> None:
+    """An archive that does not record its user (written by hand, say) gives no default."""
+    _user, dest = archive
+    copy = tmp_path / "archive"
+    shutil.copytree(dest, copy)
+    meta_path = copy / ".archiver" / "archive.json"
+    meta = json.loads(meta_path.read_text())
+    meta["source"].pop("user")
+    meta_path.write_text(json.dumps(meta))
+    exc = invoke(["restore", str(copy), "imaps://127.0.0.1:1"])
+    assert "--target-user" in str(exc) and "terminal" in str(exc)
