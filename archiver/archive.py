@@ -34,6 +34,7 @@ from archiver.naming import PORTABLE, Naming, probe
 from archiver.state import IndexState
 
 META_DIR = ".archiver"
+DEFAULT_FORMAT = "maildir"  # of a new archive when --format is not given
 
 
 class Archive:
@@ -55,12 +56,15 @@ class Archive:
     # ------------------------------------------------------------ opening
 
     @classmethod
-    def create_or_open(cls, dest: Path, fmt: str, source: dict[str, str],
+    def create_or_open(cls, dest: Path, fmt: Optional[str], source: dict[str, str],
                        portable: bool = False) -> Archive:
         """Open DEST for writing (creating it), lock it, and check it is this account's.
 
-        A new DEST's file naming is probed once and recorded (``portable``: the
-        ``;`` separator whatever the file system takes); an existing one keeps its own.
+        ``fmt`` None means "whatever the archive is" (``archive.json`` knows: a
+        rerun needs no ``--format``), and maildir for a new DEST; a format
+        that contradicts an existing archive is refused.  A new DEST's file
+        naming is probed once and recorded (``portable``: the ``;`` separator
+        whatever the file system takes); an existing one keeps its own.
         """
         arc = cls(dest)
         with translate_os_errors(f"preparing {dest}"):
@@ -81,7 +85,7 @@ class Archive:
             arc.acquire_lock()
             if fresh:
                 arc.meta = {
-                    "v": FORMAT_VERSION, "format": fmt, "source": source,
+                    "v": FORMAT_VERSION, "format": fmt or DEFAULT_FORMAT, "source": source,
                     "created": timestamp(),
                     "naming": probe(arc.meta_dir, portable).to_json(),
                 }
@@ -117,17 +121,18 @@ class Archive:
                                    f"{meta.get('v')}): upgrade archiver")
         return meta
 
-    def _check_identity(self, fmt: str, source: dict[str, str]) -> None:
+    def _check_identity(self, fmt: Optional[str], source: dict[str, str]) -> None:
         have = self.meta.get("source") or {}
         if (str(have.get("host", "")).lower() != source.get("host", "").lower()
                 or str(have.get("user", "")) != source.get("user", "")):
             raise DestinationError(
                 f"{self.dest} is the archive of {have.get('user')}@{have.get('host')}, not "
                 f"{source.get('user')}@{source.get('host')}: use one directory per account")
-        if self.meta.get("format") != fmt:
+        if fmt is not None and self.format != fmt:
             raise DestinationError(
-                f"{self.dest} is a {self.meta.get('format')} archive; rerun with "
-                f"--format {self.meta.get('format')} or choose another directory")
+                _("{dest} is an archive in {have} format, not {want}: leave out --format (a rerun "
+                  "reads it from the archive) or choose another directory").format(
+                    dest=self.dest, have=self.format, want=fmt))
 
     def _check_naming(self, portable: bool) -> None:
         if portable and self.naming.delimiter != PORTABLE:
@@ -166,7 +171,7 @@ class Archive:
 
     @property
     def format(self) -> str:
-        return str(self.meta.get("format", "maildir"))
+        return str(self.meta.get("format", DEFAULT_FORMAT))
 
     def state(self) -> IndexState:
         """The index folded into per-folder state (read once, on first use)."""
