@@ -13,9 +13,10 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 from archiver.errors import UsageError
+from archiver.i18n import _
 
 DEFAULT_PORTS = {"imaps": 993, "imap": 143, "pop3s": 995, "pop3": 110}
 
@@ -53,6 +54,33 @@ class TLSOptions:
 
 
 @dataclass(frozen=True)
+class OptionNames:
+    """The command-line options that set one end's login and TLS.
+
+    An error names the option that fixes it *in the command at hand*: the
+    target of ``restore`` and ``migrate`` is set with ``--target-cafile``,
+    ``--target-user`` ..., so "give its CA with --cafile" would send the user
+    to an option that restore rejects.  ``plaintext`` is None where no such
+    option exists (the target is always encrypted).
+    """
+
+    user: str = "--user"
+    password_file: str = "--password-file"
+    password_env: str = "ARCHIVER_PASSWORD"
+    cafile: str = "--cafile"
+    insecure: str = "--insecure"
+    plaintext: Optional[str] = "--plaintext"
+    timeout: str = "--timeout"
+
+
+SOURCE_OPTIONS = OptionNames()
+TARGET_OPTIONS = OptionNames(user="--target-user", password_file="--target-password-file",
+                             password_env="ARCHIVER_TARGET_PASSWORD",
+                             cafile="--target-cafile", insecure="--target-insecure",
+                             plaintext=None)
+
+
+@dataclass(frozen=True)
 class Endpoint:
     """A parsed SOURCE/TARGET: protocol, host, port and login name."""
 
@@ -62,6 +90,7 @@ class Endpoint:
     user: str
     tls: TLSOptions = field(default_factory=TLSOptions)
     notes: tuple[str, ...] = ()
+    options: OptionNames = SOURCE_OPTIONS  # what this end's errors tell the user to add
 
     @property
     def implicit_tls(self) -> bool:
@@ -80,55 +109,72 @@ def parse_endpoint(
     user: Optional[str] = None,
     ask_user: Optional[Callable[[], str]] = None,
     tls: Optional[TLSOptions] = None,
+    options: OptionNames = SOURCE_OPTIONS,
 ) -> Endpoint:
     """Parse ``imaps://USER@HOST[:PORT]`` (or imap/pop3s/pop3) or a preset name.
 
     ``user`` (``--user``) overrides or supplies the login; with a preset and
     no user, ``ask_user`` is called (a prompt).  A preset's login rule is
     applied and any correction is returned in ``notes`` for the CLI to print.
+    ``options`` are the option names this end's errors suggest.
     """
     tls = tls or TLSOptions()
     if spec in PRESETS:
         preset = PRESETS[spec]
         login = user or (ask_user() if ask_user else "")
         if not login:
-            raise UsageError(f"{spec} needs a user name: add --user YOUR_ID")
+            raise UsageError(_("{preset} needs a user name: add {option} YOUR_ID").format(
+                preset=spec, option=options.user))
         login, notes = _apply_domain_rule(login.strip(), preset)
-        return Endpoint(preset.scheme, preset.host, preset.port, login, tls, notes)
+        return Endpoint(preset.scheme, preset.host, preset.port, login, tls, notes, options)
     if "://" not in spec:
         raise UsageError(
-            f"'{spec}' is not a server: use imaps://USER@HOST (or imap://, pop3s://, pop3://) "
-            f"or a preset ({', '.join(sorted(PRESETS))})"
-        )
+            _("'{spec}' is not a server: use imaps://USER@HOST (or imap://, pop3s://, "
+              "pop3://) or a preset ({presets})").format(spec=spec,
+                                                      presets=", ".join(sorted(PRESETS))))
     try:
         parts = urlsplit(spec)
-        parts.port  # noqa: B018 - parses (and validates) the port now
     except ValueError as exc:
-        raise UsageError(f"'{spec}' is not a valid URL ({exc}): write it as "
-                         "imaps://USER@HOST[:PORT]") from None
+        raise UsageError(_("'{spec}' is not a valid URL ({reason}): write it as "
+                           "imaps://USER@HOST[:PORT]").format(spec=spec, reason=exc)) from None
     scheme = parts.scheme.lower()
     if scheme not in DEFAULT_PORTS:
         raise UsageError(
-            f"unknown protocol '{scheme}://' in '{spec}': use imaps://, imap://, pop3s:// or pop3://"
-        )
+            _("unknown protocol '{scheme}://' in '{spec}': use imaps://, imap://, pop3s:// "
+              "or pop3://").format(scheme=scheme, spec=spec))
     if parts.password is not None:
         raise UsageError(
-            "a password in the URL would show up in process lists and shell history: "
-            "remove it and use --password-file, ARCHIVER_PASSWORD or the prompt"
-        )
+            _("a password in the URL would show up in process lists and shell history: "
+              "remove it and use {option}, {env} or the prompt").format(
+                option=options.password_file, env=options.password_env))
     host = parts.hostname
     if not host:
-        raise UsageError(f"no host name in '{spec}': write it as {scheme}://USER@HOST")
-    try:
-        port = parts.port or DEFAULT_PORTS[scheme]
-    except ValueError:
-        raise UsageError(f"bad port number in '{spec}'") from None
+        raise UsageError(_("no host name in '{spec}': write it as {scheme}://USER@HOST").format(
+            spec=spec, scheme=scheme))
+    port = _port(spec, scheme, parts)
     login = user or (unquote(parts.username) if parts.username else "")
     if not login and ask_user:
         login = ask_user()
     if not login:
-        raise UsageError(f"no user name: write {scheme}://USER@{host} or add --user USER")
-    return Endpoint(scheme, host, port, login, tls)
+        raise UsageError(_("no user name: write {scheme}://USER@{host} or add {option} "
+                           "USER").format(scheme=scheme, host=host, option=options.user))
+    return Endpoint(scheme, host, port, login, tls, (), options)
+
+
+def _port(spec: str, scheme: str, parts: SplitResult) -> int:
+    """The URL's port (the scheme's default when none is given), or a one-line error."""
+    try:
+        port = parts.port
+    except ValueError:  # urllib: "Port could not be cast to integer value as '99x'"
+        port = 0
+    if port is None and not parts.netloc.endswith(":"):
+        return DEFAULT_PORTS[scheme]
+    if port is None or not 1 <= port <= 65535:
+        raise UsageError(
+            _("bad port in '{spec}': after the ':' comes a number from 1 to 65535 "
+              "(or leave it out for {default}, the usual {scheme} port)").format(
+                spec=spec, default=DEFAULT_PORTS[scheme], scheme=scheme))
+    return port
 
 
 def _apply_domain_rule(login: str, preset: Preset) -> tuple[str, tuple[str, ...]]:
@@ -147,43 +193,51 @@ def _apply_domain_rule(login: str, preset: Preset) -> tuple[str, tuple[str, ...]
 
 def read_password(
     password_file: Optional[Path],
-    env_var: str,
+    options: OptionNames,
     prompt: Optional[Callable[[str], str]],
     what: str,
 ) -> str:
-    """``--password-file`` (first line, trailing CR/LF stripped), else ``env_var``, else prompt."""
+    """The password file (first line, trailing CR/LF stripped), else the environment
+    variable, else the prompt -- which needs a terminal: without one (cron, a
+    pipe, ``</dev/null``) the error names the option and variable to use."""
     if password_file is not None:
         try:
             with open(password_file, "rb") as fh:
                 line = fh.readline()
         except OSError as exc:
             raise UsageError(
-                f"cannot read password file {password_file}: {exc.strerror}; "
-                "check the path given to --password-file"
+                _("cannot read password file {file}: {reason}; check the path given to "
+                  "{option}").format(file=password_file, reason=exc.strerror,
+                                     option=options.password_file)
             ) from None
         pw = line.rstrip(b"\r\n").decode("utf-8", errors="surrogateescape")
         if not pw:
-            raise UsageError(f"password file {password_file} is empty: put the password "
-                             "on its first line")
+            raise UsageError(_("password file {file} is empty: put the password on its "
+                               "first line").format(file=password_file))
         return pw
-    env = os.environ.get(env_var)
+    env = os.environ.get(options.password_env)
     if env:
         return env
-    if prompt is None or not (sys.stdin and sys.stdin.isatty()):
+    if prompt is None or not has_terminal():
         raise UsageError(
-            f"no password for {what} and no terminal to ask on: "
-            f"use --password-file FILE or set {env_var}"
+            _("no password for {what} and no terminal to ask on: use {option} FILE or set "
+              "{env}").format(what=what, option=options.password_file, env=options.password_env)
         )
-    pw = prompt(f"Password for {what}")
+    pw = prompt(_("Password for {what}").format(what=what))
     if not pw:
-        raise UsageError(f"no password given for {what}")
+        raise UsageError(_("no password given for {what}").format(what=what))
     return pw
+
+
+def has_terminal() -> bool:
+    """Can we ask the user?  Not when stdin is a file, a pipe or ``/dev/null``."""
+    return bool(sys.stdin and sys.stdin.isatty())
 
 
 # ---------------------------------------------------------------- TLS
 
 
-def ssl_context(tls: TLSOptions) -> ssl.SSLContext:
+def ssl_context(tls: TLSOptions, options: OptionNames = SOURCE_OPTIONS) -> ssl.SSLContext:
     """A verifying client context (system CAs, or ``cafile``); ``insecure`` turns it off."""
     if tls.insecure:
         ctx = ssl.create_default_context()
@@ -192,10 +246,12 @@ def ssl_context(tls: TLSOptions) -> ssl.SSLContext:
         return ctx
     if tls.cafile is not None:
         if not Path(tls.cafile).is_file():
-            raise UsageError(f"CA file {tls.cafile} not found: check the path given to --cafile")
+            raise UsageError(_("CA file {file} not found: check the path given to "
+                               "{option}").format(file=tls.cafile, option=options.cafile))
         try:
             return ssl.create_default_context(cafile=str(tls.cafile))
         except ssl.SSLError as exc:
-            raise UsageError(f"CA file {tls.cafile} is not a PEM certificate ({exc.reason}); "
-                             "give --cafile a PEM file") from None
+            raise UsageError(_("CA file {file} is not a PEM certificate ({reason}); give "
+                               "{option} a PEM file").format(file=tls.cafile, reason=exc.reason,
+                                                             option=options.cafile)) from None
     return ssl.create_default_context()

@@ -2,8 +2,9 @@
 
 ``DEST/.archiver/`` holds:
 
-* ``archive.json`` -- format version, store format, and the account (host,
-  user) the archive belongs to; a second account is refused.
+* ``archive.json`` -- format version, store format, the account (host,
+  user) the archive belongs to (a second account is refused), and the file
+  naming probed when DEST was created (:mod:`archiver.naming`).
 * ``index.jsonl.zst`` -- the append-only index (see :mod:`archiver.index`).
 * ``folders.json`` -- a cache of each folder's STATUS counters at the end of
   its last complete pass, so an unchanged folder is skipped without listing
@@ -18,8 +19,9 @@ from pathlib import Path
 from typing import IO, Any, Callable, Optional
 
 from archiver.durable import atomic_write, fsync_dir
-from archiver.errors import DestinationError
+from archiver.errors import DestinationError, UsageError
 from archiver.fsutil import DIR_MODE, hold_lock, translate_os_errors
+from archiver.i18n import _
 from archiver.index import (
     FORMAT_VERSION,
     INDEX_NAME,
@@ -28,9 +30,11 @@ from archiver.index import (
     timestamp,
     valid_length,
 )
+from archiver.naming import PORTABLE, Naming, probe
 from archiver.state import IndexState
 
 META_DIR = ".archiver"
+DEFAULT_FORMAT = "maildir"  # of a new archive when --format is not given
 
 
 class Archive:
@@ -52,8 +56,16 @@ class Archive:
     # ------------------------------------------------------------ opening
 
     @classmethod
-    def create_or_open(cls, dest: Path, fmt: str, source: dict[str, str]) -> Archive:
-        """Open DEST for writing (creating it), lock it, and check it is this account's."""
+    def create_or_open(cls, dest: Path, fmt: Optional[str], source: dict[str, str],
+                       portable: bool = False) -> Archive:
+        """Open DEST for writing (creating it), lock it, and check it is this account's.
+
+        ``fmt`` None means "whatever the archive is" (``archive.json`` knows: a
+        rerun needs no ``--format``), and maildir for a new DEST; a format
+        that contradicts an existing archive is refused.  A new DEST's file
+        naming is probed once and recorded (``portable``: the ``;`` separator
+        whatever the file system takes); an existing one keeps its own.
+        """
         arc = cls(dest)
         with translate_os_errors(f"preparing {dest}"):
             if dest.exists() and not dest.is_dir():
@@ -73,14 +85,16 @@ class Archive:
             arc.acquire_lock()
             if fresh:
                 arc.meta = {
-                    "v": FORMAT_VERSION, "format": fmt, "source": source,
+                    "v": FORMAT_VERSION, "format": fmt or DEFAULT_FORMAT, "source": source,
                     "created": timestamp(),
+                    "naming": probe(arc.meta_dir, portable).to_json(),
                 }
                 atomic_write(arc.meta_path, json.dumps(arc.meta, indent=1,
                                                        ensure_ascii=False).encode())
             else:
                 arc.meta = arc._read_meta()
                 arc._check_identity(fmt, source)
+                arc._check_naming(portable)
                 arc.repaired_tail = cut_torn_tail(arc.index_path)
         return arc
 
@@ -107,17 +121,31 @@ class Archive:
                                    f"{meta.get('v')}): upgrade archiver")
         return meta
 
-    def _check_identity(self, fmt: str, source: dict[str, str]) -> None:
+    def _check_identity(self, fmt: Optional[str], source: dict[str, str]) -> None:
         have = self.meta.get("source") or {}
         if (str(have.get("host", "")).lower() != source.get("host", "").lower()
                 or str(have.get("user", "")) != source.get("user", "")):
             raise DestinationError(
                 f"{self.dest} is the archive of {have.get('user')}@{have.get('host')}, not "
                 f"{source.get('user')}@{source.get('host')}: use one directory per account")
-        if self.meta.get("format") != fmt:
+        if fmt is not None and self.format != fmt:
             raise DestinationError(
-                f"{self.dest} is a {self.meta.get('format')} archive; rerun with "
-                f"--format {self.meta.get('format')} or choose another directory")
+                _("{dest} is an archive in {have} format, not {want}: leave out --format (a rerun "
+                  "reads it from the archive) or choose another directory").format(
+                    dest=self.dest, have=self.format, want=fmt))
+
+    def _check_naming(self, portable: bool) -> None:
+        if portable and self.naming.delimiter != PORTABLE:
+            raise UsageError(_(
+                "{dest} already names its files with ':' (an archive keeps one naming); "
+                "--portable-names only applies to a new DEST: choose a new directory, or "
+                "copy this one with 'archiver export {dest} OUT --to maildir "
+                "--portable-names'").format(dest=self.dest))
+
+    @property
+    def naming(self) -> Naming:
+        """How message files are named (``naming`` in archive.json; ``:`` when absent)."""
+        return Naming.from_meta(self.meta)
 
     def acquire_lock(self) -> None:
         """Hold DEST's lock until :meth:`close` (a second writer is refused, exit 6)."""
@@ -143,7 +171,7 @@ class Archive:
 
     @property
     def format(self) -> str:
-        return str(self.meta.get("format", "maildir"))
+        return str(self.meta.get("format", DEFAULT_FORMAT))
 
     def state(self) -> IndexState:
         """The index folded into per-folder state (read once, on first use)."""

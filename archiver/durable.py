@@ -34,14 +34,14 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import platform
-import sys
+import platform as _host
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Protocol
+from typing import Optional, Protocol
 
+from archiver import platform
 from archiver.fsutil import open_new, write_all
 
 log = logging.getLogger("archiver.durable")
@@ -64,15 +64,9 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
     """Make a directory's entries (new names, renames, removals) durable.
 
     No-op on Windows, which cannot open a directory; NTFS journals its
-    metadata itself.
+    metadata itself (:func:`archiver.platform.fsync_dir`).
     """
-    if sys.platform == "win32":  # pragma: no cover
-        return
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    platform.fsync_dir(path)
 
 
 def fsync_parents(created: Sequence[Path]) -> None:
@@ -115,8 +109,7 @@ def create_empty(path: Path) -> None:
 
 def truncate_durably(path: Path, length: int) -> None:
     """Cut a file back to ``length`` bytes (a torn tail) and make that durable."""
-    flags = os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(path, flags | getattr(os, "O_BINARY", 0))
+    fd = os.open(path, platform.file_flags(os.O_WRONLY))
     try:
         os.ftruncate(fd, length)
         fsync(fd)
@@ -127,26 +120,7 @@ def truncate_durably(path: Path, length: int) -> None:
 # ---------------------------------------------------------------- syncfs
 
 
-def _load_syncfs() -> Optional[Callable[[int], None]]:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        raw = libc.syncfs
-    except (OSError, AttributeError):
-        return None
-
-    def call(fd: int) -> None:
-        if raw(fd) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, os.strerror(err))
-
-    return call
-
-
-_SYNCFS = _load_syncfs()
+_SYNCFS = platform.load_syncfs()
 
 
 def syncfs(fd: int) -> None:
@@ -158,7 +132,7 @@ def syncfs(fd: int) -> None:
 
 def kernel_version(release: Optional[str] = None) -> tuple[int, int]:
     """(major, minor) of the running kernel, (0, 0) if it cannot be read."""
-    text = release if release is not None else platform.release()
+    text = release if release is not None else _host.release()
     parts = text.split(".")
     try:
         return int(parts[0]), int("".join(ch for ch in parts[1] if ch.isdigit()) or 0)
@@ -167,25 +141,9 @@ def kernel_version(release: Optional[str] = None) -> tuple[int, int]:
 
 
 def filesystem_type(path: Path, mountinfo: Optional[str] = None) -> Optional[str]:
-    """The type of the file system holding ``path`` (e.g. ``ext4``, ``fuse.sshfs``), Linux only.
-
-    Matched by device number against ``/proc/self/mountinfo``; the last mount
-    of that device wins (a later mount hides earlier ones).
-    """
-    try:
-        dev = os.stat(path).st_dev
-        text = mountinfo if mountinfo is not None else Path(
-            "/proc/self/mountinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
-    found: Optional[str] = None
-    want = f"{os.major(dev)}:{os.minor(dev)}"
-    for line in text.splitlines():
-        fields = line.split()
-        if len(fields) < 7 or fields[2] != want or "-" not in fields[6:]:
-            continue
-        found = fields[fields.index("-", 6) + 1]
-    return found
+    """The type of the file system holding ``path`` (Linux only; see
+    :func:`archiver.platform.filesystem_type`)."""
+    return platform.filesystem_type(path, mountinfo)
 
 
 # ---------------------------------------------------------------- strategies

@@ -1,8 +1,8 @@
 """File-system primitives: safe creation, whole writes, hashing, locks, error wording.
 
-The platform calls (O_NOFOLLOW, O_BINARY, flock/msvcrt locking) live here
-and in :mod:`archiver.durable` (which holds everything about *when* bytes
-and names become durable).  Every OSError met on the destination becomes a
+The platform calls (O_NOFOLLOW, O_BINARY, flock/msvcrt locking, chmod) are
+in :mod:`archiver.platform`; :mod:`archiver.durable` holds everything about
+*when* bytes and names become durable.  Every OSError met on the destination becomes a
 one-line :class:`~archiver.errors.DestinationError` (exit 6) through
 :func:`translate_os_errors`.
 """
@@ -13,19 +13,16 @@ import contextlib
 import errno
 import hashlib
 import os
-import sys
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Optional
 
+from archiver import platform
 from archiver.errors import DestinationError
+from archiver.platform import DIR_MODE, FILE_MODE
 
-FILE_MODE = 0o600
-DIR_MODE = 0o700
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-_BINARY = getattr(os, "O_BINARY", 0)
+__all__ = ["DIR_MODE", "FILE_MODE"]  # re-exported: the modes' old home
 
 
 def ensure_dir(path: Path, root: Path) -> list[Path]:
@@ -53,8 +50,7 @@ def ensure_dir(path: Path, root: Path) -> list[Path]:
 
 def open_new(path: str | os.PathLike[str]) -> int:
     """Open a new file for writing, 0600, refusing to follow a planted symlink."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _NOFOLLOW | _CLOEXEC | _BINARY
-    return os.open(path, flags, FILE_MODE)
+    return os.open(path, platform.file_flags(os.O_WRONLY | os.O_CREAT | os.O_TRUNC), FILE_MODE)
 
 
 def write_all(fd: int, data: bytes | memoryview) -> None:
@@ -92,25 +88,6 @@ def set_mtime(path: Path, when: Optional[datetime]) -> None:
         pass
 
 
-def _lock_file(fh: IO[bytes]) -> bool:
-    """Take a non-blocking exclusive lock on an open file; False if someone else holds it."""
-    if sys.platform == "win32":  # pragma: no cover
-        import msvcrt
-
-        try:
-            msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)
-            return True
-        except OSError:
-            return False
-    import fcntl
-
-    try:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except OSError:
-        return False
-
-
 def hold_lock(path: Path, busy: str) -> IO[bytes]:
     """Open (0600) and lock ``path`` until the returned file is closed; LockedError if held.
 
@@ -120,8 +97,8 @@ def hold_lock(path: Path, busy: str) -> IO[bytes]:
 
     with translate_os_errors(f"locking {path}"):
         fh = open(path, "ab")  # noqa: SIM115 - returned to the caller, who closes it
-        os.chmod(path, FILE_MODE)
-    if not _lock_file(fh):
+        platform.make_private(path, FILE_MODE)
+    if not platform.lock_file(fh):
         fh.close()
         raise LockedError(busy)
     return fh

@@ -25,6 +25,7 @@ from typing import Any, Optional
 
 import zstandard
 
+from archiver import platform
 from archiver.durable import fsync, fsync_dir, truncate_durably
 from archiver.fsutil import open_new, write_all
 
@@ -210,7 +211,7 @@ class IndexWriter:
             fd = open_new(path)
             os.close(fd)
             fsync_dir(path.parent)
-        self._fd = os.open(path, os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0))
+        self._fd = os.open(path, platform.file_flags(os.O_WRONLY))
         if exists and os.fstat(self._fd).st_size != good_length:
             os.ftruncate(self._fd, good_length)  # drop a torn tail
             fsync(self._fd)

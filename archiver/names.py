@@ -16,9 +16,23 @@ each hierarchy component of a folder's logical name:
   ``.archiver``), a trailing ``.`` or space, and the first letter of a
   component equal to ``cur``, ``new`` or ``tmp`` (case-insensitively:
   Maildir's own sub-directories) are escaped.
+* The first letter of a Windows reserved device name (``CON``, ``PRN``,
+  ``AUX``, ``NUL``, ``COM0``-``COM9``, ``LPT0``-``LPT9``, with superscript
+  digits too, ``CONIN$``, ``CONOUT$``) is escaped, in any case and also
+  with an extension (``CON.txt``, ``nul .x``): Windows opens the device
+  for any of them.
 * A component longer than 200 UTF-8 bytes is cut and gets ``%_`` plus
   16 hex digits of the SHA-256 of the full name.  Such a path is not
   reversible by itself; the index keeps the real name.
+* The whole path (``/``-joined) stays within :data:`PATH_BUDGET` UTF-16
+  units, so every message file stays under Windows' 260 (MAX_PATH) for a
+  DEST path of up to 55 characters: a component that would pass the budget
+  is cut to the room left and gets ``%_`` plus 8 hex digits of the SHA-256
+  of the folder's full name up to it; where not even that fits, the folder
+  moves to a top-level directory ``%_`` plus 16 hex digits of the same
+  hash, and its descendants nest inside it.  Each decision depends only on
+  the components up to that point, so a folder's children stay inside its
+  directory and a rerun gives the same path.
 * Two folders whose mapped paths differ only by case or Unicode normalisation
   would be one directory on macOS/Windows.  The first one archived keeps the
   plain path; a later one gets ``%_`` plus 8 hex digits of the SHA-256 of
@@ -110,7 +124,14 @@ def decode_mutf7(raw: bytes | str) -> str:
 
 _ALWAYS_ESCAPE = set('/\\<>:"|?*%')
 _RESERVED = {"cur", "new", "tmp"}
+_DEVICES = frozenset({"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$",
+                      *(f"{port}{n}" for port in ("COM", "LPT") for n in "0123456789¹²³")})
 MAX_COMPONENT_BYTES = 200
+# UTF-16 units of a folder's DEST-relative path (an assign_path suffix adds 10 more).
+# 160 + "/cur/" + the longest file name (39) = 204: DEST may take 55 of Windows' 259.
+PATH_BUDGET = 150
+_SHORT = 2 + 8  # "%_" + 8 hex digits
+_MIN_KEEP = 2  # characters of a cut component worth keeping before its suffix
 
 
 def _esc(ch: str) -> str:
@@ -122,6 +143,16 @@ def _needs_escape(ch: str) -> bool:
     return code < 0x20 or 0x7F <= code <= 0x9F or ch in _ALWAYS_ESCAPE or 0xD800 <= code <= 0xDFFF
 
 
+def utf16_units(text: str) -> int:
+    """Length as Windows, NTFS and exFAT count it (an astral character is two)."""
+    return len(text.encode("utf-16-le", errors="surrogatepass")) // 2
+
+
+def is_device_name(component: str) -> bool:
+    """Would Windows take this name for a device (``CON``, ``nul.txt``, ``COM1 .x``)?"""
+    return component.split(".", 1)[0].rstrip(" ").upper() in _DEVICES
+
+
 def short_hash(text: str, digits: int) -> str:
     return hashlib.sha256(text.encode("utf-8", errors="surrogatepass")).hexdigest()[:digits]
 
@@ -131,7 +162,7 @@ def encode_component(component: str) -> str:
     if component == "":
         return "%_"  # an empty component (``a//b``) must still be a real directory name
     chars = [(_esc(c) if _needs_escape(c) else c) for c in component]
-    if component[0] in ". " or component.lower() in _RESERVED:
+    if component[0] in ". " or component.lower() in _RESERVED or is_device_name(component):
         chars[0] = _esc(component[0])
     if component[-1] in ". " and len(component) > 1:
         chars[-1] = _esc(component[-1])
@@ -163,23 +194,87 @@ def decode_component(path_component: str) -> str:
         else:
             raw.extend(ch.encode("utf-8", errors="surrogatepass"))
             i += 1
-    return raw.decode("utf-8", errors="surrogatepass")
+    try:
+        return raw.decode("utf-8", errors="surrogatepass")
+    except UnicodeDecodeError:  # not one of our paths (a directory someone else made)
+        return raw.decode("utf-8", errors="replace")
 
 
 def _is_hex2(s: str) -> bool:
     return len(s) == 2 and all(c in "0123456789ABCDEF" for c in s)
 
 
-def folder_path(components: Sequence[str]) -> str:
-    """Relative path ('/'-separated) of a folder given its hierarchy components."""
+def folder_path(components: Sequence[str], budget: int = PATH_BUDGET) -> str:
+    """Relative path ('/'-separated) of a folder given its hierarchy components.
+
+    Components are escaped one by one, then fitted into ``budget`` UTF-16
+    units from the top down (see the module docstring): a component's
+    directory depends only on the components up to it.
+    """
     if not components:
         raise ValueError("empty folder name")
-    return "/".join(encode_component(c) for c in components)
+    out: list[str] = []
+    used = 0
+    for i, component in enumerate(components):
+        name = encode_component(component)
+        room = budget - used - (1 if out else 0)
+        if utf16_units(name) > room:
+            full = "/".join(components[: i + 1])
+            if room >= _SHORT + _MIN_KEEP:
+                name = _cut_units(name, room - _SHORT) + "%_" + short_hash(full, 8)
+            else:  # too deep for anything more here: a fresh top-level directory
+                out, used = [], 0
+                name = "%_" + short_hash(full, 16)
+        used += (1 if out else 0) + utf16_units(name)
+        out.append(name)
+    return "/".join(out)
+
+
+def _cut_units(text: str, units: int) -> str:
+    """The longest start of ``text`` within ``units`` UTF-16 units, never half an escape."""
+    kept = 0
+    end = 0
+    for ch in text:
+        width = 2 if ord(ch) > 0xFFFF else 1
+        if kept + width > units:
+            break
+        kept += width
+        end += 1
+    cut = text[:end]
+    if end == len(text):
+        return cut
+    pct = cut.rfind("%", max(0, len(cut) - 2))
+    if pct >= 0:
+        cut = cut[:pct]
+    while _torn_utf8(cut):  # never keep the first escapes of a character without the rest
+        cut = cut[:-3]
+    return cut
+
+
+def _torn_utf8(text: str) -> bool:
+    """Do the trailing ``%XX`` escapes of ``text`` end inside a UTF-8 sequence?"""
+    raw = bytearray()
+    at = len(text)
+    while at >= 3 and text[at - 3] == "%" and _is_hex2(text[at - 2:at]):
+        raw[:0] = bytes([int(text[at - 2:at], 16)])
+        at -= 3
+    try:
+        bytes(raw).decode("utf-8", errors="surrogatepass")
+    except UnicodeDecodeError as exc:
+        return exc.reason == "unexpected end of data"
+    return False
 
 
 def fold_key(relpath: str) -> str:
-    """What a case-insensitive, normalising file system would consider equal."""
-    return unicodedata.normalize("NFC", relpath).casefold()
+    """What a case-insensitive, normalising file system would consider equal.
+
+    Windows and exFAT compare through an upcase table (simple upper-case
+    mappings: ``ı`` and ``i`` are both ``I`` there), macOS case-folds and
+    ignores normalisation; the key is equal whenever any of them would be.
+    """
+    text = unicodedata.normalize("NFC", relpath)
+    text = "".join(ch.upper() if len(ch.upper()) == 1 else ch for ch in text)
+    return unicodedata.normalize("NFC", text.casefold())
 
 
 def assign_path(components: Sequence[str], taken: Iterable[str],

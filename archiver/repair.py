@@ -47,6 +47,7 @@ from archiver.refetch import Pick, Refetch, Refetcher
 from archiver.sources.base import FolderStatus, MessageMeta
 from archiver.state import MessageEntry
 from archiver.stores.base import Store
+from archiver.stores.maildir import base_of
 
 DAMAGED_DIR = "damaged"  # under DEST/.archiver/
 
@@ -208,7 +209,7 @@ class _Repairer:
             except FileNotFoundError:
                 continue
             for name in names:
-                if name.split(":", 1)[0] == base:
+                if base_of(name) == base:
                     moved.append(self._aside(f"{path}/{sub}/{name}"))
         return moved
 

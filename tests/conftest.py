@@ -10,6 +10,9 @@
 * ``stress``       (session)  True when pytest runs with ``--stress``
 * ``volatile_fs``  (function) a fresh volatile FUSE file system (tests/volatilefs.py)
   mounted on ``tmp_path/"mnt"``: what was not made durable is lost at a power cut
+* ``foreign_fs``   (function, params exfat/ntfs) a real exFAT or NTFS (Win32 names)
+  image mounted with FUSE (tests/foreignfs.py); FAILS as root when a tool is
+  missing, skips with the reason otherwise
 
 At the end of a run the reliability counters (tests/counters.py) are printed;
 with ``$ARCHIVER_COUNTERS`` set (scripts/test sets it to ``.test-counters.json``
@@ -33,7 +36,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import corpus
+from tests import corpus, foreignfs
 from tests.counters import DURATIONS, GROUPS
 from tests.dovecot import (
     DovecotMissing,
@@ -178,3 +181,19 @@ def volatile_fs(tmp_path: Path) -> Iterator[VolatileFS]:
     """A fresh volatile FUSE file system on tmp_path/"mnt", unmounted after the test."""
     with mounted(tmp_path / "mnt") as fs:
         yield fs
+
+
+@pytest.fixture(params=sorted(foreignfs.MOUNTS))
+def foreign_fs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[foreignfs.ForeignFS]:
+    """A freshly made exFAT or NTFS file system, unmounted after the test."""
+    mount = foreignfs.MOUNTS[request.param](tmp_path / request.param)
+    try:
+        fs = mount.__enter__()
+    except foreignfs.Unavailable as exc:
+        if os.geteuid() == 0:  # CI: a missing prerequisite must not pass unseen
+            raise
+        pytest.skip(f"{request.param}: {exc}")
+    try:
+        yield fs
+    finally:
+        mount.__exit__(None, None, None)

@@ -81,8 +81,14 @@ class VolatileFS:
         self.ask("cut")
 
     def reboot(self) -> None:
-        """The disk answers again, with what was durable at the cut."""
+        """The disk answers again, with what was durable at the cut.
+
+        The kernel may still hold the pre-cut attributes of an inode (Linux 6.18
+        keeps the size a truncate's reply gave, despite attr_timeout=0), so the
+        cached dentries and inodes are dropped: a reader must see the disk.
+        """
         self.ask("reboot")
+        _drop_kernel_caches()
 
     def sync(self) -> None:
         """Make everything durable (set-up: what a test put there before arming)."""
@@ -93,6 +99,12 @@ class VolatileFS:
             return self.log.read_text(errors="replace")[-3000:]
         except OSError:
             return ""
+
+
+def _drop_kernel_caches() -> None:
+    """Forget cached dentries and inodes (root only; a no-op otherwise)."""
+    with contextlib.suppress(OSError), open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("2\n")
 
 
 def prerequisites_missing() -> list[str]:

@@ -33,14 +33,18 @@ from archiver.i18n import _
 @source_options
 @folder_options
 @namespace_option
-@click.option("--format", "fmt", type=click.Choice(["maildir", "mbox"]), default="maildir",
-              show_default=True,
-              help="Archive format: a Maildir per folder, or one mbox file per folder laid out "
-                   "like Thunderbird's Local Folders.")
+@click.option("--format", "fmt", type=click.Choice(["maildir", "mbox"]), default=None,
+              help="Archive format of a new DEST: a Maildir per folder (the default), or one "
+                   "mbox file per folder laid out like Thunderbird's Local Folders.  A rerun "
+                   "reads it from the archive.")
+@click.option("--portable-names", is_flag=True,
+              help="Name message files with ';2,' instead of ':2,' even where DEST allows ':' "
+                   "(for an archive that will be copied to Windows or an exFAT stick); only "
+                   "for a new DEST.")
 @output_options
 def backup(source: str, dest: Path, include: tuple[str, ...], exclude: tuple[str, ...],
-           all_namespaces: bool, fmt: str, quiet: bool, as_json: bool, verbose: bool,
-           log_file: Optional[Path],
+           all_namespaces: bool, fmt: Optional[str], portable_names: bool, quiet: bool,
+           as_json: bool, verbose: bool, log_file: Optional[Path],
            **source_params: Any) -> None:
     """Copy every message of every folder of SOURCE into DEST.
 
@@ -60,14 +64,15 @@ def backup(source: str, dest: Path, include: tuple[str, ...], exclude: tuple[str
         args = SourceArgs.from_params(source, source_params)
         src = open_source(args, logging.trace)
         try:
-            archive = Archive.create_or_open(dest.expanduser(), fmt, source_identity(src))
+            archive = Archive.create_or_open(dest.expanduser(), fmt, source_identity(src),
+                                             portable=portable_names)
         except BaseException:
             src.close()
             raise
         progress = logging.progress(quiet)
         show_alerts(progress, src)
         try:
-            summary = run_backup(src, archive, open_store(archive.dest, fmt),
+            summary = run_backup(src, archive, open_store(archive.dest, archive.format),
                                  BackupOptions(include=list(include), exclude=list(exclude),
                                                connections=args.connections,
                                                all_namespaces=all_namespaces),

@@ -7,7 +7,9 @@ lacked ``--plaintext`` and read POP3 without ``--allow-seen``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -286,23 +288,58 @@ def print_notes(notes: list[str], prefix: Optional[str] = None, *sessions: Any) 
             err(_("{prefix}: {note}").format(prefix=label, note=note))
 
 
+def ask_user(spec: str, option: str, prompt: Optional[str] = None) -> str:
+    """Prompt for the login name -- on a terminal only.
+
+    Without one (cron, a pipe, ``</dev/null``) click's prompt would read end of
+    file and end as "interrupted" (exit 130); instead say which option gives it.
+    """
+    from archiver.account import has_terminal
+    from archiver.errors import UsageError
+
+    if not has_terminal():
+        raise UsageError(_("no user name for {spec} and no terminal to ask on: add {option} "
+                           "USER").format(spec=spec, option=option))
+    answer: str = click.prompt(prompt or _("User name"), err=True)
+    return answer
+
+
+@contextlib.contextmanager
+def naming_the_server(role: str, spec: str) -> Iterator[None]:
+    """Put "source SPEC" or "target SPEC" in front of an error while opening that end.
+
+    Migrate talks to two servers: a bare "refused the login" or "certificate
+    could not be verified" would leave the user guessing which one.
+    """
+    from archiver.errors import ArchiverError
+
+    try:
+        yield
+    except ArchiverError as exc:
+        where = (_("source server {spec}") if role == "source"
+                 else _("target server {spec}")).format(spec=spec)
+        exc.message = _("{where}: {error}").format(where=where, error=exc.message)
+        exc.args = (exc.message,)
+        raise
+
+
 def open_source(args: SourceArgs, trace: bool, connect: bool = True) -> Any:
     """Parse SOURCE, read its password and build (and connect) an IMAP or POP3 source.
 
     Connecting happens before DEST is touched: a typo in the password creates
     no directory.
     """
-    from archiver.account import TLSOptions, parse_endpoint, read_password
+    from archiver.account import SOURCE_OPTIONS, TLSOptions, parse_endpoint, read_password
 
     tls = TLSOptions(cafile=args.cafile, insecure=args.insecure, plaintext=args.plaintext)
     endpoint = parse_endpoint(args.spec, user=args.user, tls=tls,
-                              ask_user=lambda: click.prompt("User name", err=True))
+                              ask_user=lambda: ask_user(args.spec, SOURCE_OPTIONS.user))
     for note in endpoint.notes:
         err(f"note: {note}")
     if args.insecure:
         err("WARNING: --insecure: the server's certificate is NOT checked; anyone on the "
             "network path could read your mail and password")
-    password = read_password(args.password_file, PASSWORD_ENV,
+    password = read_password(args.password_file, SOURCE_OPTIONS,
                              lambda p: click.prompt(p, hide_input=True, err=True),
                              endpoint.display())
     src: Any
@@ -343,7 +380,13 @@ def open_target(target: str, default_user: Optional[str], target_user: Optional[
                 password_file: Optional[Path], cafile: Optional[Path], insecure: bool,
                 timeout: float, trace: bool) -> Any:
     """Parse TARGET, read its password, connect and log in; returns an ImapTarget."""
-    from archiver.account import PRESETS, TLSOptions, parse_endpoint, read_password
+    from archiver.account import (
+        PRESETS,
+        TARGET_OPTIONS,
+        TLSOptions,
+        parse_endpoint,
+        read_password,
+    )
     from archiver.errors import UsageError
     from archiver.restore.target import ImapTarget
 
@@ -351,8 +394,9 @@ def open_target(target: str, default_user: Optional[str], target_user: Optional[
     if user is None and target in PRESETS:
         user = default_user
     endpoint = parse_endpoint(target, user=user, tls=TLSOptions(cafile=cafile, insecure=insecure),
-                              ask_user=lambda: default_user or click.prompt(
-                                  "Target user name", err=True))
+                              ask_user=lambda: default_user or ask_user(
+                                  target, TARGET_OPTIONS.user, _("Target user name")),
+                              options=TARGET_OPTIONS)
     if endpoint.protocol != "imap":
         raise UsageError(f"'{target}' is not an IMAP server: a restore target is "
                          "imaps://USER@HOST, imap://USER@HOST (STARTTLS) or ecc-new")
@@ -360,7 +404,7 @@ def open_target(target: str, default_user: Optional[str], target_user: Optional[
         err(f"note: {note}")
     if insecure:
         err("WARNING: --target-insecure: the target's certificate is NOT checked")
-    password = read_password(password_file, TARGET_PASSWORD_ENV,
+    password = read_password(password_file, TARGET_OPTIONS,
                              lambda p: click.prompt(p, hide_input=True, err=True),
                              endpoint.display())
     sink = ImapTarget(endpoint, password, timeout=timeout, trace=trace)

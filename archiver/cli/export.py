@@ -20,8 +20,11 @@ from archiver.units import human_size
 @click.option("--to", "kind", type=click.Choice(KINDS), required=True,
               help="thunderbird: Local Folders tree; mbox: mboxrd files; maildir: plain "
                    "Maildir tree; eml: one .eml file per message.")
+@click.option("--portable-names", is_flag=True,
+              help="--to maildir: name files with ';2,' instead of ':2,' even where OUT "
+                   "allows ':' (for a copy on Windows or an exFAT stick).")
 @click.option("--quiet", "-q", is_flag=True, help="No summary.")
-def export(dest: Path, out: Path, kind: str, quiet: bool) -> None:
+def export(dest: Path, out: Path, kind: str, portable_names: bool, quiet: bool) -> None:
     """Copy every message of DEST into OUT (a new or empty directory) in another form.
 
     The archive is only read, never changed.
@@ -32,7 +35,7 @@ def export(dest: Path, out: Path, kind: str, quiet: bool) -> None:
 
     archive = Archive.open_existing(dest.expanduser())
     require_index(archive, dest)
-    report = export_archive(archive, out.expanduser(), kind)
+    report = export_archive(archive, out.expanduser(), kind, portable_names)
     warn_skipped(archive)
     if not quiet:
         err(ngettext("exported {n} message ({size}) from {folders} to {out} ({kind})",

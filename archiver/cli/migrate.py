@@ -15,6 +15,7 @@ from archiver.cli.common import (
     err,
     folder_options,
     namespace_option,
+    naming_the_server,
     open_source,
     open_target,
     output_options,
@@ -79,19 +80,19 @@ def migrate(source: str, target: str, via: Optional[Path], include: tuple[str, .
     fix_mmap_threshold()  # message buffers go back to the system when freed
     args = SourceArgs.from_params(source, source_params)
     with Logging(verbose, log_file) as logging:
-        src = open_source(args, logging.trace)
+        with naming_the_server("source", source):
+            src = open_source(args, logging.trace)
         endpoint = src.endpoint
         sink = None
         archive = None
         journal = None
         try:
-            sink = open_target(target, endpoint.user, target_user, target_password_file,
-                               target_cafile, target_insecure, args.timeout, logging.trace)
+            with naming_the_server("target", target):
+                sink = open_target(target, endpoint.user, target_user, target_password_file,
+                                   target_cafile, target_insecure, args.timeout,
+                                   logging.trace)
             dest = (via or default_via(endpoint.host, endpoint.user)).expanduser()
-            fmt = "maildir"
-            if (dest / ".archiver" / "archive.json").exists():
-                fmt = Archive.open_existing(dest).format
-            archive = Archive.create_or_open(dest, fmt, source_identity(src))
+            archive = Archive.create_or_open(dest, None, source_identity(src))
             ep = sink.endpoint
             journal = RestoreJournal.for_archive(archive, ep.host, ep.port, ep.user,
                                                  state_dir()).open(True)
@@ -99,7 +100,7 @@ def migrate(source: str, target: str, via: Optional[Path], include: tuple[str, .
             show_alerts(progress, src, sink)
             try:
                 result = run_migrate(
-                    src, archive, open_store(archive.dest, fmt), sink, journal,
+                    src, archive, open_store(archive.dest, archive.format), sink, journal,
                     BackupOptions(include=list(include), exclude=list(exclude),
                                   connections=args.connections,
                                   all_namespaces=all_namespaces),

@@ -26,11 +26,11 @@ output files, file names that are safe on Windows and macOS).
 from __future__ import annotations
 
 import gc
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from archiver import platform
 from archiver.archive import Archive
 from archiver.errors import DestinationError, UsageError
 from archiver.export.common import FolderJob, Writer, parse_when
@@ -132,15 +132,19 @@ def _order(item: Item) -> tuple[int, str, int, int]:
     return (1 if pop3 else 0, (e.internaldate or "") if pop3 else "", e.uidvalidity, e.uid)
 
 
-def export_archive(archive: Archive, out: Path, kind: str) -> ExportReport:
-    """Write every archived message of ``archive`` into ``out`` in form ``kind``."""
+def export_archive(archive: Archive, out: Path, kind: str,
+                   portable: bool = False) -> ExportReport:
+    """Write every archived message of ``archive`` into ``out`` in form ``kind``.
+
+    ``portable`` (maildir): name files with ``;2,`` even where OUT takes ``:``.
+    """
     if kind not in KINDS:
         raise UsageError(f"unknown export form '{kind}': choose one of {', '.join(KINDS)}")
     from archiver.stores import open_store
 
     jobs = plan(archive, kind)
     check_out(out, archive.dest)
-    writer = _writer(kind, out)
+    writer = _writer(kind, out, portable)
     report = ExportReport()
     store = open_store(archive.dest, archive.format)
     try:
@@ -162,12 +166,11 @@ def export_archive(archive: Archive, out: Path, kind: str) -> ExportReport:
                 writer.end()
     finally:
         store.close()
-    if hasattr(os, "sync"):
-        os.sync()  # "done" means on disk (one call; per-file fsyncs cost ~1 ms each)
+    platform.sync_tree(out)  # "done" means on disk (one os.sync where there is one)
     return report
 
 
-def _writer(kind: str, out: Path) -> Writer:
+def _writer(kind: str, out: Path, portable: bool = False) -> Writer:
     if kind == "thunderbird":
         from archiver.export.thunderbird import ThunderbirdWriter
 
@@ -178,8 +181,11 @@ def _writer(kind: str, out: Path) -> Writer:
         return MboxWriter(out)
     if kind == "maildir":
         from archiver.export.maildir import MaildirWriter
+        from archiver.naming import probe
 
-        return MaildirWriter(out)
+        with translate_os_errors(f"writing into {out}"):
+            naming = probe(out, portable)  # OUT is new or empty: its own file system decides
+        return MaildirWriter(out, naming.delimiter)
     from archiver.export.eml import EmlWriter
 
     return EmlWriter(out)

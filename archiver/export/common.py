@@ -20,6 +20,7 @@ from typing import BinaryIO, Optional, Protocol
 
 from archiver.export.framing import Message, Unreadable
 from archiver.fsutil import DIR_MODE, open_new, set_mtime, write_all
+from archiver.names import fold_key, is_device_name
 from archiver.offline.catalog import Item
 from archiver.state import FolderEntry
 
@@ -155,8 +156,6 @@ def touch(path: Path) -> None:
 # ---------------------------------------------------------------- safe names
 
 _UNSAFE = set('<>:"/\\|?*')
-_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)),
-             *(f"LPT{i}" for i in range(1, 10))}
 MAX_NAME_CHARS = 150
 MAX_NAME_BYTES = 240  # ext4 and most others: 255 bytes per name
 
@@ -179,8 +178,9 @@ def safe_name(text: str, *, max_chars: int = 100, max_bytes: int = 200) -> str:
     name = re.sub(r"[. ]+$", lambda m: "_" * len(m.group(0)), name)
     if not name:
         name = "_"
-    if name.split(".")[0].upper() in _RESERVED:
-        name = name + "_"
+    if is_device_name(name):  # CON, nul.txt: "CON_", "nul_.txt" (the extension kept)
+        stem, dot, rest = name.partition(".")
+        name = stem + "_" + dot + rest
     return name
 
 
@@ -193,7 +193,7 @@ def _cut(text: str, max_chars: int, max_bytes: int) -> str:
 
 def fold(name: str) -> str:
     """Names a case-insensitive, normalising file system (Windows, macOS) treats as one."""
-    return unicodedata.normalize("NFC", name).casefold()
+    return fold_key(name)
 
 
 class NameSpace:

@@ -2,7 +2,8 @@
 
 Folder paths follow the archive's rule (:func:`archiver.names.assign_path`),
 file names are ``<uidvalidity>.<uid>.archiver:2,<info>`` with the standard
-info letters, the mtime is the INTERNALDATE.  Keywords other than
+info letters (``;2,`` where OUT's file system refuses ``:``, or with
+``--portable-names``: :mod:`archiver.naming`), the mtime is the INTERNALDATE.  Keywords other than
 ``$Forwarded`` have no place in a Maildir file name and are not exported.
 """
 
@@ -18,8 +19,9 @@ from archiver.stores.maildir import file_name
 
 
 class MaildirWriter:
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Path, delimiter: str = ":") -> None:
         self.out = out
+        self.delimiter = delimiter
         self.dirs: dict[str, Path] = {}
         self.current: Path = out
 
@@ -43,7 +45,8 @@ class MaildirWriter:
 
     def add(self, item: Item, msg: Message) -> None:
         e = item.entry
-        write_message_file(self.current / file_name(e.uidvalidity, e.uid, e.flags, e.keywords),
+        write_message_file(self.current / file_name(e.uidvalidity, e.uid, e.flags, e.keywords,
+                                                     self.delimiter),
                            msg, received(item))
 
     def end(self) -> None:

@@ -6,7 +6,7 @@ be recovered from it:
 * folders: every directory under DEST (``.archiver`` aside) holding ``cur/``;
   the folder name is the path with each component's escapes reversed
   (:func:`archiver.names.decode_component`);
-* messages: ``<uidvalidity>.<uid>.archiver:2,<info>`` gives UIDVALIDITY, UID
+* messages: ``<uidvalidity>.<uid>.archiver:2,<info>`` (or ``;2,``) gives UIDVALIDITY, UID
   and the flags (``P`` is the keyword ``$Forwarded``); the bytes give size,
   SHA-256 and the decoded headers; the file's mtime is the INTERNALDATE.
 
@@ -62,7 +62,8 @@ from archiver.stores.maildir import flags_from_info
 
 BATCH = 1000  # records per index frame
 HEAD_BYTES = 256 * 1024
-_FILE_RE = re.compile(r"^(\d+)\.(\d+)\.archiver(?::2,([A-Za-z]*))?$")
+# either info separator: ":2," or the portable ";2," (archiver.naming)
+_FILE_RE = re.compile(r"^(\d+)\.(\d+)\.archiver(?:[:;]2,([A-Za-z]*))?$")
 
 
 

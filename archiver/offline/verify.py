@@ -68,7 +68,7 @@ def check_message(archive: Archive, entry: MessageEntry) -> Check:
         try:
             digest, size, _ = hash_file(path)
         except FileNotFoundError:  # by base name: a crash between a rename and its record
-            located = MaildirStore(archive.dest).locate(entry)
+            located = MaildirStore(archive.dest, naming=archive.naming).locate(entry)
             digest, size, _ = hash_file(located)
             found_as = located.relative_to(archive.dest).as_posix()
     except FileNotFoundError:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Optional
 
+from archiver import platform
 from archiver.archive import Archive
 from archiver.fsutil import DIR_MODE, hold_lock, translate_os_errors
 from archiver.index import FORMAT_VERSION, IndexWriter, cut_torn_tail, read_index, timestamp
@@ -73,12 +74,7 @@ def archive_key(archive: Archive) -> str:
 
 def writable(directory: Path) -> bool:
     """Can we create files in ``directory``?  (A read-only mount says no even to root.)"""
-    if not os.access(directory, os.W_OK):
-        return False
-    try:
-        return not os.statvfs(directory).f_flag & os.ST_RDONLY
-    except (OSError, AttributeError):  # pragma: no cover - no statvfs (Windows)
-        return True
+    return platform.writable(directory)
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,11 @@ import logging
 import socket
 import ssl
 import time
-from typing import Callable
+from typing import Callable, Optional
 
 from archiver.account import Endpoint
 from archiver.errors import ConnectionFailed, TLSError
+from archiver.i18n import _
 
 log = logging.getLogger("archiver.connection")
 
@@ -61,24 +62,122 @@ def retry_dropped(connect_once: Callable[[], None], attempts: int, backoff: floa
 
 
 def connect_error(endpoint: Endpoint, exc: BaseException) -> ConnectionFailed:
-    """One-line explanation of a failure to reach or trust the server."""
-    host = endpoint.host
+    """One-line explanation of a failure to reach or trust the server.
+
+    The fix names this end's own options (``--target-cafile`` for a restore
+    target, ``--cafile`` for a source): :attr:`Endpoint.options`.
+    """
+    host, opts = endpoint.host, endpoint.options
     if isinstance(exc, ssl.SSLCertVerificationError):
         return TLSError(
-            f"the certificate of {host} could not be verified ({exc.verify_message}); "
-            "if you trust this server, give its CA with --cafile (or --insecure to skip checks)"
-        )
+            _("the certificate of {host} could not be verified ({reason}); if you trust this "
+              "server, give its CA with {cafile} (or {insecure} to skip checks)").format(
+                host=host, reason=exc.verify_message, cafile=opts.cafile,
+                insecure=opts.insecure))
     if isinstance(exc, ssl.SSLError):
-        return TLSError(f"TLS with {host}:{endpoint.port} failed ({exc.reason or exc}); "
-                        "check the port and whether the server speaks TLS there")
+        return TLSError(_("TLS with {host}:{port} failed ({reason}); check the port and "
+                          "whether the server speaks TLS there").format(
+            host=host, port=endpoint.port, reason=exc.reason or exc))
     if isinstance(exc, socket.gaierror):
-        return ConnectionFailed(f"cannot find host {host}: check the spelling and your "
-                                "network connection")
+        return ConnectionFailed(_("cannot find host {host}: check the spelling and your "
+                                  "network connection").format(host=host))
     if isinstance(exc, ConnectionRefusedError):
-        return ConnectionFailed(f"{host}:{endpoint.port} refused the connection: check the "
-                                "host and port")
+        return ConnectionFailed(_("{host}:{port} refused the connection: check the host and "
+                                  "port").format(host=host, port=endpoint.port))
     if isinstance(exc, (socket.timeout, TimeoutError)):
-        return ConnectionFailed(f"{host}:{endpoint.port} did not answer in time: check the "
-                                "network, or raise --timeout")
-    return ConnectionFailed(f"connection to {host}:{endpoint.port} failed: "
-                            f"{exc.__class__.__name__}: {exc}")
+        return ConnectionFailed(_("{host}:{port} did not answer in time: check the network, "
+                                  "or raise {timeout}").format(host=host, port=endpoint.port,
+                                                               timeout=opts.timeout))
+    return ConnectionFailed(_("connection to {host}:{port} failed: {error}").format(
+        host=host, port=endpoint.port, error=f"{exc.__class__.__name__}: {exc}"))
+
+
+def excerpt(line: Optional[bytes], limit: int = 60) -> str:
+    """A server's first line as safe, short text: control characters shown as '?'."""
+    if not line:
+        return _("nothing")
+    text = line.rstrip(b"\r\n").decode("utf-8", errors="replace")
+    text = "".join(c if c.isprintable() else "?" for c in text)
+    return '"' + (text if len(text) <= limit else text[:limit] + "...") + '"'
+
+
+def read_greeting(endpoint: Endpoint, timeout: float) -> Optional[bytes]:
+    """The server's first line, read on a fresh connection (TLS when the URL says so).
+
+    Only to explain a greeting that did not parse: imaplib keeps none of it.
+    None when even that fails (the caller then says "nothing").
+    """
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False  # only reading the greeting; no password goes out
+    ctx.verify_mode = ssl.CERT_NONE
+    try:
+        with socket.create_connection((endpoint.host, endpoint.port), timeout=timeout) as raw:
+            sock = (ctx.wrap_socket(raw, server_hostname=endpoint.host)
+                    if endpoint.implicit_tls else raw)
+            with sock:
+                data = b""
+                while b"\n" not in data and len(data) < 512:
+                    chunk = sock.recv(512)
+                    if not chunk:
+                        break
+                    data += chunk
+                return data.split(b"\n", 1)[0]
+    except (OSError, ssl.SSLError):
+        return None
+
+
+def is_imap_greeting(line: bytes) -> bool:
+    """``* OK``, ``* PREAUTH`` or ``* BYE`` (RFC 9051 7.1): an IMAP server's first line."""
+    return line[:2] == b"* " and line[2:].upper().startswith((b"OK", b"PREAUTH", b"BYE"))
+
+
+def wrong_protocol(endpoint: Endpoint, expected: str,
+                   greeting: Optional[bytes]) -> ConnectionFailed:
+    """The server greeted, but not as ``expected`` ("IMAP" or "POP3") says it should.
+
+    A POP3 greeting starts ``+OK``, an IMAP one ``* OK`` (or ``* PREAUTH``):
+    when it is the other protocol, say so and give the URL that fits.
+    """
+    ep = endpoint
+    line = (greeting or b"").lstrip()
+    other = None
+    if expected == "IMAP" and line[:3].upper() == b"+OK":
+        other, scheme = "POP3", "pop3s" if ep.implicit_tls else "pop3"
+    elif expected == "POP3" and is_imap_greeting(line):
+        other, scheme = "IMAP", "imaps" if ep.implicit_tls else "imap"
+    if other is not None:
+        return ConnectionFailed(
+            _("{host}:{port} speaks {other}, not {expected} (it said {greeting}): use "
+              "{scheme}://{user}@{host}:{port}").format(
+                host=ep.host, port=ep.port, other=other, greeting=excerpt(greeting),
+                expected=expected, scheme=scheme, user=ep.user))
+    return ConnectionFailed(
+        _("{host}:{port} did not greet as an {expected} server (it said {greeting}): check "
+          "the port and the protocol in the URL").format(
+            host=ep.host, port=ep.port, expected=expected, greeting=excerpt(greeting)))
+
+
+def unencrypted(endpoint: Endpoint, command: str, tls_scheme: str, tls_port: int) -> str:
+    """Why we will not log in on a server without STARTTLS (STLS), and the fixes."""
+    ep = endpoint
+    if ep.options.plaintext is None:  # a restore target: no way to allow it
+        return _("{host}:{port} does not offer {command}, so the password would travel "
+                 "unencrypted: use {scheme}:// (port {tls_port})").format(
+            host=ep.host, port=ep.port, command=command, scheme=tls_scheme, tls_port=tls_port)
+    return _("{host}:{port} does not offer {command}, so the password would travel "
+             "unencrypted: use {scheme}:// (port {tls_port}), or {plaintext} if you accept "
+             "that").format(host=ep.host, port=ep.port, command=command, scheme=tls_scheme,
+                            tls_port=tls_port, plaintext=ep.options.plaintext)
+
+
+def login_fixes(endpoint: Endpoint) -> str:
+    """Where this end's user name and password come from: ``--user, --password-file``."""
+    opts = endpoint.options
+    return f"{opts.user}, {opts.password_file}"
+
+
+def refused_login(endpoint: Endpoint) -> str:
+    """The server said no to this user name and password."""
+    return _("{host} refused the login for user '{user}': check the user name and password "
+             "({fixes})").format(host=endpoint.host, user=endpoint.user,
+                                 fixes=login_fixes(endpoint))

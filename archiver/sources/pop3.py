@@ -29,7 +29,15 @@ from archiver.sources.base import (
     FolderStatus,
     MessageMeta,
 )
-from archiver.sources.connection import DROPS, connect_error, dropped, retry_dropped
+from archiver.sources.connection import (
+    DROPS,
+    connect_error,
+    dropped,
+    refused_login,
+    retry_dropped,
+    unencrypted,
+    wrong_protocol,
+)
 
 log = logging.getLogger("archiver.pop3")
 
@@ -155,7 +163,7 @@ class Pop3Source:
 
     def _connect_once(self) -> None:
         ep = self.endpoint
-        ctx = ssl_context(ep.tls)
+        ctx = ssl_context(ep.tls, ep.options)
         try:
             raw = socket.create_connection((ep.host, ep.port), timeout=self.timeout)
             sock: socket.socket = raw
@@ -169,8 +177,7 @@ class Pop3Source:
         try:
             greeting = self._line("greeting")
             if not greeting.startswith(b"+OK"):
-                raise ConnectionFailed(f"{ep.host}:{ep.port} is not a POP3 server "
-                                       f"(it said {greeting[:60]!r})")
+                raise wrong_protocol(ep, "POP3", greeting)
             self._read_capa()
             if not ep.implicit_tls:
                 self._stls(ctx)
@@ -229,9 +236,7 @@ class Pop3Source:
         ep = self.endpoint
         if "STLS" not in self.capabilities:
             if not ep.tls.plaintext:
-                raise TLSError(
-                    f"{ep.host}:{ep.port} does not offer STLS, so the password would travel "
-                    "unencrypted: use pop3s:// (port 995), or --plaintext if you accept that")
+                raise TLSError(unencrypted(ep, "STLS", "pop3s", 995))
             self.warnings.append(f"WARNING: {ep.host} offers no STLS; logging in over an "
                                  "UNENCRYPTED connection (--plaintext)")
             return
@@ -255,8 +260,7 @@ class Pop3Source:
             if "IN-USE" in text.upper() or "SYS/TEMP" in text.upper():
                 raise ConnectionFailed(f"{ep.host} refused the login for now ({text}); wait "
                                        "a moment and rerun") from None
-            raise LoginError(f"{ep.host} refused the login for user '{ep.user}': check the "
-                             "user name and password") from None
+            raise LoginError(refused_login(ep)) from None
 
     def _choose_fetch(self) -> None:
         if "TOP" in self.capabilities:

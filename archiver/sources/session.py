@@ -24,6 +24,7 @@ from imapclient.response_parser import parse_fetch_response
 
 from archiver.account import Endpoint, ssl_context
 from archiver.errors import ConnectionFailed, LoginError, ServerError, TLSError
+from archiver.i18n import _
 from archiver.names import decode_mutf7
 from archiver.namespaces import OTHER, PERSONAL, SHARED, Namespace, Namespaces
 from archiver.sources.alerts import AlertWatch
@@ -37,7 +38,13 @@ from archiver.sources.connection import (
     DROPS,
     connect_error,
     dropped,
+    is_imap_greeting,
+    login_fixes,
+    read_greeting,
+    refused_login,
     retry_dropped,
+    unencrypted,
+    wrong_protocol,
 )
 from archiver.sources.pipelined import FetchPipe, uid_set
 from archiver.sources.responses import (
@@ -131,19 +138,25 @@ class ImapSession:
 
     def _connect_once(self) -> None:
         ep = self.endpoint
-        ctx = ssl_context(ep.tls)
+        ctx = ssl_context(ep.tls, ep.options)
         try:
             client = imapclient.IMAPClient(
                 ep.host, port=ep.port, ssl=ep.implicit_tls, ssl_context=ctx,
                 timeout=imapclient.SocketTimeout(connect=self.timeout, read=self.timeout),
             )
         except DROPS as exc:
+            # imaplib also "aborts" on a whole greeting that is not IMAP at all (an
+            # SMTP server, say): that is no drop to retry, and imaplib keeps no line.
+            if isinstance(exc, imaplib.IMAP4.abort) and "unexpected response" in str(exc):
+                greeting = read_greeting(ep, self.timeout)
+                if greeting and not is_imap_greeting(greeting):
+                    raise wrong_protocol(ep, "IMAP", greeting) from None
             raise dropped(ep, "the TLS handshake or greeting", exc) from None
         except (OSError, ssl.SSLError) as exc:
             raise connect_error(ep, exc) from None
-        except imapclient.exceptions.IMAPClientError as exc:
-            raise ConnectionFailed(f"{ep.host}:{ep.port} did not greet as an IMAP server: "
-                                   f"{as_text(exc)}") from None
+        except imapclient.exceptions.IMAPClientError:
+            # imaplib keeps nothing of a greeting it cannot parse ("None"): read it again
+            raise wrong_protocol(ep, "IMAP", read_greeting(ep, self.timeout)) from None
         if not self.trace:
             client._imap.debug = 0  # skip imaplib's per-line trace formatting
         self.alert_watch.watch(client._imap)
@@ -212,10 +225,7 @@ class ImapSession:
                 raise connect_error(ep, exc) from None
             return
         if not ep.tls.plaintext:
-            raise TLSError(
-                f"{ep.host}:{ep.port} does not offer STARTTLS, so the password would travel "
-                "unencrypted: use imaps:// (port 993), or --plaintext if you accept that"
-            )
+            raise TLSError(unencrypted(ep, "STARTTLS", "imaps", 993))
         self.warnings.append(f"WARNING: {ep.host} offers no STARTTLS; logging in over an "
                              "UNENCRYPTED connection (--plaintext)")
 
@@ -243,11 +253,11 @@ class ImapSession:
                                         "wait a moment and rerun") from None
             alert = "; ".join(self.alert_watch.since_connect())
             if alert:  # e.g. "Password expired": the server's reason is the fix
-                raise LoginError(f"{ep.host} refused the login for user '{ep.user}' with the "
-                                 f"alert \"{alert}\": do what it says, or check the user "
-                                 "name and password") from None
-            raise LoginError(f"{ep.host} refused the login for user '{ep.user}': check the "
-                             "user name and password") from None
+                raise LoginError(_("{host} refused the login for user '{user}' with the alert "
+                                   "\"{alert}\": do what it says, or check the user name "
+                                   "and password ({fixes})").format(
+                    host=ep.host, user=ep.user, alert=alert, fixes=login_fixes(ep))) from None
+            raise LoginError(refused_login(ep)) from None
         except DROPS as exc:
             raise dropped(ep, "the login", exc) from None
         except _NETWORK_ERRORS as exc:

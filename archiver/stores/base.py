@@ -21,12 +21,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional, Protocol
 
+from archiver import platform
 from archiver.durable import fsync, replace_with
 from archiver.fsutil import open_new, write_all
 from archiver.state import MessageEntry
 
 CHUNK = 1 << 20  # bytes read at a time when a message is streamed out of the archive
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 class ShortMessage(OSError):
@@ -127,8 +127,7 @@ def open_spool(path: Path, ident: Optional[dict[str, Any]]) -> Spool:
         spool = Spool(path=path, fd=open_new(path), sidecar=sidecar, ident=ident)
         spool._save_sidecar()  # length 0: names the message before any byte arrives
         return spool
-    flags = os.O_WRONLY | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
-    fd = os.open(path, flags)
+    fd = os.open(path, platform.file_flags(os.O_WRONLY))
     spool = Spool(path=path, fd=fd, sidecar=sidecar, ident=ident)
     try:
         os.ftruncate(fd, length)

@@ -5,6 +5,10 @@ File names are ``<uidvalidity>.<uid>.archiver:2,<info>`` -- deterministic from
 instead of a duplicate -- with the standard info letters for the flags
 (``D`` \\Draft, ``F`` \\Flagged, ``P`` $Forwarded, ``R`` \\Answered, ``S``
 \\Seen, ``T`` \\Deleted).  Bytes are exactly what the server sent.
+
+The info separator is the archive's (:mod:`archiver.naming`): ``:2,``, or
+``;2,`` where the file system refuses ``:`` (Windows, exFAT) or the archive
+was made with ``--portable-names``.  Readers accept both: :func:`base_of`.
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from archiver import platform
 from archiver.durable import PerFileSync, SyncStrategy, fsync_dir, fsync_parents, replace
 from archiver.fsutil import ensure_dir, open_new, set_mtime, translate_os_errors, write_all
 from archiver.names import folder_path
+from archiver.naming import COLON, DELIMITERS, Naming, read_naming
 from archiver.state import MessageEntry
 from archiver.stores.base import (
     CHUNK,
@@ -33,7 +39,7 @@ from archiver.stores.base import (
     open_spool,
 )
 
-INFO_SEP = ":2,"
+INFO_SEP = ":2,"  # the Maildir standard's; an archive may use ";2," (archiver.naming)
 _LETTERS = {"\\Draft": "D", "\\Flagged": "F", "$Forwarded": "P", "\\Answered": "R",
             "\\Seen": "S", "\\Deleted": "T"}
 _FLAG_OF = {v: k for k, v in _LETTERS.items()}
@@ -69,8 +75,29 @@ def base_name(uidvalidity: int, uid: int) -> str:
 
 
 def file_name(uidvalidity: int, uid: int, flags: tuple[str, ...],
-              keywords: tuple[str, ...] = ()) -> str:
-    return base_name(uidvalidity, uid) + INFO_SEP + info_letters(flags, keywords)
+              keywords: tuple[str, ...] = (), delimiter: str = COLON) -> str:
+    """The message's file name with ``delimiter`` (``:`` or ``;``) before ``2,<info>``."""
+    return base_name(uidvalidity, uid) + delimiter + "2," + info_letters(flags, keywords)
+
+
+def base_of(name: str) -> str:
+    """A Maildir file name's base (the part before the info), whichever separator it has.
+
+    Our base names (``<uidvalidity>.<uid>.archiver``, a POP3 hash) hold neither
+    ``:`` nor ``;``, so the first of the two ends the base.
+    """
+    cut = len(name)
+    for delimiter in DELIMITERS:
+        at = name.find(delimiter)
+        if 0 <= at < cut:
+            cut = at
+    return name[:cut]
+
+
+def info_of(name: str) -> str | None:
+    """The info letters of a file name (``S`` of ``…:2,S`` or ``…;2,S``), None if none."""
+    rest = name[len(base_of(name)):]
+    return rest[3:] if rest[1:3] == "2," else None
 
 
 @dataclass
@@ -96,9 +123,12 @@ class MaildirStore:
 
     format = "maildir"
 
-    def __init__(self, root: Path, sync: Optional[SyncStrategy] = None) -> None:
+    def __init__(self, root: Path, sync: Optional[SyncStrategy] = None,
+                 naming: Optional[Naming] = None) -> None:
         self.root = root
         self.sync: SyncStrategy = sync if sync is not None else PerFileSync()
+        # the separator new names get; read from archive.json unless given
+        self.naming = naming if naming is not None else read_naming(root)
         self._existing: dict[str, dict[str, str]] = {}
 
     def close(self) -> None:
@@ -125,7 +155,7 @@ class MaildirStore:
         named: set[str] = set()
         missing: list[MessageEntry] = []
         for e in entries:
-            base = e.path.rsplit("/", 1)[-1].split(":", 1)[0]
+            base = base_of(e.path.rsplit("/", 1)[-1])
             if not base:
                 continue
             named.add(base)
@@ -147,7 +177,7 @@ class MaildirStore:
                     continue
                 base = found.pop()
                 replace(d / existing.pop(base), self.root.joinpath(*e.path.split("/")))
-                existing[e.path.rsplit("/", 1)[-1].split(":", 1)[0]] = \
+                existing[base_of(e.path.rsplit("/", 1)[-1])] = \
                     e.path[len(folder_path) + 1:]
                 back += 1
             if back:
@@ -190,7 +220,7 @@ class MaildirStore:
             except FileNotFoundError:
                 continue
             for name in names:
-                found[name.split(":", 1)[0]] = f"{sub}/{name}"
+                found[base_of(name)] = f"{sub}/{name}"
         self._existing[folder_path] = found
         return found
 
@@ -249,7 +279,8 @@ class MaildirStore:
                         size, digest = len(item.data), hashlib.sha256(item.data).hexdigest()
                     staged.fds.append(fd)
                     set_mtime(tmp, item.internaldate)
-                    name = file_name(item.uidvalidity, item.uid, item.flags, item.keywords)
+                    name = file_name(item.uidvalidity, item.uid, item.flags, item.keywords,
+                                     self.naming.delimiter)
                     old = existing.get(base)
                     stale = d / old if old and old != f"cur/{name}" else None
                     staged.moves.append((tmp, d / "cur" / name, stale))
@@ -305,7 +336,8 @@ class MaildirStore:
             for mv in moves:
                 new_base = base_name(mv.uidvalidity, mv.uid)
                 current = existing.get(mv.old_base) or existing.get(new_base)
-                name = file_name(mv.uidvalidity, mv.uid, mv.flags, mv.keywords)
+                name = file_name(mv.uidvalidity, mv.uid, mv.flags, mv.keywords,
+                                 self.naming.delimiter)
                 if current is None:
                     out.append("")
                     continue
@@ -338,7 +370,7 @@ class MaildirStore:
                     os.unlink(target)
                 except FileNotFoundError:
                     pass
-                existing.pop(target.name.split(":", 1)[0], None)
+                existing.pop(base_of(target.name), None)
             fsync_dir(self._dir(folder_path) / "cur")
 
     def read_message(self, entry: MessageEntry) -> bytes:
@@ -354,7 +386,7 @@ class MaildirStore:
             raise ShortMessage(f"{entry.path} holds {have} bytes, the index says {entry.size}")
 
     def message_chunks(self, entry: MessageEntry, chunk: int = CHUNK) -> Iterator[bytes]:
-        fd = os.open(self.locate(entry), os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        fd = os.open(self.locate(entry), os.O_RDONLY | platform.O_BINARY)
         try:
             left = os.fstat(fd).st_size
             while True:
@@ -382,14 +414,14 @@ class MaildirStore:
         parts = entry.path.split("/")
         if len(parts) >= 3 and parts[-2] in ("cur", "new"):
             folder_dir = self.root.joinpath(*parts[:-2])
-            base = parts[-1].split(":", 1)[0]
+            base = base_of(parts[-1])
             for sub in ("cur", "new"):
                 try:
                     names = os.listdir(folder_dir / sub)
                 except FileNotFoundError:
                     continue
                 for name in names:
-                    if name.split(":", 1)[0] == base:
+                    if base_of(name) == base:
                         return folder_dir / sub / name
         return path  # not there: the caller's open/stat says so
 

@@ -28,6 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Optional
 
+from archiver import platform
 from archiver.durable import (
     PerFileSync,
     SyncStrategy,
@@ -53,7 +54,7 @@ from archiver.stores.mboxrd import quote as quote  # re-exported: the mbox forma
 from archiver.stores.mboxrd import unquote as unquote
 
 _RETURN_PATH = re.compile(rb"(?im)^return-path:[ \t]*<?([^>\r\n]*)>?")
-_APPEND = os.O_WRONLY | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+_APPEND = os.O_WRONLY | os.O_APPEND | platform.O_NOFOLLOW | platform.O_BINARY
 
 
 def from_line(message_head: bytes, when: Optional[datetime]) -> bytes:

@@ -90,8 +90,39 @@ def test_mbox_flags_live_in_the_index_and_formats_do_not_mix(
     flags = [r for r in index_records(dest) if r["type"] == "flags"]
     assert flags and flags[-1]["flags"] == ["\\Seen"] and flags[-1]["keywords"] == ["$Junk"]
     assert b"\n>From here" in (dest / "INBOX").read_bytes()
-    code, _, err = backup(dovecot, mail_user, dest)  # default format: maildir
-    assert code == 6 and "--format mbox" in err
+    code, _, err = backup(dovecot, mail_user, dest, "--format", "maildir")
+    assert code == 6 and "mbox format" in err and "leave out --format" in err
+    assert not (dest / "INBOX" / "cur").exists()
+
+
+def test_rerun_without_format_keeps_the_archives_mbox_format(
+        dovecot: DovecotServer, mail_user: MailUser, tmp_path: Path) -> None:
+    dovecot.append(mail_user, "INBOX", b"Subject: one\r\n\r\none\r\n")
+    dest = tmp_path / "a"
+    assert backup(dovecot, mail_user, dest, "--format", "mbox")[0] == 0
+    before = {p: p.read_bytes() for p in dest.rglob("*") if p.is_file()
+              and ".archiver" not in p.parts}
+    code, out, err = backup(dovecot, mail_user, dest, "--json")  # no --format
+    assert code == 0, err
+    assert json.loads(out)["new"] == 0
+    after = {p: p.read_bytes() for p in dest.rglob("*") if p.is_file()
+             and ".archiver" not in p.parts}
+    assert after == before  # no Maildir appeared beside the mbox files
+    dovecot.append(mail_user, "INBOX", b"Subject: two\r\n\r\ntwo\r\n")
+    code, out, err = backup(dovecot, mail_user, dest, "--json")
+    assert code == 0 and json.loads(out)["new"] == 1, err
+    assert Counter(_messages_from_mbox(dest, "INBOX")) == Counter(
+        m[1] for m in dovecot.fetch_all(mail_user)["INBOX"])
+    assert not (dest / "INBOX").is_dir()
+
+
+def test_new_dest_without_format_is_maildir(dovecot: DovecotServer, mail_user: MailUser,
+                                            tmp_path: Path) -> None:
+    dovecot.append(mail_user, "INBOX", b"Subject: one\r\n\r\none\r\n")
+    dest = tmp_path / "a"
+    assert backup(dovecot, mail_user, dest)[0] == 0
+    assert Archive.open_existing(dest).format == "maildir"
+    assert (dest / "INBOX" / "cur").is_dir()
 
 
 def test_mbox_crash_before_index_frame_leaves_no_duplicate_or_torn_message(

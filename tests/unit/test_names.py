@@ -77,10 +77,11 @@ def test_any_name_maps_inside_dest_and_round_trips(components: list[str]) -> Non
     rel = folder_path(components)
     assert _inside("/dest", rel)
     parts = PurePosixPath(rel).parts
-    assert len(parts) == len(components)
-    for comp, part in zip(components, parts):
-        if len(encode_component(comp).encode("utf-8", "surrogatepass")) < 180:
-            assert decode_component(part) == comp
+    assert len(parts) <= len(components)  # fewer: a deep folder moved to the top (budget)
+    if len(parts) == len(components):
+        for comp, part in zip(components, parts):
+            if "%_" not in part:  # not cut (the index keeps the names of cut ones)
+                assert decode_component(part) == comp
 
 
 def test_case_and_normalisation_twins_get_distinct_paths() -> None:

@@ -198,7 +198,8 @@ def test_safe_name_rules() -> None:
     assert safe_name('a<b>c:d"e/f\\g|h?i*j') == "a_b_c_d_e_f_g_h_i_j"
     assert safe_name("受信箱 ゼミ") == "受信箱 ゼミ"
     assert safe_name("trailing. ") == "trailing__" and safe_name(".hidden") == "_hidden"
-    assert safe_name("CON") == "CON_" and safe_name("com1.txt") == "com1.txt_"
+    assert safe_name("CON") == "CON_" and safe_name("com1.txt") == "com1_.txt"
+    assert safe_name("Nul .tar.gz") == "Nul _.tar.gz" and safe_name("CONSOLE") == "CONSOLE"
     assert safe_name("tab\there\x7f") == "tab_here_" and safe_name("") == "_"
     long = safe_name("あ" * 300)
     assert len(long) <= 100 and len(long.encode()) <= 200
