@@ -25,9 +25,10 @@ from archiver.cli.common import (
     source_options,
     warn_skipped,
 )
+from archiver.cli.translated import TranslatedCommand
 
 
-@click.command()
+@click.command(cls=TranslatedCommand)
 @click.argument("source")
 @click.argument("dest", type=click.Path(path_type=Path))
 @source_options

@@ -84,7 +84,7 @@ class Logging:
 source_options = apply_options([
     click.option("--user", "-u", help="Login name (overrides the one in SOURCE)."),
     click.option("--password-file", type=click.Path(path_type=Path),
-                 help=f"Read the password from the first line of FILE (else ${PASSWORD_ENV},"
+                 help="Read the password from the first line of FILE (else $ARCHIVER_PASSWORD,"
                       " else a prompt)."),
     click.option("--cafile", type=click.Path(path_type=Path),
                  help="Trust this CA certificate (PEM) for the server's TLS certificate."),
@@ -132,8 +132,8 @@ target_options = apply_options([
     click.option("--target-user", help="Login on the target (default: the archive's "
                                        "user; ecc-new adds @mail.ecc.u-tokyo.ac.jp)."),
     click.option("--target-password-file", type=click.Path(path_type=Path),
-                 help=f"Target password from the first line of FILE (else "
-                      f"${TARGET_PASSWORD_ENV}, else a prompt)."),
+                 help="Target password from the first line of FILE (else "
+                      "$ARCHIVER_TARGET_PASSWORD, else a prompt)."),
     click.option("--target-cafile", type=click.Path(path_type=Path),
                  help="Trust this CA certificate (PEM) for the target's certificate."),
     click.option("--target-insecure", is_flag=True,

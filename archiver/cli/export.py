@@ -8,10 +8,11 @@ from pathlib import Path
 import click
 
 from archiver.cli.common import err, require_index, warn_skipped
+from archiver.cli.translated import TranslatedCommand
 from archiver.export import KINDS
 
 
-@click.command()
+@click.command(cls=TranslatedCommand)
 @click.argument("dest", type=click.Path(path_type=Path))
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option("--to", "kind", type=click.Choice(KINDS), required=True,

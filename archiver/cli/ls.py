@@ -11,9 +11,10 @@ from typing import Any, Optional
 import click
 
 from archiver.cli.common import warn_skipped
+from archiver.cli.translated import TranslatedCommand
 
 
-@click.command(name="ls")
+@click.command(name="ls", cls=TranslatedCommand)
 @click.argument("dest", type=click.Path(path_type=Path))
 @click.argument("folder", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")

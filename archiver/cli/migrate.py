@@ -29,6 +29,7 @@ from archiver.cli.common import (
     warn_skipped,
 )
 from archiver.cli.restore import print_restore, print_verify
+from archiver.cli.translated import TranslatedCommand
 
 
 def default_via(host: str, user: str) -> Path:
@@ -41,7 +42,7 @@ def default_via(host: str, user: str) -> Path:
             / encode_component(user))
 
 
-@click.command()
+@click.command(cls=TranslatedCommand)
 @click.argument("source")
 @click.argument("target")
 @click.option("--via", type=click.Path(path_type=Path),

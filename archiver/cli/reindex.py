@@ -7,9 +7,10 @@ from pathlib import Path
 import click
 
 from archiver.cli.common import err
+from archiver.cli.translated import TranslatedCommand
 
 
-@click.command()
+@click.command(cls=TranslatedCommand)
 @click.argument("dest", type=click.Path(path_type=Path))
 @click.option("--snapshot", is_flag=True,
               help="Do not rebuild: save a snapshot of what only the index knows "

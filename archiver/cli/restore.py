@@ -25,6 +25,7 @@ from archiver.cli.common import (
     target_options,
     warn_skipped,
 )
+from archiver.cli.translated import TranslatedCommand
 
 
 def print_restore(summary: Any, quiet: bool, *sessions: Any) -> None:
@@ -75,7 +76,7 @@ def print_verify(report: Any, quiet: bool) -> None:
             + f"; {report.extra} other messages on the target")
 
 
-@click.command()
+@click.command(cls=TranslatedCommand)
 @click.argument("dest", type=click.Path(path_type=Path))
 @click.argument("target")
 @target_options

@@ -9,9 +9,10 @@ from typing import Optional
 import click
 
 from archiver.cli.common import err, require_index, warn_skipped
+from archiver.cli.translated import TranslatedCommand
 
 
-@click.command()
+@click.command(cls=TranslatedCommand)
 @click.argument("dest", type=click.Path(path_type=Path))
 @click.argument("text", nargs=-1)
 @click.option("--from", "sender", metavar="TEXT", help="The sender contains TEXT.")

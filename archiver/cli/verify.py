@@ -20,12 +20,13 @@ from archiver.cli.common import (
     source_identity,
     source_options,
 )
+from archiver.cli.translated import TranslatedCommand
 
 if TYPE_CHECKING:
     from archiver.repair import RepairReport
 
 
-@click.command()
+@click.command(cls=TranslatedCommand)
 @click.argument("dest", type=click.Path(path_type=Path))
 @click.option("--repair", "repair_source", metavar="SOURCE",
               help="Fetch missing and changed messages again from SOURCE (the archive's "
