@@ -16,6 +16,7 @@ from typing import Callable, Optional
 from urllib.parse import unquote, urlsplit
 
 from archiver.errors import UsageError
+from archiver.i18n import _
 
 DEFAULT_PORTS = {"imaps": 993, "imap": 143, "pop3s": 995, "pop3": 110}
 
@@ -92,42 +93,47 @@ def parse_endpoint(
         preset = PRESETS[spec]
         login = user or (ask_user() if ask_user else "")
         if not login:
-            raise UsageError(f"{spec} needs a user name: add --user YOUR_ID")
+            raise UsageError(_("{spec} needs a user name: add --user YOUR_ID").format(
+                               spec=spec))
         login, notes = _apply_domain_rule(login.strip(), preset)
         return Endpoint(preset.scheme, preset.host, preset.port, login, tls, notes)
     if "://" not in spec:
         raise UsageError(
-            f"'{spec}' is not a server: use imaps://USER@HOST (or imap://, pop3s://, pop3://) "
-            f"or a preset ({', '.join(sorted(PRESETS))})"
+            _("'{spec}' is not a server: use imaps://USER@HOST (or imap://, pop3s://, "
+              "pop3://) or a preset ({names})").format(
+              spec=spec, names=', '.join(sorted(PRESETS)))
         )
     try:
         parts = urlsplit(spec)
         parts.port  # noqa: B018 - parses (and validates) the port now
     except ValueError as exc:
-        raise UsageError(f"'{spec}' is not a valid URL ({exc}): write it as "
-                         "imaps://USER@HOST[:PORT]") from None
+        raise UsageError(_("'{spec}' is not a valid URL ({exc}): write it as "
+                           "imaps://USER@HOST[:PORT]").format(spec=spec, exc=exc)) from None
     scheme = parts.scheme.lower()
     if scheme not in DEFAULT_PORTS:
         raise UsageError(
-            f"unknown protocol '{scheme}://' in '{spec}': use imaps://, imap://, pop3s:// or pop3://"
+            _("unknown protocol '{scheme}://' in '{spec}': use imaps://, imap://, pop3s:// or "
+              "pop3://").format(scheme=scheme, spec=spec)
         )
     if parts.password is not None:
         raise UsageError(
-            "a password in the URL would show up in process lists and shell history: "
-            "remove it and use --password-file, ARCHIVER_PASSWORD or the prompt"
+            _("a password in the URL would show up in process lists and shell history: "
+            "remove it and use --password-file, ARCHIVER_PASSWORD or the prompt")
         )
     host = parts.hostname
     if not host:
-        raise UsageError(f"no host name in '{spec}': write it as {scheme}://USER@HOST")
+        raise UsageError(_("no host name in '{spec}': write it as {scheme}://USER@HOST").format(
+                           spec=spec, scheme=scheme))
     try:
         port = parts.port or DEFAULT_PORTS[scheme]
     except ValueError:
-        raise UsageError(f"bad port number in '{spec}'") from None
+        raise UsageError(_("bad port number in '{spec}'").format(spec=spec)) from None
     login = user or (unquote(parts.username) if parts.username else "")
     if not login and ask_user:
         login = ask_user()
     if not login:
-        raise UsageError(f"no user name: write {scheme}://USER@{host} or add --user USER")
+        raise UsageError(_("no user name: write {scheme}://USER@{host} or add --user USER").format(
+                           scheme=scheme, host=host))
     return Endpoint(scheme, host, port, login, tls)
 
 
@@ -158,25 +164,26 @@ def read_password(
                 line = fh.readline()
         except OSError as exc:
             raise UsageError(
-                f"cannot read password file {password_file}: {exc.strerror}; "
-                "check the path given to --password-file"
+                _("cannot read password file {password_file}: {strerror}; check the path "
+                  "given to --password-file").format(
+                  password_file=password_file, strerror=exc.strerror)
             ) from None
         pw = line.rstrip(b"\r\n").decode("utf-8", errors="surrogateescape")
         if not pw:
-            raise UsageError(f"password file {password_file} is empty: put the password "
-                             "on its first line")
+            raise UsageError(_("password file {password_file} is empty: put the password on "
+                               "its first line").format(password_file=password_file))
         return pw
     env = os.environ.get(env_var)
     if env:
         return env
     if prompt is None or not (sys.stdin and sys.stdin.isatty()):
         raise UsageError(
-            f"no password for {what} and no terminal to ask on: "
-            f"use --password-file FILE or set {env_var}"
+            _("no password for {what} and no terminal to ask on: use --password-file FILE or "
+              "set {env_var}").format(what=what, env_var=env_var)
         )
-    pw = prompt(f"Password for {what}")
+    pw = prompt(_("Password for {what}").format(what=what))
     if not pw:
-        raise UsageError(f"no password given for {what}")
+        raise UsageError(_("no password given for {what}").format(what=what))
     return pw
 
 
@@ -192,10 +199,12 @@ def ssl_context(tls: TLSOptions) -> ssl.SSLContext:
         return ctx
     if tls.cafile is not None:
         if not Path(tls.cafile).is_file():
-            raise UsageError(f"CA file {tls.cafile} not found: check the path given to --cafile")
+            raise UsageError(_("CA file {cafile} not found: check the path given to "
+                               "--cafile").format(cafile=tls.cafile))
         try:
             return ssl.create_default_context(cafile=str(tls.cafile))
         except ssl.SSLError as exc:
-            raise UsageError(f"CA file {tls.cafile} is not a PEM certificate ({exc.reason}); "
-                             "give --cafile a PEM file") from None
+            raise UsageError(_("CA file {cafile} is not a PEM certificate ({reason}); give "
+                               "--cafile a PEM file").format(
+                               cafile=tls.cafile, reason=exc.reason)) from None
     return ssl.create_default_context()

@@ -20,6 +20,7 @@ from typing import IO, Any, Callable, Optional
 from archiver.durable import atomic_write, fsync_dir
 from archiver.errors import DestinationError
 from archiver.fsutil import DIR_MODE, hold_lock, translate_os_errors
+from archiver.i18n import _
 from archiver.index import (
     FORMAT_VERSION,
     INDEX_NAME,
@@ -57,13 +58,13 @@ class Archive:
         arc = cls(dest)
         with translate_os_errors(f"preparing {dest}"):
             if dest.exists() and not dest.is_dir():
-                raise DestinationError(f"{dest} is a file, not a directory: choose a directory "
-                                       "for the archive")
+                raise DestinationError(_("{dest} is a file, not a directory: choose a "
+                                         "directory for the archive").format(dest=dest))
             fresh = not arc.meta_path.exists()
             if fresh and dest.is_dir() and any(p.name != META_DIR for p in dest.iterdir()):
                 raise DestinationError(
-                    f"{dest} already holds other files and is not an archive: choose an empty "
-                    "or new directory")
+                    _("{dest} already holds other files and is not an archive: choose an "
+                      "empty or new directory").format(dest=dest))
             if not dest.exists():
                 dest.mkdir(mode=DIR_MODE, parents=True)
                 fsync_dir(dest.parent)
@@ -89,8 +90,9 @@ class Archive:
         """Open an archive for reading (verify, ls); no lock."""
         arc = cls(dest)
         if not arc.meta_path.exists():
-            raise DestinationError(f"{dest} is not an archive (no {META_DIR}/archive.json): "
-                                   "give the directory a backup wrote to")
+            raise DestinationError(_("{dest} is not an archive (no {META_DIR}/archive.json): "
+                                     "give the directory a backup wrote to").format(
+                                     dest=dest, META_DIR=META_DIR))
         arc.meta = arc._read_meta()
         return arc
 
@@ -98,13 +100,16 @@ class Archive:
         try:
             meta = json.loads(self.meta_path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise DestinationError(f"{self.meta_path} is unreadable ({exc}); restore it from a "
-                                   "copy or start a new archive") from None
+            raise DestinationError(_("{meta_path} is unreadable ({exc}); restore it from a "
+                                     "copy or start a new archive").format(
+                                     meta_path=self.meta_path, exc=exc)) from None
         if not isinstance(meta, dict):
-            raise DestinationError(f"{self.meta_path} is damaged; start a new archive")
+            raise DestinationError(_("{meta_path} is damaged; start a new archive").format(
+                                     meta_path=self.meta_path))
         if int(meta.get("v", 0)) > FORMAT_VERSION:
-            raise DestinationError(f"{self.dest} was written by a newer archiver (format "
-                                   f"{meta.get('v')}): upgrade archiver")
+            raise DestinationError(_("{dest} was written by a newer archiver (format "
+                                     "{meta_v}): upgrade archiver").format(
+                                     dest=self.dest, meta_v=meta.get('v')))
         return meta
 
     def _check_identity(self, fmt: str, source: dict[str, str]) -> None:
@@ -112,12 +117,14 @@ class Archive:
         if (str(have.get("host", "")).lower() != source.get("host", "").lower()
                 or str(have.get("user", "")) != source.get("user", "")):
             raise DestinationError(
-                f"{self.dest} is the archive of {have.get('user')}@{have.get('host')}, not "
-                f"{source.get('user')}@{source.get('host')}: use one directory per account")
+                _("{dest} is the archive of {have_user}@{have_host}, not "
+                  "{source_user}@{source_host}: use one directory per account").format(
+                  dest=self.dest, have_user=have.get('user'), have_host=have.get('host'),
+                  source_user=source.get('user'), source_host=source.get('host')))
         if self.meta.get("format") != fmt:
             raise DestinationError(
-                f"{self.dest} is a {self.meta.get('format')} archive; rerun with "
-                f"--format {self.meta.get('format')} or choose another directory")
+                _("{dest} is a {format} archive; rerun with --format {format} or choose another "
+                  "directory").format(dest=self.dest, format=self.meta.get('format')))
 
     def acquire_lock(self) -> None:
         """Hold DEST's lock until :meth:`close` (a second writer is refused, exit 6)."""
@@ -173,12 +180,13 @@ class Archive:
         """
         if self._writer is None:
             self.state()
-            whole, _ = valid_length(self.index_path)
+            whole, _torn = valid_length(self.index_path)
             if whole > self._good_length:
                 raise DestinationError(
-                    f"{self.index_path} is damaged at byte {self._good_length} (not just an "
-                    "interrupted end); nothing was changed: run 'archiver verify', then "
-                    "'archiver reindex --force' to rebuild it from the message files")
+                    _("{index_path} is damaged at byte {good_length} (not just an interrupted "
+                      "end); nothing was changed: run 'archiver verify', then 'archiver "
+                      "reindex --force' to rebuild it from the message files").format(
+                      index_path=self.index_path, good_length=self._good_length))
             with translate_os_errors(f"opening {self.index_path}"):
                 self._writer = IndexWriter(self.index_path, self._good_length)
         return self._writer

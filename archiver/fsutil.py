@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Optional
 
 from archiver.errors import DestinationError
+from archiver.i18n import _
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
@@ -45,8 +46,8 @@ def ensure_dir(path: Path, root: Path) -> list[Path]:
         except FileExistsError:
             if current.is_symlink() or not current.is_dir():
                 raise DestinationError(
-                    f"{current} exists and is not a directory (or is a symlink); "
-                    "move it away and rerun"
+                    _("{current} exists and is not a directory (or is a symlink); move it "
+                      "away and rerun").format(current=current)
                 ) from None
     return created
 

@@ -39,6 +39,7 @@ from archiver.durable import fsync_dir, fsync_parents, replace
 from archiver.engine import BackupOptions, Source
 from archiver.errors import ArchiverError, DestinationError
 from archiver.fsutil import ensure_dir, translate_os_errors
+from archiver.i18n import _
 from archiver.index import POP3_UIDVALIDITY, damaged_record, message_key
 from archiver.offline.verify import Damage, VerifyReport, check_message, verify_archive
 from archiver.plan import Identity, same_message
@@ -97,9 +98,10 @@ def check_account(archive: Archive, source: dict[str, str]) -> None:
     if (str(have.get("host", "")).lower() != source.get("host", "").lower()
             or str(have.get("user", "")) != source.get("user", "")):
         raise DestinationError(
-            f"{archive.dest} is the archive of {have.get('user')}@{have.get('host')}, not "
-            f"{source.get('user')}@{source.get('host')}: give that account as SOURCE to "
-            "repair it")
+            _("{dest} is the archive of {have_user}@{have_host}, not "
+              "{source_user}@{source_host}: give that account as SOURCE to repair it").format(
+              dest=archive.dest, have_user=have.get('user'), have_host=have.get('host'),
+              source_user=source.get('user'), source_host=source.get('host')))
 
 
 def unrepairable_reason(entry: MessageEntry, uidvalidity: int,
@@ -220,7 +222,8 @@ class _Repairer:
             target = self._root().joinpath(*rel.split("/"))
             fsync_parents(ensure_dir(target.parent, dest))
             if target.exists():  # never replace a kept copy
-                raise DestinationError(f"{target} already exists: move it away and rerun")
+                raise DestinationError(_("{target} already exists: move it away and rerun").format(
+                                         target=target))
             replace(src, target)
             fsync_dir(target.parent)
             fsync_dir(src.parent)

@@ -36,6 +36,7 @@ from archiver.errors import DestinationError, UsageError
 from archiver.export.common import FolderJob, Writer, parse_when
 from archiver.export.framing import Message, Unreadable
 from archiver.fsutil import DIR_MODE, translate_os_errors
+from archiver.i18n import _
 from archiver.index import POP3_UIDVALIDITY
 from archiver.offline.catalog import Item
 from archiver.state import record_key
@@ -55,15 +56,17 @@ def check_out(out: Path, dest: Path) -> None:
     """OUT must be new or an empty directory, outside the archive (else exit 6)."""
     real_out, real_dest = out.resolve(), dest.resolve()
     if real_out == real_dest or real_dest in real_out.parents:
-        raise DestinationError(f"{out} is inside the archive {dest}: export writes "
-                               "elsewhere; choose a directory outside it")
+        raise DestinationError(_("{out} is inside the archive {dest}: export writes "
+                                 "elsewhere; choose a directory outside it").format(
+                                 out=out, dest=dest))
     if out.exists() or out.is_symlink():
         if not out.is_dir():
-            raise DestinationError(f"{out} exists and is not a directory: choose a new or "
-                                   "empty directory for the export")
+            raise DestinationError(_("{out} exists and is not a directory: choose a new or "
+                                     "empty directory for the export").format(out=out))
         if any(out.iterdir()):
-            raise DestinationError(f"{out} is not empty: export writes only into a new or "
-                                   "empty directory; choose another one or empty it")
+            raise DestinationError(_("{out} is not empty: export writes only into a new or "
+                                     "empty directory; choose another one or empty it").format(
+                                     out=out))
     else:
         with translate_os_errors(f"creating {out}"):
             out.mkdir(mode=DIR_MODE, parents=True)
@@ -135,7 +138,8 @@ def _order(item: Item) -> tuple[int, str, int, int]:
 def export_archive(archive: Archive, out: Path, kind: str) -> ExportReport:
     """Write every archived message of ``archive`` into ``out`` in form ``kind``."""
     if kind not in KINDS:
-        raise UsageError(f"unknown export form '{kind}': choose one of {', '.join(KINDS)}")
+        raise UsageError(_("unknown export form '{kind}': choose one of {names}").format(
+                           kind=kind, names=', '.join(KINDS)))
     from archiver.stores import open_store
 
     jobs = plan(archive, kind)

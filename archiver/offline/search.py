@@ -21,6 +21,7 @@ from typing import Any, Optional
 
 from archiver.archive import Archive
 from archiver.errors import UsageError
+from archiver.i18n import _
 from archiver.offline.catalog import Item, load
 from archiver.state import MessageEntry
 
@@ -37,8 +38,8 @@ def parse_day(value: Optional[str], option: str) -> Optional[str]:
     try:
         return date.fromisoformat(value.strip()).isoformat()
     except ValueError:
-        raise UsageError(f"{option} wants a date as YYYY-MM-DD (e.g. 2003-04-01), "
-                         f"not '{value}'") from None
+        raise UsageError(_("{option} wants a date as YYYY-MM-DD (e.g. 2003-04-01), not "
+                           "'{value}'").format(option=option, value=value)) from None
 
 
 @dataclass

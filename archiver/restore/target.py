@@ -38,6 +38,7 @@ import imapclient.exceptions
 
 from archiver.errors import ServerError
 from archiver.headers import summarize
+from archiver.i18n import _
 from archiver.names import decode_mutf7
 from archiver.restore.normal import Profile, Profiler, profile
 from archiver.sources.base import ConnectionLost, FetchFailed, split_flags
@@ -253,8 +254,8 @@ class ImapTarget(ImapSession):
         try:
             uidvalidity = int(res[b"UIDVALIDITY"])
         except (KeyError, TypeError, ValueError):
-            raise ServerError(f"SELECT {decode_mutf7(raw_name)}: no UIDVALIDITY from the "
-                              "target server") from None
+            raise ServerError(_("SELECT {raw_name}: no UIDVALIDITY from the target server").format(
+                                raw_name=decode_mutf7(raw_name))) from None
         return Selected(uidvalidity, int(res.get(b"EXISTS", 0) or 0), perm)
 
     def sizes(self, exists: int) -> dict[int, int]:
@@ -570,7 +571,8 @@ class AppendWriter:
                 if cmd.awaiting_continuation is not None:
                     cmd.awaiting_continuation = None
                     return []
-            raise ServerError(f"unexpected continuation from the server: {line[:200]!r}")
+            raise ServerError(_("unexpected continuation from the server: {line!r}").format(
+                                line=line[:200]))
         if line.startswith(b"*"):
             if line[:6].upper() == b"* BYE ":
                 raise EOFError(as_text(line.strip()))

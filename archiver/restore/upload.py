@@ -32,6 +32,7 @@ from typing import Any, Callable, Optional
 from archiver.archive import Archive
 from archiver.connections import Connection, Spread, Stopping, auto_count
 from archiver.errors import ArchiverError, ConnectionFailed, Interrupted
+from archiver.i18n import _
 from archiver.names import encode_mutf7
 from archiver.namespaces import PERSONAL
 from archiver.plan import folder_selected
@@ -180,8 +181,8 @@ class Restore:
             self.finish()
             self.summary.seconds = time.monotonic() - start
         if self.summary.interrupted:
-            raise Interrupted("interrupted; what landed is recorded -- run the same command "
-                              "to go on")
+            raise Interrupted(_("interrupted; what landed is recorded -- run the same command "
+                              "to go on"))
         return self.summary
 
     def _estimate(self, folders: list[FolderEntry]) -> None:
@@ -312,11 +313,13 @@ class Restore:
 
     def _reconnect(self, conn: Connection, exc: Exception) -> None:
         if conn.reconnects >= self.options.max_reconnects:
-            raise ConnectionFailed(f"lost the connection to the target and could not get it "
-                                   f"back ({exc}); run the same command again") from None
+            raise ConnectionFailed(_("lost the connection to the target and could not get it "
+                                     "back ({exc}); run the same command again").format(
+                                     exc=exc)) from None
         conn.reconnects += 1
         delay = self.options.backoff * 2 ** (conn.reconnects - 1)
-        self.progress.note(f"target connection lost ({exc}); reconnecting in {delay:.0f} s")
+        self.progress.note(_("target connection lost ({exc}); reconnecting in "
+                             "{delay:.0f} s").format(exc=exc, delay=delay))
         time.sleep(delay)
         conn.source.close()
         try:
@@ -386,7 +389,7 @@ class Restore:
                                          "messages were not uploaded")
             return
         for note in mapper.notes:
-            self.progress.note(f"note: {note}")
+            self.progress.note(_("note: {note}").format(note=note))
         mapper.notes.clear()
         if opts.dry_run and not existed:
             self._count_upload(entry, messages)  # a new folder: everything would go
@@ -402,14 +405,15 @@ class Restore:
                 confirmed.append((m, landed))
             else:
                 todo.append(m)
-        if any(landed.to_uid is not None for _, landed in confirmed):
+        if any(landed.to_uid is not None for _msg, landed in confirmed):
             confirmed, doubtful = still_landed(
                 confirmed, selected.uidvalidity, target.sizes(selected.exists),
                 lambda m, size: self.candidate(m).size_ok(size))
             if doubtful:
-                self.progress.note(f"note: {entry.name}: {len(doubtful)} messages are no longer "
-                                   f"under the UID the journal recorded on '{tname}' (the "
-                                   "target renumbered or lost them): looked for again")
+                self.progress.note(_("note: {name}: {n} messages are no longer under the UID "
+                                     "the journal recorded on '{tname}' (the target "
+                                     "renumbered or lost them): looked for again").format(
+                                     name=entry.name, n=len(doubtful), tname=tname))
                 todo = sorted(todo + doubtful, key=lambda m: (m.uidvalidity, m.uid))
         count.already = len(confirmed)
         if todo and opts.dedup and selected.exists:
@@ -482,8 +486,8 @@ class Restore:
             self._add(keywords_dropped=dropped)
             if not self._keywords_noted:
                 self._keywords_noted = True
-                self.progress.note("note: the target cannot store (some) keywords (no \\* in "
-                                   "PERMANENTFLAGS): they are left out and counted")
+                self.progress.note(_("note: the target cannot store (some) keywords (no \\* in "
+                                   "PERMANENTFLAGS): they are left out and counted"))
         return flags
 
     def _upload(self, entry: FolderEntry, target: ImapTarget, tname: str, raw: bytes,

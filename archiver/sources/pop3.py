@@ -21,6 +21,7 @@ from typing import Callable, Optional
 
 from archiver.account import Endpoint, ssl_context
 from archiver.errors import ConnectionFailed, LoginError, ServerError, TLSError, UsageError
+from archiver.i18n import _
 from archiver.index import POP3_UIDVALIDITY, uid_for_uidl
 from archiver.sources.base import (
     ConnectionLost,
@@ -60,7 +61,7 @@ class _Reader:
                 del self.buf[: cut + 2]
                 return out
             if len(self.buf) > _MAX_LINE:
-                raise ServerError("the POP3 server sent an over-long status line")
+                raise ServerError(_("the POP3 server sent an over-long status line"))
             self._fill()
 
     def block(self, write: Callable[[bytes], None]) -> int:
@@ -166,8 +167,9 @@ class Pop3Source:
         try:
             greeting = self._line("greeting")
             if not greeting.startswith(b"+OK"):
-                raise ConnectionFailed(f"{ep.host}:{ep.port} is not a POP3 server "
-                                       f"(it said {greeting[:60]!r})")
+                raise ConnectionFailed(_("{host}:{port} is not a POP3 server (it said "
+                                         "{greeting!r})").format(
+                                         host=ep.host, port=ep.port, greeting=greeting[:60]))
             self._read_capa()
             if not ep.implicit_tls:
                 self._stls(ctx)
@@ -199,8 +201,9 @@ class Pop3Source:
         self._send(text)
         reply = self._line(what or text.split(" ", 1)[0])
         if not reply.startswith(b"+OK"):
-            raise ServerError(f"{what or text.split(' ', 1)[0]}: the server said "
-                              f"{reply.decode('utf-8', 'replace')[:200]}")
+            raise ServerError(_("{command}: the server said {reply}").format(
+                command=what or text.split(' ', 1)[0],
+                reply=reply.decode('utf-8', 'replace')[:200]))
         return reply
 
     def _multiline(self, text: str) -> list[bytes]:
@@ -227,8 +230,9 @@ class Pop3Source:
         if "STLS" not in self.capabilities:
             if not ep.tls.plaintext:
                 raise TLSError(
-                    f"{ep.host}:{ep.port} does not offer STLS, so the password would travel "
-                    "unencrypted: use pop3s:// (port 995), or --plaintext if you accept that")
+                    _("{host}:{port} does not offer STLS, so the password would travel "
+                      "unencrypted: use pop3s:// (port 995), or --plaintext if you accept "
+                      "that").format(host=ep.host, port=ep.port))
             self.warnings.append(f"WARNING: {ep.host} offers no STLS; logging in over an "
                                  "UNENCRYPTED connection (--plaintext)")
             return
@@ -250,10 +254,11 @@ class Pop3Source:
         except ServerError as exc:
             text = str(exc)
             if "IN-USE" in text.upper() or "SYS/TEMP" in text.upper():
-                raise ConnectionFailed(f"{ep.host} refused the login for now ({text}); wait "
-                                       "a moment and rerun") from None
-            raise LoginError(f"{ep.host} refused the login for user '{ep.user}': check the "
-                             "user name and password") from None
+                raise ConnectionFailed(_("{host} refused the login for now ({text}); wait a "
+                                         "moment and rerun").format(host=ep.host, text=text)
+                                       ) from None
+            raise LoginError(_("{host} refused the login for user '{user}': check the user "
+                               "name and password").format(host=ep.host, user=ep.user)) from None
 
     def _choose_fetch(self) -> None:
         if "TOP" in self.capabilities:
@@ -270,8 +275,9 @@ class Pop3Source:
             return
         if not self.allow_seen:
             raise UsageError(
-                f"{self.endpoint.host} has no usable TOP command, so reading mail would mark it "
-                "read on the server: rerun with --allow-seen to accept that")
+                _("{host} has no usable TOP command, so reading mail would mark it read on "
+                  "the server: rerun with --allow-seen to accept that").format(
+                  host=self.endpoint.host))
         self.use_top = False
         self.warnings.append("note: the server has no TOP; messages were read with RETR, "
                              "which marks them read on the server (--allow-seen)")
@@ -300,7 +306,7 @@ class Pop3Source:
         try:
             count = int(stat[1])
         except (IndexError, ValueError):
-            raise ServerError("STAT: the server's answer did not parse") from None
+            raise ServerError(_("STAT: the server's answer did not parse")) from None
         return FolderStatus(uidvalidity=POP3_UIDVALIDITY, uidnext=0, messages=count)
 
     def list_messages(self, count: int) -> list[MessageMeta]:
@@ -348,8 +354,8 @@ class Pop3Source:
         Costs one ``TOP n 0`` per message and run; said once, so the user knows.
         """
         if not self.use_top:
-            raise ServerError("the POP3 server supports neither UIDL nor TOP, so archiver "
-                              "cannot tell which messages it already has")
+            raise ServerError(_("the POP3 server supports neither UIDL nor TOP, so archiver "
+                              "cannot tell which messages it already has"))
         self.warnings.append("note: the server has no UIDL; messages are recognised by a hash "
                              "of their headers and size instead")
         keys: dict[int, str] = {}

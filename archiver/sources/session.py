@@ -24,6 +24,7 @@ from imapclient.response_parser import parse_fetch_response
 
 from archiver.account import Endpoint, ssl_context
 from archiver.errors import ConnectionFailed, LoginError, ServerError, TLSError
+from archiver.i18n import _
 from archiver.names import decode_mutf7
 from archiver.namespaces import OTHER, PERSONAL, SHARED, Namespace, Namespaces
 from archiver.sources.alerts import AlertWatch
@@ -64,7 +65,8 @@ def network(what: str) -> Iterator[None]:
     except imapclient.exceptions.IMAPClientError as exc:
         if isinstance(exc, imaplib.IMAP4.abort):
             raise ConnectionLost(f"{what}: {exc}") from exc
-        raise ServerError(f"{what}: the server said {as_text(exc)}") from exc
+        raise ServerError(_("{what}: the server said {exc}").format(
+                            what=what, exc=as_text(exc))) from exc
     except _NETWORK_ERRORS as exc:
         raise ConnectionLost(f"{what}: {exc.__class__.__name__}: {exc}") from exc
 
@@ -138,8 +140,8 @@ class ImapSession:
         except (OSError, ssl.SSLError) as exc:
             raise connect_error(ep, exc) from None
         except imapclient.exceptions.IMAPClientError as exc:
-            raise ConnectionFailed(f"{ep.host}:{ep.port} did not greet as an IMAP server: "
-                                   f"{as_text(exc)}") from None
+            raise ConnectionFailed(_("{host}:{port} did not greet as an IMAP server: {exc}").format(
+                                     host=ep.host, port=ep.port, exc=as_text(exc))) from None
         if not self.trace:
             client._imap.debug = 0  # skip imaplib's per-line trace formatting
         self.alert_watch.watch(client._imap)
@@ -177,8 +179,9 @@ class ImapSession:
             return
         if not ep.tls.plaintext:
             raise TLSError(
-                f"{ep.host}:{ep.port} does not offer STARTTLS, so the password would travel "
-                "unencrypted: use imaps:// (port 993), or --plaintext if you accept that"
+                _("{host}:{port} does not offer STARTTLS, so the password would travel "
+                  "unencrypted: use imaps:// (port 993), or --plaintext if you accept that").format(
+                  host=ep.host, port=ep.port)
             )
         self.warnings.append(f"WARNING: {ep.host} offers no STARTTLS; logging in over an "
                              "UNENCRYPTED connection (--plaintext)")
@@ -203,15 +206,17 @@ class ImapSession:
                 raise dropped(ep, "the login", exc.__context__) from None
             text = as_text(exc)
             if "UNAVAILABLE" in text.upper() or "TOO MANY" in text.upper():
-                raise ServerUnavailable(f"{ep.host} refused the login for now ({text}); "
-                                        "wait a moment and rerun") from None
+                raise ServerUnavailable(_("{host} refused the login for now ({text}); wait a "
+                                          "moment and rerun").format(host=ep.host, text=text)
+                                        ) from None
             alert = "; ".join(self.alert_watch.since_connect())
             if alert:  # e.g. "Password expired": the server's reason is the fix
-                raise LoginError(f"{ep.host} refused the login for user '{ep.user}' with the "
-                                 f"alert \"{alert}\": do what it says, or check the user "
-                                 "name and password") from None
-            raise LoginError(f"{ep.host} refused the login for user '{ep.user}': check the "
-                             "user name and password") from None
+                raise LoginError(_("{host} refused the login for user '{user}' with the alert "
+                                   "\"{alert}\": do what it says, or check the user name and "
+                                   "password").format(
+                                   host=ep.host, user=ep.user, alert=alert)) from None
+            raise LoginError(_("{host} refused the login for user '{user}': check the user "
+                               "name and password").format(host=ep.host, user=ep.user)) from None
         except DROPS as exc:
             raise dropped(ep, "the login", exc) from None
         except _NETWORK_ERRORS as exc:
