@@ -11,6 +11,8 @@ import logging
 import sys
 from typing import Any, Optional, Protocol
 
+from archiver.i18n import _
+
 log = logging.getLogger("archiver.progress")
 
 
@@ -57,7 +59,9 @@ class TerminalProgress:
         if self._bar is not None:
             name = self._folder if len(self._folder) <= 24 else "…" + self._folder[-23:]
             self._bar.set_description_str(
-                f"{name} {self._messages}/{self._total_messages} msgs", refresh=False)
+                _("{name} {done}/{total} msgs").format(name=name, done=self._messages,
+                                                       total=self._total_messages),
+                refresh=False)
 
     def add_total(self, messages: int, nbytes: int) -> None:
         self._total_messages += messages

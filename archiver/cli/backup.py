@@ -17,7 +17,6 @@ from archiver.cli.common import (
     namespace_option,
     open_source,
     output_options,
-    plural,
     print_notes,
     progress_for,
     show_alerts,
@@ -26,6 +25,7 @@ from archiver.cli.common import (
     warn_skipped,
 )
 from archiver.cli.translated import TranslatedCommand
+from archiver.i18n import _, ngettext
 
 
 @click.command(cls=TranslatedCommand)
@@ -82,13 +82,17 @@ def backup(source: str, dest: Path, include: tuple[str, ...], exclude: tuple[str
     if as_json:
         click.echo(json.dumps(summary.as_dict(), ensure_ascii=False))
     elif not quiet:
-        err(f"{plural(summary.folders, 'folder')} ({summary.folders_skipped} unchanged), "
-            f"{summary.new} new messages ({summary.new_bytes / 1e6:.1f} MB), "
-            f"{summary.already} already archived, {summary.flags_updated} flag updates, "
-            f"{summary.gone} gone from server, {summary.seconds:.1f} s")
+        folders = ngettext("{n} folder", "{n} folders", summary.folders).format(
+            n=summary.folders)
+        err(_("{folders} ({folders_skipped} unchanged), {new} new messages ({mb:.1f} MB), "
+              "{already} already archived, {flags_updated} flag updates, {gone} gone from "
+              "server, {seconds:.1f} s").format(
+              folders=folders, folders_skipped=summary.folders_skipped,
+              new=summary.new, mb=summary.new_bytes / 1e6, already=summary.already,
+              flags_updated=summary.flags_updated, gone=summary.gone, seconds=summary.seconds))
         print_notes(summary.notes, "note", src)
     for problem in summary.problems:
-        err(f"problem: {problem}")
+        err(_("problem: {problem}").format(problem=problem))
     if summary.problems:
-        err("some messages were not saved: run the same command again to retry them")
+        err(_("some messages were not saved: run the same command again to retry them"))
         sys.exit(EXIT_PARTIAL)

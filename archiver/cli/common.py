@@ -15,6 +15,8 @@ from typing import Any, Callable, Optional
 
 import click
 
+from archiver.i18n import _
+
 PASSWORD_ENV = "ARCHIVER_PASSWORD"
 TARGET_PASSWORD_ENV = "ARCHIVER_TARGET_PASSWORD"
 
@@ -50,7 +52,8 @@ class Logging:
             try:
                 handler: logging.Handler = logging.FileHandler(log_file, encoding="utf-8")
             except OSError as exc:
-                raise click.BadParameter(f"cannot write {log_file}: {exc.strerror}",
+                raise click.BadParameter(_("cannot write {log_file}: {strerror}").format(
+                                           log_file=log_file, strerror=exc.strerror),
                                          param_hint="--log") from None
             handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
             self.handlers.append(handler)
@@ -119,7 +122,8 @@ def _connections(value: str) -> int:
     except ValueError:
         n = -1
     if not 1 <= n <= 8:
-        raise click.BadParameter(f"{value!r} is not a number from 1 to 8 or 'auto'")
+        raise click.BadParameter(_("{value!r} is not a number from 1 to 8 or 'auto'").format(
+                                   value=value))
     return n
 
 target_connections_option = click.option(
@@ -200,7 +204,7 @@ class SourceArgs:
 
 def shout(line: str) -> None:
     """Show a server's [ALERT] at once (RFC 3501 7.1: it MUST reach the user), even --quiet."""
-    err(f"archiver: {line}")
+    err(_("archiver: {line}").format(line=line))
 
 
 def show_alerts(progress: Any, *sessions: Any) -> None:
@@ -229,12 +233,12 @@ def open_source(args: SourceArgs, trace: bool, connect: bool = True) -> Any:
 
     tls = TLSOptions(cafile=args.cafile, insecure=args.insecure, plaintext=args.plaintext)
     endpoint = parse_endpoint(args.spec, user=args.user, tls=tls,
-                              ask_user=lambda: click.prompt("User name", err=True))
+                              ask_user=lambda: click.prompt(_("User name"), err=True))
     for note in endpoint.notes:
-        err(f"note: {note}")
+        err(_("note: {note}").format(note=note))
     if args.insecure:
-        err("WARNING: --insecure: the server's certificate is NOT checked; anyone on the "
-            "network path could read your mail and password")
+        err(_("WARNING: --insecure: the server's certificate is NOT checked; anyone on the "
+            "network path could read your mail and password"))
     password = read_password(args.password_file, PASSWORD_ENV,
                              lambda p: click.prompt(p, hide_input=True, err=True),
                              endpoint.display())
@@ -267,7 +271,8 @@ def parse_maps(maps: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     for item in maps:
         old, sep, new = item.partition("=")
         if not sep or not old.strip("/") or not new.strip("/"):
-            raise UsageError(f"--map '{item}' is not OLD=NEW (e.g. --map Sent=送信済み)")
+            raise UsageError(_("--map '{item}' is not OLD=NEW (e.g. --map Sent=送信済み)").format(
+                               item=item))
         out.append((old, new))
     return tuple(out)
 
@@ -285,14 +290,15 @@ def open_target(target: str, default_user: Optional[str], target_user: Optional[
         user = default_user
     endpoint = parse_endpoint(target, user=user, tls=TLSOptions(cafile=cafile, insecure=insecure),
                               ask_user=lambda: default_user or click.prompt(
-                                  "Target user name", err=True))
+                                  _("Target user name"), err=True))
     if endpoint.protocol != "imap":
-        raise UsageError(f"'{target}' is not an IMAP server: a restore target is "
-                         "imaps://USER@HOST, imap://USER@HOST (STARTTLS) or ecc-new")
+        raise UsageError(_("'{target}' is not an IMAP server: a restore target is "
+                           "imaps://USER@HOST, imap://USER@HOST (STARTTLS) or ecc-new").format(
+                           target=target))
     for note in endpoint.notes:
-        err(f"note: {note}")
+        err(_("note: {note}").format(note=note))
     if insecure:
-        err("WARNING: --target-insecure: the target's certificate is NOT checked")
+        err(_("WARNING: --target-insecure: the target's certificate is NOT checked"))
     password = read_password(password_file, TARGET_PASSWORD_ENV,
                              lambda p: click.prompt(p, hide_input=True, err=True),
                              endpoint.display())
@@ -307,15 +313,16 @@ def require_index(archive: Any, dest: Path) -> None:
     from archiver.errors import UsageError
 
     if not archive.index_path.exists():
-        raise UsageError(f"{dest} has no index ({archive.index_path} is missing): "
-                         f"'archiver reindex {dest}' rebuilds it from the message files")
+        raise UsageError(_("{dest} has no index ({index_path} is missing): 'archiver reindex "
+                           "{dest}' rebuilds it from the message files").format(
+                           dest=dest, index_path=archive.index_path))
 
 
 def warn_skipped(archive: Any) -> None:
     """Say once (stderr) that the index held records that made no sense, and the fix."""
     note = archive.skipped_note()
     if note:
-        err(f"warning: {note}")
+        err(_("warning: {note}").format(note=note))
 
 
 def state_dir() -> Path:

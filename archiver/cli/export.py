@@ -10,6 +10,7 @@ import click
 from archiver.cli.common import err, require_index, warn_skipped
 from archiver.cli.translated import TranslatedCommand
 from archiver.export import KINDS
+from archiver.i18n import _
 
 
 @click.command(cls=TranslatedCommand)
@@ -33,10 +34,12 @@ def export(dest: Path, out: Path, kind: str, quiet: bool) -> None:
     report = export_archive(archive, out.expanduser(), kind)
     warn_skipped(archive)
     if not quiet:
-        err(f"exported {report.messages} messages ({report.bytes / 1e6:.1f} MB) from "
-            f"{report.folders} folders to {out} ({kind})")
+        err(_("exported {messages} messages ({value:.1f} MB) from {folders} folders to {out} "
+              "({kind})").format(
+              messages=report.messages, value=report.bytes / 1e6, folders=report.folders,
+              out=out, kind=kind))
     for problem in report.problems:
-        err(f"problem: {problem}")
+        err(_("problem: {problem}").format(problem=problem))
     if report.problems:
-        err("some messages could not be read from the archive: run 'archiver verify'")
+        err(_("some messages could not be read from the archive: run 'archiver verify'"))
         sys.exit(EXIT_PARTIAL)

@@ -12,6 +12,7 @@ import click
 
 from archiver.cli.common import warn_skipped
 from archiver.cli.translated import TranslatedCommand
+from archiver.i18n import _
 
 
 @click.command(name="ls", cls=TranslatedCommand)
@@ -36,19 +37,22 @@ def _ls(archive: Any, dest: Path, folder: Optional[str], as_json: bool) -> None:
             if as_json:
                 click.echo(json.dumps(asdict(f), ensure_ascii=False))
             else:
-                gone = f"  ({f.gone} gone from server)" if f.gone else ""
-                click.echo(f"{f.messages:7d} {f.bytes / 1e6:9.1f} MB  {f.name}{gone}")
+                gone = ("  " + _("({n} gone from server)").format(n=f.gone)) if f.gone else ""
+                click.echo(_("{messages:7d} {value:9.1f} MB  {name}{gone}").format(
+                             messages=f.messages, value=f.bytes / 1e6, name=f.name,
+                             gone=gone))
         return
     lines = list_messages(archive, folder)
     if lines is None:
-        raise UsageError(f"no folder '{folder}' in {dest}: 'archiver ls {dest}' lists them")
+        raise UsageError(_("no folder '{folder}' in {dest}: 'archiver ls {dest}' lists "
+                           "them").format(folder=folder, dest=dest))
     for m in lines:
         if as_json:
             click.echo(json.dumps(asdict(m), ensure_ascii=False))
         else:
             date = (m.date or "")[:10]
             click.echo(f"{m.id}  {date:10}  {fit(m.sender or '', 32)}  {m.subject or ''}"
-                       + ("  [gone]" if m.gone else ""))
+                       + ("  " + _("[gone]") if m.gone else ""))
 
 
 def fit(text: str, width: int) -> str:

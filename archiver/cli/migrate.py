@@ -30,6 +30,7 @@ from archiver.cli.common import (
 )
 from archiver.cli.restore import print_restore, print_verify
 from archiver.cli.translated import TranslatedCommand
+from archiver.i18n import _
 
 
 def default_via(host: str, user: str) -> Path:
@@ -123,17 +124,18 @@ def migrate(source: str, target: str, via: Optional[Path], include: tuple[str, .
         click.echo(json.dumps(result.as_dict(), ensure_ascii=False))
     b = result.backup
     if not (quiet or as_json):
-        err(f"archive {dest}: {b.new} new messages ({b.new_bytes / 1e6:.1f} MB), "
-            f"{b.already} already archived")
+        err(_("archive {dest}: {new} new messages ({mb:.1f} MB), {already} already "
+              "archived").format(dest=dest, new=b.new, mb=b.new_bytes / 1e6,
+                                 already=b.already))
     if not (quiet or as_json):
         print_notes(b.notes, "note (backup)", src)
     for problem in b.problems:
-        err(f"problem (backup): {problem}")
+        err(_("problem (backup): {problem}").format(problem=problem))
     print_restore(result.restore, quiet or as_json, sink)
     if result.verify is not None:
         print_verify(result.verify, quiet or as_json)
     if not (quiet or as_json):
-        err(f"migrate: {result.seconds:.1f} s")
+        err(_("migrate: {seconds:.1f} s").format(seconds=result.seconds))
     if result.status == "partial":
         sys.exit(EXIT_PARTIAL)
     if result.status == "missing":

@@ -26,29 +26,36 @@ from archiver.cli.common import (
     warn_skipped,
 )
 from archiver.cli.translated import TranslatedCommand
+from archiver.i18n import _
 
 
 def print_restore(summary: Any, quiet: bool, *sessions: Any) -> None:
     if not quiet:
-        verb = "would upload" if summary.dry_run else "uploaded"
-        made = "would create" if summary.dry_run else "created"
-        err(f"{summary.folders} folders ({made} {len(summary.created)}), {verb} "
-            f"{summary.uploaded} messages ({summary.uploaded_bytes / 1e6:.1f} MB), "
-            f"{summary.already} already restored, {summary.found} already on the target, "
-            f"{summary.skipped_deleted} \\Deleted left out, {summary.seconds:.1f} s")
+        template = (_("{folders} folders (would create {n}), would upload {uploaded} messages "
+                      "({mb:.1f} MB), {already} already restored, {found} already on the "
+                      "target, {skipped_deleted} \\Deleted left out, {seconds:.1f} s")
+                    if summary.dry_run else
+                    _("{folders} folders (created {n}), uploaded {uploaded} messages "
+                      "({mb:.1f} MB), {already} already restored, {found} already on the "
+                      "target, {skipped_deleted} \\Deleted left out, {seconds:.1f} s"))
+        err(template.format(
+              folders=summary.folders, n=len(summary.created),
+              uploaded=summary.uploaded, mb=summary.uploaded_bytes / 1e6,
+              already=summary.already, found=summary.found,
+              skipped_deleted=summary.skipped_deleted, seconds=summary.seconds))
         if summary.dry_run:
             for name in summary.created:
-                err(f"would create: {name}")
+                err(_("would create: {name}").format(name=name))
         if summary.keywords_dropped:
-            err(f"note: {summary.keywords_dropped} keywords were left out (the target "
-                "cannot store them)")
+            err(_("note: {keywords_dropped} keywords were left out (the target cannot store "
+                  "them)").format(keywords_dropped=summary.keywords_dropped))
         print_notes(summary.notes, "note", *sessions)
     for item in summary.refused:
-        err(f"refused: {item}")
+        err(_("refused: {item}").format(item=item))
     for problem in summary.problems:
-        err(f"problem: {problem}")
+        err(_("problem: {problem}").format(problem=problem))
     if summary.refused or summary.problems:
-        err("some messages did not go (listed above); rerun the same command to retry")
+        err(_("some messages did not go (listed above); rerun the same command to retry"))
 
 
 def journal_line(journal: Any, dry_run: bool) -> str:
@@ -60,20 +67,22 @@ def journal_line(journal: Any, dry_run: bool) -> str:
 
 def print_verify(report: Any, quiet: bool) -> None:
     for item in report.missing:
-        err(f"missing: {item}")
+        err(_("missing: {item}").format(item=item))
     for item in report.flags_differ:
-        err(f"flags: {item}")
+        err(_("flags: {item}").format(item=item))
     if not quiet:
         for item in report.altered_messages:
-            err(f"altered: {item}")
+            err(_("altered: {item}").format(item=item))
     if not quiet or not report.ok:
-        err(f"verify: {report.present}/{report.checked} archived messages on the target in "
-            f"{report.folders} folders"
-            + (f" ({report.altered} present, altered by the server: line ends or NUL bytes "
-               "rewritten, which is not a problem)" if report.altered else "")
-            + ("" if report.ok else f", {len(report.missing)} missing, "
-               f"{len(report.flags_differ)} with other flags")
-            + f"; {report.extra} other messages on the target")
+        err(_("verify: {present}/{checked} archived messages on the target in {folders} "
+              "folders").format(present=report.present, checked=report.checked,
+                                folders=report.folders)
+            + (_(" ({altered} present, altered by the server: line ends or NUL bytes "
+                 "rewritten, which is not a problem)").format(altered=report.altered)
+               if report.altered else "")
+            + ("" if report.ok else _(", {missing} missing, {flags} with other flags").format(
+                missing=len(report.missing), flags=len(report.flags_differ)))
+            + _("; {extra} other messages on the target").format(extra=report.extra))
 
 
 @click.command(cls=TranslatedCommand)

@@ -32,6 +32,7 @@ from typing import Any, Callable
 
 import click
 
+from archiver.cli.widetext import WideContext
 from archiver.i18n import _, ngettext
 
 
@@ -66,6 +67,8 @@ HELP_OPTION_TEXT = "Show this message and exit."  # click's msgid, translated wh
 
 class TranslatedHelp(click.Command):
     """Help text, option help, short help and epilog shown in the chosen language."""
+
+    context_class = WideContext  # wraps Japanese by terminal columns
 
     def get_help_option(self, ctx: click.Context) -> click.Option | None:
         # click makes (and caches) --help with its text translated at that moment;

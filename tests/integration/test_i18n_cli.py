@@ -93,7 +93,7 @@ def test_lc_all_c_gives_english() -> None:
 def test_click_s_errors_are_japanese() -> None:
     done = _archiver(["backup"], LANG="ja_JP.UTF-8")
     assert done.returncode == 2
-    assert "エラー: 引数がありません 'SOURCE'" in done.stderr
+    assert "エラー: 引数がありません: 'SOURCE'" in done.stderr
     assert "ヘルプは 'archiver backup --help' で表示できます。" in done.stderr
     done = _archiver(["--lang", "ja", "--no-such"])
     assert "エラー: '--no-such' というオプションはありません。" in done.stderr

@@ -158,3 +158,15 @@ def test_set_language_switches_the_catalog_without_setlocale(monkeypatch: pytest
         assert i18n._("Usage:") == "Usage:"
     finally:
         i18n.set_language(None)
+
+
+def test_kept_lines_of_translated_help_fit_an_80_column_terminal(ja_po: dict) -> None:
+    """A ``\\b`` block is not rewrapped, so its translated lines must be short already."""
+    from archiver.cli.widetext import width
+
+    long = []
+    for entry in ja_po.values():
+        for para in entry.msgstr[0].split("\n\n") if "\b" in entry.msgid else []:
+            if para.startswith("\b"):
+                long += [line for line in para.split("\n")[1:] if width(line) > 76]
+    assert not long, long
