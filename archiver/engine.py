@@ -265,8 +265,8 @@ class Backup(SyncJobs):
                 return True
             except ConnectionFailed as again:
                 exc = again
-        self.summary.problems.append(f"connection lost and not recovered: {exc}; "
-                                     "run the same command again to finish")
+        self.summary.problems.append(_("connection lost and not recovered: {exc}; run the "
+                                       "same command again to finish").format(exc=exc))
         return False
 
     # ------------------------------------------------------------ one folder

@@ -277,7 +277,8 @@ def repair_archive(source: Source, archive: Archive, store: Store,
         try:  # mbox snapshots list offsets: the repaired ones moved
             write_snapshot(archive)
         except (ArchiverError, OSError, ValueError) as exc:
-            report.problems.append(f"could not refresh the index snapshot: {exc}")
+            report.problems.append(_("could not refresh the index snapshot: {exc}").format(
+                                     exc=exc))
     report.after = verify_archive(archive)
     return report
 

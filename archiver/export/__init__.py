@@ -158,8 +158,10 @@ def export_archive(archive: Archive, out: Path, kind: str) -> ExportReport:
                         msg = Message.archived(store, item.entry)
                         writer.add(item, msg)
                     except Unreadable as exc:
-                        report.problems.append(f"{item.folder}: message {item.id} "
-                                               f"({item.entry.path}) unreadable: {exc}")
+                        report.problems.append(_("{folder}: message {id} ({path}) unreadable: "
+                                                 "{exc}").format(
+                                                 folder=item.folder, id=item.id,
+                                                 path=item.entry.path, exc=exc))
                         continue
                     report.messages += 1
                     report.bytes += msg.copied

@@ -114,7 +114,8 @@ def _msg_records(dest: Path, name: str, rel: str, notes: dict[tuple[int, int], d
             path = folder_dir / sub / fname
             match = _FILE_RE.match(fname)
             if match is None or not path.is_file():
-                report.skipped.append(f"{rel}/{sub}/{fname} (not a file archiver wrote)")
+                report.skipped.append(_("{rel}/{sub}/{fname} (not a file archiver wrote)").format(
+                                        rel=rel, sub=sub, fname=fname))
                 continue
             uidvalidity, uid, info = int(match.group(1)), int(match.group(2)), match.group(3)
             info = info or ""

@@ -32,7 +32,7 @@ from typing import Any, Callable, Optional
 from archiver.archive import Archive
 from archiver.connections import Connection, Spread, Stopping, auto_count
 from archiver.errors import ArchiverError, ConnectionFailed, Interrupted
-from archiver.i18n import _
+from archiver.i18n import _, ngettext
 from archiver.names import encode_mutf7
 from archiver.namespaces import PERSONAL
 from archiver.plan import folder_selected
@@ -162,8 +162,10 @@ class Restore:
             a.lower() == "\\noselect" for a in folders[name].attributes))
         if n:
             self.summary.notes.append(
-                f"{n} {'folder' if n == 1 else 'folders'} from other users' or shared "
-                "namespaces were not restored: they are not yours to create")
+                ngettext("{n} folder from other users' or shared namespaces was not restored: "
+                         "it is not yours to create",
+                         "{n} folders from other users' or shared namespaces were not restored: "
+                         "they are not yours to create", n).format(n=n))
         for note in self.target.alert_notes():
             if note not in self.summary.notes:
                 self.summary.notes.append(note)
@@ -384,9 +386,10 @@ class Restore:
         existed = raw in self._existing
         refusal = self._ensure(comps, target)
         if refusal is not None:
-            self.summary.problems.append(f"{entry.name}: the target refused to create "
-                                         f"'{tname}' ({refusal}); its {len(messages)} "
-                                         "messages were not uploaded")
+            self.summary.problems.append(_("{name}: the target refused to create '{tname}' "
+                                           "({refusal}); its {n} messages were not "
+                                           "uploaded").format(name=entry.name, tname=tname,
+                                                              refusal=refusal, n=len(messages)))
             return
         for note in mapper.notes:
             self.progress.note(_("note: {note}").format(note=note))
@@ -526,16 +529,19 @@ class Restore:
 
     def _unreadable_problem(self, entry: FolderEntry, m: MessageEntry, why: object) -> None:
         text = getattr(why, "strerror", None) or str(why)
-        self.summary.problems.append(f"{entry.name}: cannot read the archived message UID "
-                                     f"{m.uid} ({text}); run 'archiver verify'")
+        self.summary.problems.append(_("{name}: cannot read the archived message UID {uid} "
+                                       "({text}); run 'archiver verify'").format(
+                                       name=entry.name, uid=m.uid, text=text))
 
     def _result(self, entry: FolderEntry, tname: str, res: AppendResult,
                 pending: list[dict[str, Any]]) -> None:
         m: MessageEntry = res.item.token[0]
         size = res.item.size
         if not res.ok:
-            self.summary.refused.append(f"{entry.name}: UID {m.uid} ({_describe(m)}, "
-                                        f"{size} bytes): the target refused it: {res.reason}")
+            self.summary.refused.append(_("{name}: UID {uid} ({message}, {size} bytes): the "
+                                          "target refused it: {reason}").format(
+                                          name=entry.name, uid=m.uid, message=_describe(m),
+                                          size=size, reason=res.reason))
             self.progress.advance(1, size)
             return
         self._landed_now += 1

@@ -233,8 +233,9 @@ class Pop3Source:
                     _("{host}:{port} does not offer STLS, so the password would travel "
                       "unencrypted: use pop3s:// (port 995), or --plaintext if you accept "
                       "that").format(host=ep.host, port=ep.port))
-            self.warnings.append(f"WARNING: {ep.host} offers no STLS; logging in over an "
-                                 "UNENCRYPTED connection (--plaintext)")
+            self.warnings.append(_("WARNING: {host} offers no STLS; logging in over an "
+                                   "UNENCRYPTED connection (--plaintext)").format(
+                                   host=ep.host))
             return
         self._command("STLS")
         assert self._sock is not None
@@ -279,8 +280,8 @@ class Pop3Source:
                   "the server: rerun with --allow-seen to accept that").format(
                   host=self.endpoint.host))
         self.use_top = False
-        self.warnings.append("note: the server has no TOP; messages were read with RETR, "
-                             "which marks them read on the server (--allow-seen)")
+        self.warnings.append(_("note: the server has no TOP; messages were read with RETR, "
+                             "which marks them read on the server (--allow-seen)"))
 
     def close(self, quit_: bool = True) -> None:
         sock, self._sock = self._sock, None
@@ -356,8 +357,8 @@ class Pop3Source:
         if not self.use_top:
             raise ServerError(_("the POP3 server supports neither UIDL nor TOP, so archiver "
                               "cannot tell which messages it already has"))
-        self.warnings.append("note: the server has no UIDL; messages are recognised by a hash "
-                             "of their headers and size instead")
+        self.warnings.append(_("note: the server has no UIDL; messages are recognised by a hash "
+                             "of their headers and size instead"))
         keys: dict[int, str] = {}
         assert self._reader is not None
         for num in numbers:

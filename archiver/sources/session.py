@@ -183,8 +183,8 @@ class ImapSession:
                   "unencrypted: use imaps:// (port 993), or --plaintext if you accept that").format(
                   host=ep.host, port=ep.port)
             )
-        self.warnings.append(f"WARNING: {ep.host} offers no STARTTLS; logging in over an "
-                             "UNENCRYPTED connection (--plaintext)")
+        self.warnings.append(_("WARNING: {host} offers no STARTTLS; logging in over an "
+                               "UNENCRYPTED connection (--plaintext)").format(host=ep.host))
 
     @property
     def alerts(self) -> list[str]:

@@ -2,8 +2,9 @@
 
 An AST lint over archiver/: the message of ``err()``, ``click.echo()``,
 ``progress.note()``/``.note()``, ``click.prompt()``/``confirm()``,
-``click.BadParameter``/``UsageError``/``ClickException`` and ``raise
-SomeArchiverError(...)`` must be a ``_()``/``ngettext()`` call (or its
+``click.BadParameter``/``UsageError``/``ClickException``, ``raise
+SomeArchiverError(...)`` and what is appended to a report's list of texts
+(``summary.problems``, ``notes``, ``warnings``, ...) must be a ``_()``/``ngettext()`` call (or its
 ``.format()``), not a string literal or an f-string with words in it.
 Variables and data (``json.dumps(...)``, a formatted listing line) pass: the
 lint looks for *text*.  Texts that are deliberately not translated (data,
@@ -21,6 +22,9 @@ from tests import i18n_catalog as cat
 MESSAGE_FUNCS = {"err", "echo", "secho", "note", "prompt", "confirm", "warn", "fail"}
 CLICK_ERRORS = {"BadParameter", "UsageError", "ClickException", "BadOptionUsage",
                 "BadArgumentUsage", "FileError"}
+# lists of one-line texts that a summary, report or --json shows a user
+USER_LISTS = {"problems", "notes", "warnings", "missing", "refused", "skipped", "extra",
+              "altered_messages", "flags_differ", "changed", "index_problems"}
 WORDS = re.compile(r"[A-Za-z]{2,}")
 
 # (module, start of the text): deliberately untranslated output
@@ -78,7 +82,9 @@ def untranslated(path: Path, errors: set[str]) -> list[tuple[int, str]]:
         if not isinstance(node, ast.Call) or not node.args:
             continue
         name = _name(node.func)
-        if not (name in MESSAGE_FUNCS or name in CLICK_ERRORS
+        appended = (name == "append" and isinstance(node.func, ast.Attribute)
+                    and _name(node.func.value) in USER_LISTS)
+        if not (name in MESSAGE_FUNCS or name in CLICK_ERRORS or appended
                 or (name in errors and id(node) in raised)):
             continue
         text = _text_of(node.args[0])
@@ -108,6 +114,7 @@ click.echo(f"{a}  {b}")
 raise DestinationError(f"cannot write {p}")
 raise ValueError("internal")
 raise click.BadParameter("bad value")
+self.summary.problems.append(f"{name}: refused")
 err(_("fine {n}").format(n=1))
 click.echo(json.dumps(x))
 '''
@@ -117,7 +124,7 @@ click.echo(json.dumps(x))
         lines = [line for line, _t in untranslated(tmp, {"DestinationError"})]
     finally:
         tmp.unlink()
-    assert lines == [2, 3, 5, 7]
+    assert lines == [2, 3, 5, 7, 8]
 
 
 def _shadowing(tree: ast.AST) -> list[int]:
