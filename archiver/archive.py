@@ -56,7 +56,7 @@ class Archive:
     def create_or_open(cls, dest: Path, fmt: str, source: dict[str, str]) -> Archive:
         """Open DEST for writing (creating it), lock it, and check it is this account's."""
         arc = cls(dest)
-        with translate_os_errors(f"preparing {dest}"):
+        with translate_os_errors(_("preparing {path}").format(path=dest)):
             if dest.exists() and not dest.is_dir():
                 raise DestinationError(_("{dest} is a file, not a directory: choose a "
                                          "directory for the archive").format(dest=dest))
@@ -187,7 +187,7 @@ class Archive:
                       "end); nothing was changed: run 'archiver verify', then 'archiver "
                       "reindex --force' to rebuild it from the message files").format(
                       index_path=self.index_path, good_length=self._good_length))
-            with translate_os_errors(f"opening {self.index_path}"):
+            with translate_os_errors(_("opening {path}").format(path=self.index_path)):
                 self._writer = IndexWriter(self.index_path, self._good_length)
         return self._writer
 
@@ -195,7 +195,7 @@ class Archive:
         """Append records as one durable frame, then fold them into the state."""
         if not records:
             return
-        with translate_os_errors(f"writing {self.index_path}"):
+        with translate_os_errors(_("writing {path}").format(path=self.index_path)):
             writer = self.writer()
             writer.append(records)
         self._good_length = writer.end
@@ -230,6 +230,6 @@ class Archive:
             return {}
 
     def save_folder_counters(self, counters: dict[str, Any]) -> None:
-        with translate_os_errors(f"writing {self.folders_path}"):
+        with translate_os_errors(_("writing {path}").format(path=self.folders_path)):
             atomic_write(self.folders_path,
                          json.dumps(counters, ensure_ascii=False, sort_keys=True).encode())

@@ -22,9 +22,10 @@ package; a missing catalog means English.
 
 from __future__ import annotations
 
+import contextlib
 import gettext as _gettext
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Optional
 
@@ -105,6 +106,20 @@ def set_language(language: Optional[str]) -> str:
     chosen = normalise(language) if language else language_from_env(os.environ)
     _translator.use(chosen or "en")
     return _translator.language or "en"
+
+
+@contextlib.contextmanager
+def speaking(language: Optional[str]) -> Iterator[str]:
+    """:func:`set_language` for one CLI run; the language before it is back afterwards.
+
+    So a run with ``--lang ja`` leaves nothing behind in the process (a test suite
+    calling the library after an in-process run gets its own language).
+    """
+    saved = (_translator.language, _translator.catalog)
+    try:
+        yield set_language(language)
+    finally:
+        _translator.language, _translator.catalog = saved
 
 
 def current_language() -> str:

@@ -218,7 +218,7 @@ class _Repairer:
         """rename into .archiver/damaged/<stamp>/, durably; returns the new path (to DEST)."""
         dest = self.archive.dest
         src = dest.joinpath(*rel.split("/"))
-        with translate_os_errors(f"moving {src} aside"):
+        with translate_os_errors(_("moving {path} aside").format(path=src)):
             target = self._root().joinpath(*rel.split("/"))
             fsync_parents(ensure_dir(target.parent, dest))
             if target.exists():  # never replace a kept copy

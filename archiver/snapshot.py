@@ -165,7 +165,7 @@ def write_snapshot(archive: Archive) -> SnapshotInfo:
     del notes
     data = b"".join(parts)
     path = snapshot_path(archive)
-    with translate_os_errors(f"writing {path}"):
+    with translate_os_errors(_("writing {path}").format(path=path)):
         atomic_write(path, data)
     return SnapshotInfo(path, len(folders), count, len(data))
 

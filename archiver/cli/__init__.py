@@ -24,7 +24,7 @@ from archiver import __version__
 from archiver.cli.common import err
 from archiver.cli.translated import TranslatedHelp, click_speaks
 from archiver.errors import EXIT_INTERRUPTED, EXIT_USAGE, ArchiverError
-from archiver.i18n import LANGUAGES, _, set_language
+from archiver.i18n import LANGUAGES, _, set_language, speaking
 
 DEBUG_ENV = "ARCHIVER_DEBUG"
 
@@ -104,8 +104,7 @@ def _lang_in(argv: list[str]) -> Optional[str]:
 def run(argv: Optional[list[str]] = None) -> int:
     """Run the CLI and return its exit code: every error becomes a short text on stderr."""
     args = list(sys.argv[1:] if argv is None else argv)
-    set_language(_lang_in(args))
-    with click_speaks():
+    with speaking(_lang_in(args)), click_speaks():
         return _run(argv)
 
 

@@ -68,7 +68,7 @@ def check_out(out: Path, dest: Path) -> None:
                                      "empty directory; choose another one or empty it").format(
                                      out=out))
     else:
-        with translate_os_errors(f"creating {out}"):
+        with translate_os_errors(_("creating {path}").format(path=out)):
             out.mkdir(mode=DIR_MODE, parents=True)
 
 
@@ -148,7 +148,7 @@ def export_archive(archive: Archive, out: Path, kind: str) -> ExportReport:
     report = ExportReport()
     store = open_store(archive.dest, archive.format)
     try:
-        with translate_os_errors(f"writing into {out}"):
+        with translate_os_errors(_("writing into {path}").format(path=out)):
             writer.folders(jobs)
             for job in jobs:
                 writer.begin(job)

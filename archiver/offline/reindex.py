@@ -163,7 +163,7 @@ def rebuild_index(archive: Archive, *, force: bool = False) -> ReindexReport:
         snap = read_snapshot(archive)
         if snap is not None:
             report.snapshot_time = str(snap.get("t"))
-        with translate_os_errors(f"rebuilding {archive.index_path}"):
+        with translate_os_errors(_("rebuilding {path}").format(path=archive.index_path)):
             tmp = archive.index_path.with_name(archive.index_path.name + ".reindex-tmp")
             if tmp.exists():
                 tmp.unlink()

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from tests import i18n_catalog as cat
 
-MESSAGE_FUNCS = {"err", "echo", "secho", "note", "prompt", "confirm", "warn", "fail"}
+MESSAGE_FUNCS = {"err", "echo", "secho", "note", "prompt", "confirm", "warn", "fail",
+                 "translate_os_errors"}
 CLICK_ERRORS = {"BadParameter", "UsageError", "ClickException", "BadOptionUsage",
                 "BadArgumentUsage", "FileError"}
 # lists of one-line texts that a summary, report or --json shows a user
@@ -133,6 +134,9 @@ def _shadowing(tree: ast.AST) -> list[int]:
     functions = [n for n in ast.walk(tree)
                  if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))]
     inside = {id(d) for f in functions for d in ast.walk(f) if d is not f}
+    # a comprehension's variables live in its own scope: ``for _, x in pairs`` there is fine
+    own_scope = {id(d) for n in ast.walk(tree) if isinstance(n, ast.comprehension)
+                 for d in ast.walk(n.target)}
     for scope in [tree, *functions]:
         nodes = [n for n in ast.walk(scope) if scope is not tree or id(n) not in inside]
         calls = any(isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
@@ -140,6 +144,8 @@ def _shadowing(tree: ast.AST) -> list[int]:
         if not calls and scope is not tree:
             continue
         for n in nodes:
+            if id(n) in own_scope:
+                continue
             if isinstance(n, ast.Name) and n.id == "_" and isinstance(n.ctx, ast.Store) \
                     or isinstance(n, ast.ExceptHandler) and n.name == "_":
                 lines.append(n.lineno)
