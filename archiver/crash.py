@@ -53,8 +53,8 @@ def report_crash(exc: BaseException, argv: list[str], debug: bool,
         echo("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip())
     what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     echo(_("archiver: internal error: {what}").format(what=what))
-    where = (f"the details are in {path}" if path is not None
-             else "rerun with --debug to see the details")
+    where = (_("the details are in {path}").format(path=path) if path is not None
+             else _("rerun with --debug to see the details"))
     echo(_("archiver {version} met a bug; {where}. Please report this (the file holds no "
            "password). What was saved so far is safe: run the same command again.").format(
            version=__version__, where=where))

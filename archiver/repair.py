@@ -118,16 +118,17 @@ def unrepairable_reason(entry: MessageEntry, uidvalidity: int,
     if entry.uidl is None and entry.uidvalidity == POP3_UIDVALIDITY:
         return "its UID on the server is unknown (the index was rebuilt without a snapshot)"
     if entry.uidl is None and pop3:
-        return "archived over IMAP: repair it with the account's imaps:// SOURCE"
+        return _("archived over IMAP: repair it with the account's imaps:// SOURCE")
     if not pop3 and entry.uidvalidity != uidvalidity:
-        return "not on the server any more (the folder's UIDVALIDITY changed)"
+        return _("not on the server any more (the folder's UIDVALIDITY changed)")
     meta = listed.get(entry.uid)
     if meta is None:
-        why = "its UIDL is no longer listed" if pop3 else "expunged"
-        return f"not on the server any more ({why})"
+        return (_("not on the server any more (its UIDL is no longer listed)") if pop3
+                else _("not on the server any more (expunged)"))
     if same_message(entry, meta) is Identity.DIFFERENT:
-        return ("its " + ("UIDL" if pop3 else "UID") + " now names another message (the server "
-                "renumbered the folder): run 'archiver backup' first, which matches it again")
+        return _("its {id} now names another message (the server renumbered the folder): "
+                 "run 'archiver backup' first, which matches it again").format(
+                     id="UIDL" if pop3 else "UID")
     return None
 
 

@@ -18,6 +18,7 @@ from typing import Callable
 
 from archiver.account import Endpoint
 from archiver.errors import ConnectionFailed, TLSError
+from archiver.i18n import _
 
 log = logging.getLogger("archiver.connection")
 
@@ -37,9 +38,10 @@ DROPS = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionResetError,
 
 
 def dropped(endpoint: Endpoint, what: str, exc: BaseException) -> ConnectionDropped:
-    return ConnectionDropped(f"{endpoint.host}:{endpoint.port} closed the connection during "
-                             f"{what} ({exc.__class__.__name__}: {exc}); check the network "
-                             "and run the same command again")
+    return ConnectionDropped(_("{host}:{port} closed the connection during {what} ({error_type}: "
+                               "{exc}); check the network and run the same command again").format(
+                               host=endpoint.host, port=endpoint.port, what=what,
+                               error_type=exc.__class__.__name__, exc=exc))
 
 
 def retry_dropped(connect_once: Callable[[], None], attempts: int, backoff: float) -> None:
@@ -65,20 +67,23 @@ def connect_error(endpoint: Endpoint, exc: BaseException) -> ConnectionFailed:
     host = endpoint.host
     if isinstance(exc, ssl.SSLCertVerificationError):
         return TLSError(
-            f"the certificate of {host} could not be verified ({exc.verify_message}); "
-            "if you trust this server, give its CA with --cafile (or --insecure to skip checks)"
+            _("the certificate of {host} could not be verified ({verify_message}); if you "
+              "trust this server, give its CA with --cafile (or --insecure to skip checks)").format(
+              host=host, verify_message=exc.verify_message)
         )
     if isinstance(exc, ssl.SSLError):
-        return TLSError(f"TLS with {host}:{endpoint.port} failed ({exc.reason or exc}); "
-                        "check the port and whether the server speaks TLS there")
+        return TLSError(_("TLS with {host}:{port} failed ({reason}); check the port and "
+                          "whether the server speaks TLS there").format(
+                          host=host, port=endpoint.port, reason=exc.reason or exc))
     if isinstance(exc, socket.gaierror):
-        return ConnectionFailed(f"cannot find host {host}: check the spelling and your "
-                                "network connection")
+        return ConnectionFailed(_("cannot find host {host}: check the spelling and your "
+                                  "network connection").format(host=host))
     if isinstance(exc, ConnectionRefusedError):
-        return ConnectionFailed(f"{host}:{endpoint.port} refused the connection: check the "
-                                "host and port")
+        return ConnectionFailed(_("{host}:{port} refused the connection: check the host and "
+                                  "port").format(host=host, port=endpoint.port))
     if isinstance(exc, (socket.timeout, TimeoutError)):
-        return ConnectionFailed(f"{host}:{endpoint.port} did not answer in time: check the "
-                                "network, or raise --timeout")
-    return ConnectionFailed(f"connection to {host}:{endpoint.port} failed: "
-                            f"{exc.__class__.__name__}: {exc}")
+        return ConnectionFailed(_("{host}:{port} did not answer in time: check the network, "
+                                  "or raise --timeout").format(host=host, port=endpoint.port))
+    return ConnectionFailed(_("connection to {host}:{port} failed: {error_type}: {exc}").format(
+                              host=host, port=endpoint.port, error_type=exc.__class__.__name__,
+                              exc=exc))

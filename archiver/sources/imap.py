@@ -153,8 +153,8 @@ class ImapSource(ImapSession):
         except ServerError as exc:
             raise _examine_refused(folder, str(exc)) from None
         except UnicodeError:
-            raise FetchFailed(0, "the server lists this folder with raw 8-bit bytes in its "
-                                 "name, which cannot be sent back to it; not archived",
+            raise FetchFailed(0, _("the server lists this folder with raw 8-bit bytes in its "
+                                 "name, which cannot be sent back to it; not archived"),
                               label=f"folder {folder.server_name!r}") from None
         st = status_from(res, exists_key=b"EXISTS")
         if st is None:
@@ -279,7 +279,8 @@ class ImapSource(ImapSession):
 def _examine_refused(folder: Folder, said: str) -> FetchFailed:
     """A folder the server listed but will not open (deleted meanwhile, no rights):
     that folder's problem, reported, while the others are archived."""
-    return FetchFailed(0, f"the server would not open it ({said}); not archived this time",
+    return FetchFailed(0, _("the server would not open it ({said}); not archived this time").format(
+                            said=said),
                        label=f"folder {folder.server_name!r}")
 
 

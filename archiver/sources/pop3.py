@@ -405,7 +405,8 @@ class Pop3Source:
         reply = self._line("TOP")
         label = f"message {self._uidls.get(uid, uid)} (UIDL)"
         if not reply.startswith(b"+OK"):
-            return FetchFailed(uid, f"the server said {reply.decode('utf-8', 'replace')[:200]}",
+            return FetchFailed(uid, _("the server said {reply}").format(
+                                      reply=reply.decode("utf-8", "replace")[:200]),
                                label)
         pieces: list[bytes] = []
         assert self._reader is not None
@@ -416,8 +417,8 @@ class Pop3Source:
         expected = self._sizes.get(uid, 0)
         # +2: a message without a final newline must be ended with CRLF on the wire.
         if expected and size not in (expected, expected + 2):
-            return FetchFailed(uid, f"the server announced {expected} bytes but sent {size}; "
-                                    "not saved", label)
+            return FetchFailed(uid, _("the server announced {expected} bytes but sent {size}; "
+                                      "not saved").format(expected=expected, size=size), label)
         return b"" if write else b"".join(pieces)
 
     def fetch_stream(self, uid: int, size_hint: int, write: Callable[[bytes], None],

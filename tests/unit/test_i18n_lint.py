@@ -26,6 +26,8 @@ CLICK_ERRORS = {"BadParameter", "UsageError", "ClickException", "BadOptionUsage"
 # lists of one-line texts that a summary, report or --json shows a user
 USER_LISTS = {"problems", "notes", "warnings", "missing", "refused", "skipped", "extra",
               "altered_messages", "flags_differ", "changed", "index_problems"}
+# exceptions whose message is not their first argument: (name, index of the text)
+TEXT_ARGUMENT = {"FetchFailed": 1, "ResumeMismatch": 1}
 WORDS = re.compile(r"[A-Za-z]{2,}")
 
 # (module, start of the text): deliberately untranslated output
@@ -86,9 +88,12 @@ def untranslated(path: Path, errors: set[str]) -> list[tuple[int, str]]:
         appended = (name == "append" and isinstance(node.func, ast.Attribute)
                     and _name(node.func.value) in USER_LISTS)
         if not (name in MESSAGE_FUNCS or name in CLICK_ERRORS or appended
-                or (name in errors and id(node) in raised)):
+                or name in errors or name in TEXT_ARGUMENT):
             continue
-        text = _text_of(node.args[0])
+        index = TEXT_ARGUMENT.get(name, 0)
+        if len(node.args) <= index:
+            continue
+        text = _text_of(node.args[index])
         if text is not None and WORDS.search(text):
             found.append((node.lineno, text))
     return found
