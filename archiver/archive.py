@@ -20,7 +20,7 @@ from typing import IO, Any, Callable, Optional
 from archiver.durable import atomic_write, fsync_dir
 from archiver.errors import DestinationError
 from archiver.fsutil import DIR_MODE, hold_lock, translate_os_errors
-from archiver.i18n import _
+from archiver.i18n import _, ngettext
 from archiver.index import (
     FORMAT_VERSION,
     INDEX_NAME,
@@ -129,8 +129,8 @@ class Archive:
     def acquire_lock(self) -> None:
         """Hold DEST's lock until :meth:`close` (a second writer is refused, exit 6)."""
         self._lock_fh = hold_lock(self.meta_dir / "lock",
-                                  f"another archiver is already working on {self.dest}: wait "
-                                  "for it to finish (or stop it) and rerun")
+                                  _("another archiver is already working on {dest}: wait for "
+                                    "it to finish (or stop it) and rerun").format(dest=self.dest))
 
     def close(self) -> None:
         if self._writer is not None:
@@ -216,9 +216,11 @@ class Archive:
         n = self._state.skipped if self._state is not None else 0
         if not n:
             return None
-        return (f"{n} unreadable index record{'s' if n != 1 else ''} skipped; run "
-                f"'archiver reindex {self.dest} --force' to rebuild the index from the "
-                "message files")
+        return ngettext("{n} unreadable index record skipped; run 'archiver reindex {dest} "
+                        "--force' to rebuild the index from the message files",
+                        "{n} unreadable index records skipped; run 'archiver reindex {dest} "
+                        "--force' to rebuild the index from the message files", n).format(
+                            n=n, dest=self.dest)
 
     # ------------------------------------------------------------ folder counters
 

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Optional
 
-from archiver.i18n import _
+from archiver.i18n import _, ngettext
 from archiver.names import logical_name
 from archiver.sources.base import Folder
 
@@ -168,9 +168,11 @@ class Choice:
     def note(self) -> Optional[str]:
         if not self.skipped:
             return None
-        what = "folder" if self.skipped == 1 else "folders"
-        return (f"{self.skipped} {what} in other users' or shared namespaces were not "
-                "archived: use --all-namespaces to include them")
+        return ngettext("{n} folder in other users' or shared namespaces was not archived: "
+                        "use --all-namespaces to include it",
+                        "{n} folders in other users' or shared namespaces were not archived: "
+                        "use --all-namespaces to include them", self.skipped).format(
+                            n=self.skipped)
 
 
 def choose(folders: Iterable[Folder], all_namespaces: bool,

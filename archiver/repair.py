@@ -114,9 +114,9 @@ def unrepairable_reason(entry: MessageEntry, uidvalidity: int,
     """
     pop3 = uidvalidity == POP3_UIDVALIDITY
     if entry.uidl is not None and not pop3:
-        return "archived over POP3: repair it with the account's pop3s:// SOURCE"
+        return _("archived over POP3: repair it with the account's pop3s:// SOURCE")
     if entry.uidl is None and entry.uidvalidity == POP3_UIDVALIDITY:
-        return "its UID on the server is unknown (the index was rebuilt without a snapshot)"
+        return _("its UID on the server is unknown (the index was rebuilt without a snapshot)")
     if entry.uidl is None and pop3:
         return _("archived over IMAP: repair it with the account's imaps:// SOURCE")
     if not pop3 and entry.uidvalidity != uidvalidity:
@@ -296,17 +296,17 @@ def _outcome(report: RepairReport, repairer: _Repairer, archive: Archive,
                 report.differs.append(damage.label)
         else:
             repairer.refused[key] = NotRepaired(
-                damage.label, "the server did not deliver it (see the problems): run the "
-                              "same command again")
+                damage.label, _("the server did not deliver it (see the problems): run the "
+                                "same command again"))
     for name, damages in repairer.by_folder.items():
         if name in repairer.listed:
             continue
         if name not in unlisted:
-            why = "not reached (the connection was lost): run the same command again"
+            why = _("not reached (the connection was lost): run the same command again")
         elif protocol == "pop3":
-            why = "POP3 reaches only the INBOX: repair it with the account's imaps:// SOURCE"
+            why = _("POP3 reaches only the INBOX: repair it with the account's imaps:// SOURCE")
         else:
-            why = "not on the server any more (the server does not list the folder)"
+            why = _("not on the server any more (the server does not list the folder)")
         for d in damages:
             repairer.refused[_key(d.entry)] = NotRepaired(d.label, why)
     report.cannot_repair = sorted(repairer.refused.values(), key=lambda n: n.message)

@@ -60,9 +60,11 @@ def print_restore(summary: Any, quiet: bool, *sessions: Any) -> None:
 
 def journal_line(journal: Any, dry_run: bool) -> str:
     """Where the restore journal is (one line): always for --dry-run, else if not in DEST."""
-    where = ("DEST is read-only, so it is kept in the user state directory"
-             if journal.in_state_dir else "in the archive")
-    return f"{'journal (would use)' if dry_run else 'note: journal'}: {journal.path} ({where})"
+    where = (_("DEST is read-only, so it is kept in the user state directory")
+             if journal.in_state_dir else _("in the archive"))
+    template = (_("journal (would use): {path} ({where})") if dry_run
+                else _("note: journal: {path} ({where})"))
+    return template.format(path=journal.path, where=where)
 
 
 def print_verify(report: Any, quiet: bool) -> None:

@@ -141,9 +141,10 @@ class RestoreJournal:
                 if not self.path.parent.exists():  # the user state directory's, first time
                     self.path.parent.mkdir(mode=DIR_MODE, parents=True)
             self._lock_fh = hold_lock(
-                self.lock_path, f"another archiver is already restoring into "
-                f"{self.target['user']}@{self.target['host']} from this archive: wait for it "
-                "to finish (or stop it) and rerun")
+                self.lock_path, _("another archiver is already restoring into {user}@{host} "
+                                  "from this archive: wait for it to finish (or stop it) and "
+                                  "rerun").format(user=self.target['user'],
+                                                  host=self.target['host']))
             with translate_os_errors(_("repairing {path}").format(path=self.path)):
                 cut_torn_tail(self.path)
         others = [other for other in self.also_read if other.exists()]

@@ -487,16 +487,16 @@ class AppendWriter:
                     continue
                 got += len(chunk)
                 if got > item.size:
-                    raise _Unreadable(item, f"the archive holds more than the {item.size} "
-                                            "bytes recorded")
+                    raise _Unreadable(item, _("the archive holds more than the {recorded} "
+                                              "bytes recorded").format(recorded=item.size))
                 if held:
                     yield held
                 held = chunk
         except (OSError, ValueError) as exc:
             raise _Unreadable(item, getattr(exc, "strerror", None) or str(exc)) from exc
         if got != item.size:
-            raise _Unreadable(item, f"the archive holds {got} bytes, not the {item.size} "
-                                    "recorded")
+            raise _Unreadable(item, _("the archive holds {size} bytes, not the {recorded} "
+                                      "recorded").format(size=got, recorded=item.size))
         if held:
             yield held
         item.sent()

@@ -253,8 +253,8 @@ class Restore:
         try:
             conn.source.connect()
         except ArchiverError as exc:
-            self._note(f"the target refused connection {number} ({exc}); its folders went "
-                       "over the others")
+            self._note(_("the target refused connection {number} ({exc}); its folders went "
+                         "over the others").format(number=number, exc=exc))
             return None
         return conn
 
