@@ -1,8 +1,9 @@
 """The interface speaks Japanese when asked: help, click's own words, errors, a backup summary.
 
 Run as a user would (a subprocess of the installed ``archiver``) with the
-ja_JP locale *not* installed on this machine: the language comes from the
-environment variables alone.
+ja_JP locale *not* installed: the subprocesses get ``LOCPATH`` pointing at an
+empty directory, so the C library finds no locale at all, whatever this
+machine has; the language comes from the environment variables alone.
 """
 
 from __future__ import annotations
@@ -10,9 +11,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
-
-import pytest
 
 from tests.dovecot import DovecotServer, MailUser
 from tests.helpers import run_cli, source_args
@@ -24,9 +24,14 @@ def _japanese(text: str) -> bool:
     return any(ord(c) in JAPANESE for c in text)
 
 
+NO_LOCALES = Path(tempfile.gettempdir()) / "archiver-tests-no-locales"  # an empty LOCPATH
+
+
 def _env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if k not in ("ARCHIVER_LANG", "LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG")}
+    NO_LOCALES.mkdir(exist_ok=True)
+    env["LOCPATH"] = str(NO_LOCALES)
     env.update(extra)
     return env
 
@@ -36,13 +41,14 @@ def _archiver(args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=60)
 
 
-def test_ja_locale_is_not_installed_here() -> None:
-    """The premise of this file: nothing below relies on the C library's ja_JP locale."""
-    import locale
-
-    with pytest.raises(locale.Error):
-        locale.setlocale(locale.LC_MESSAGES, "ja_JP.UTF-8")
-    locale.setlocale(locale.LC_MESSAGES, "")
+def test_ja_locale_is_not_installed_for_these_runs() -> None:
+    """The premise of this file: nothing below can use the C library's ja_JP locale."""
+    probe = ("import locale\n"
+             "try:\n    locale.setlocale(locale.LC_ALL, 'ja_JP.UTF-8')\n"
+             "except locale.Error:\n    print('no ja_JP')\n")
+    done = subprocess.run([sys.executable, "-c", probe], env=_env(LANG="ja_JP.UTF-8"),
+                          capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "no ja_JP", done.stdout + done.stderr
 
 
 def test_lang_ja_locale_gives_japanese_help() -> None:
