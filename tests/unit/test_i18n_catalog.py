@@ -170,3 +170,14 @@ def test_kept_lines_of_translated_help_fit_an_80_column_terminal(ja_po: dict) ->
             if para.startswith("\b"):
                 long += [line for line in para.split("\n")[1:] if width(line) > 76]
     assert not long, long
+
+
+def test_the_compiled_catalog_is_package_data() -> None:
+    """A wheel (non-editable install) carries archiver/locale/*/LC_MESSAGES/archiver.mo."""
+    import fnmatch
+
+    tomllib = pytest.importorskip("tomllib")
+    config = tomllib.loads((cat.REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    patterns = config["tool"]["setuptools"]["package-data"]["archiver"]
+    mo = cat.mo_path("ja").relative_to(cat.PACKAGE).as_posix()
+    assert any(fnmatch.fnmatch(mo, p) for p in patterns), (mo, patterns)
