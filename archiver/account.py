@@ -180,11 +180,12 @@ def _port(spec: str, scheme: str, parts: SplitResult) -> int:
 def _apply_domain_rule(login: str, preset: Preset) -> tuple[str, tuple[str, ...]]:
     if preset.domain is None and "@" in login:
         bare = login.split("@", 1)[0]
-        return bare, (f"{preset.name} logs in with the bare user name: using '{bare}' "
-                      f"instead of '{login}'",)
+        return bare, (_("{preset} logs in with the bare user name: using '{bare}' instead of "
+                        "'{login}'").format(preset=preset.name, bare=bare, login=login),)
     if preset.domain is not None and "@" not in login:
         full = f"{login}@{preset.domain}"
-        return full, (f"{preset.name} logs in with the full address: using '{full}'",)
+        return full, (_("{preset} logs in with the full address: using '{full}'").format(
+            preset=preset.name, full=full),)
     return login, ()
 
 

@@ -21,7 +21,7 @@ from typing import IO, Any, Callable, Optional
 from archiver.durable import atomic_write, fsync_dir
 from archiver.errors import DestinationError, UsageError
 from archiver.fsutil import DIR_MODE, hold_lock, translate_os_errors
-from archiver.i18n import _
+from archiver.i18n import _, ngettext
 from archiver.index import (
     FORMAT_VERSION,
     INDEX_NAME,
@@ -67,15 +67,15 @@ class Archive:
         whatever the file system takes); an existing one keeps its own.
         """
         arc = cls(dest)
-        with translate_os_errors(f"preparing {dest}"):
+        with translate_os_errors(_("preparing {path}").format(path=dest)):
             if dest.exists() and not dest.is_dir():
-                raise DestinationError(f"{dest} is a file, not a directory: choose a directory "
-                                       "for the archive")
+                raise DestinationError(_("{dest} is a file, not a directory: choose a "
+                                         "directory for the archive").format(dest=dest))
             fresh = not arc.meta_path.exists()
             if fresh and dest.is_dir() and any(p.name != META_DIR for p in dest.iterdir()):
                 raise DestinationError(
-                    f"{dest} already holds other files and is not an archive: choose an empty "
-                    "or new directory")
+                    _("{dest} already holds other files and is not an archive: choose an "
+                      "empty or new directory").format(dest=dest))
             if not dest.exists():
                 dest.mkdir(mode=DIR_MODE, parents=True)
                 fsync_dir(dest.parent)
@@ -103,8 +103,9 @@ class Archive:
         """Open an archive for reading (verify, ls); no lock."""
         arc = cls(dest)
         if not arc.meta_path.exists():
-            raise DestinationError(f"{dest} is not an archive (no {META_DIR}/archive.json): "
-                                   "give the directory a backup wrote to")
+            raise DestinationError(_("{dest} is not an archive (no {META_DIR}/archive.json): "
+                                     "give the directory a backup wrote to").format(
+                                     dest=dest, META_DIR=META_DIR))
         arc.meta = arc._read_meta()
         return arc
 
@@ -112,13 +113,16 @@ class Archive:
         try:
             meta = json.loads(self.meta_path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise DestinationError(f"{self.meta_path} is unreadable ({exc}); restore it from a "
-                                   "copy or start a new archive") from None
+            raise DestinationError(_("{meta_path} is unreadable ({exc}); restore it from a "
+                                     "copy or start a new archive").format(
+                                     meta_path=self.meta_path, exc=exc)) from None
         if not isinstance(meta, dict):
-            raise DestinationError(f"{self.meta_path} is damaged; start a new archive")
+            raise DestinationError(_("{meta_path} is damaged; start a new archive").format(
+                                     meta_path=self.meta_path))
         if int(meta.get("v", 0)) > FORMAT_VERSION:
-            raise DestinationError(f"{self.dest} was written by a newer archiver (format "
-                                   f"{meta.get('v')}): upgrade archiver")
+            raise DestinationError(_("{dest} was written by a newer archiver (format "
+                                     "{meta_v}): upgrade archiver").format(
+                                     dest=self.dest, meta_v=meta.get('v')))
         return meta
 
     def _check_identity(self, fmt: Optional[str], source: dict[str, str]) -> None:
@@ -126,8 +130,10 @@ class Archive:
         if (str(have.get("host", "")).lower() != source.get("host", "").lower()
                 or str(have.get("user", "")) != source.get("user", "")):
             raise DestinationError(
-                f"{self.dest} is the archive of {have.get('user')}@{have.get('host')}, not "
-                f"{source.get('user')}@{source.get('host')}: use one directory per account")
+                _("{dest} is the archive of {have_user}@{have_host}, not "
+                  "{source_user}@{source_host}: use one directory per account").format(
+                  dest=self.dest, have_user=have.get('user'), have_host=have.get('host'),
+                  source_user=source.get('user'), source_host=source.get('host')))
         if fmt is not None and self.format != fmt:
             raise DestinationError(
                 _("{dest} is an archive in {have} format, not {want}: leave out --format (a rerun "
@@ -150,8 +156,8 @@ class Archive:
     def acquire_lock(self) -> None:
         """Hold DEST's lock until :meth:`close` (a second writer is refused, exit 6)."""
         self._lock_fh = hold_lock(self.meta_dir / "lock",
-                                  f"another archiver is already working on {self.dest}: wait "
-                                  "for it to finish (or stop it) and rerun")
+                                  _("another archiver is already working on {dest}: wait for "
+                                    "it to finish (or stop it) and rerun").format(dest=self.dest))
 
     def close(self) -> None:
         if self._writer is not None:
@@ -201,13 +207,14 @@ class Archive:
         """
         if self._writer is None:
             self.state()
-            whole, _ = valid_length(self.index_path)
+            whole, _torn = valid_length(self.index_path)
             if whole > self._good_length:
                 raise DestinationError(
-                    f"{self.index_path} is damaged at byte {self._good_length} (not just an "
-                    "interrupted end); nothing was changed: run 'archiver verify', then "
-                    "'archiver reindex --force' to rebuild it from the message files")
-            with translate_os_errors(f"opening {self.index_path}"):
+                    _("{index_path} is damaged at byte {good_length} (not just an interrupted "
+                      "end); nothing was changed: run 'archiver verify', then 'archiver "
+                      "reindex --force' to rebuild it from the message files").format(
+                      index_path=self.index_path, good_length=self._good_length))
+            with translate_os_errors(_("opening {path}").format(path=self.index_path)):
                 self._writer = IndexWriter(self.index_path, self._good_length)
         return self._writer
 
@@ -215,7 +222,7 @@ class Archive:
         """Append records as one durable frame, then fold them into the state."""
         if not records:
             return
-        with translate_os_errors(f"writing {self.index_path}"):
+        with translate_os_errors(_("writing {path}").format(path=self.index_path)):
             writer = self.writer()
             writer.append(records)
         self._good_length = writer.end
@@ -236,9 +243,11 @@ class Archive:
         n = self._state.skipped if self._state is not None else 0
         if not n:
             return None
-        return (f"{n} unreadable index record{'s' if n != 1 else ''} skipped; run "
-                f"'archiver reindex {self.dest} --force' to rebuild the index from the "
-                "message files")
+        return ngettext("{n} unreadable index record skipped; run 'archiver reindex {dest} "
+                        "--force' to rebuild the index from the message files",
+                        "{n} unreadable index records skipped; run 'archiver reindex {dest} "
+                        "--force' to rebuild the index from the message files", n).format(
+                            n=n, dest=self.dest)
 
     # ------------------------------------------------------------ folder counters
 
@@ -250,6 +259,6 @@ class Archive:
             return {}
 
     def save_folder_counters(self, counters: dict[str, Any]) -> None:
-        with translate_os_errors(f"writing {self.folders_path}"):
+        with translate_os_errors(_("writing {path}").format(path=self.folders_path)):
             atomic_write(self.folders_path,
                          json.dumps(counters, ensure_ascii=False, sort_keys=True).encode())

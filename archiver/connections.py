@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, Optional, TypeVar
 
 from archiver.errors import ArchiverError
+from archiver.i18n import _
 from archiver.progress import ByteMeter
 
 T = TypeVar("T")
@@ -91,9 +92,10 @@ class Spread(Generic[T]):
                 t.join()
             raise
         if self._refused:
-            self._note(f"the server accepted {self._count - len(self._refused)} of "
-                       f"{self._count} connections ({self._refused[0]}); the others' "
-                       "folders went over the rest")
+            self._note(_("the server accepted {accepted} of {count} connections ({reason}); "
+                         "the others' folders went over the rest").format(
+                             accepted=self._count - len(self._refused), count=self._count,
+                             reason=self._refused[0]))
         if self._error is not None:
             raise self._error
 

@@ -18,6 +18,7 @@ from typing import Callable, Optional
 
 from archiver import __version__
 from archiver.errors import EXIT_INTERNAL
+from archiver.i18n import _
 
 
 def crash_dir() -> Path:
@@ -51,13 +52,14 @@ def report_crash(exc: BaseException, argv: list[str], debug: bool,
     if debug:
         echo("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip())
     what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    echo(f"archiver: internal error: {what}")
-    where = (f"the details are in {path}" if path is not None
-             else "rerun with --debug to see the details")
-    echo(f"archiver {__version__} met a bug; {where}. Please report this (the file holds no "
-         "password). What was saved so far is safe: run the same command again.")
+    echo(_("archiver: internal error: {what}").format(what=what))
+    where = (_("the details are in {path}").format(path=path) if path is not None
+             else _("rerun with --debug to see the details"))
+    echo(_("archiver {version} met a bug; {where}. Please report this (the file holds no "
+           "password). What was saved so far is safe: run the same command again.").format(
+           version=__version__, where=where))
     if not debug:
-        echo("(archiver --debug ... prints the full traceback)")
+        echo(_("(archiver --debug ... prints the full traceback)"))
     return EXIT_INTERNAL
 
 

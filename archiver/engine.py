@@ -22,6 +22,7 @@ from typing import Any, Optional
 from archiver.archive import Archive
 from archiver.connections import Connection, Spread, Stopping, auto_count
 from archiver.errors import ArchiverError, ConnectionFailed, Interrupted
+from archiver.i18n import _
 from archiver.index import (
     folder_record,
 )
@@ -149,8 +150,8 @@ class Backup(SyncJobs):
             self.summary.already += self._reused
             self.summary.seconds = time.monotonic() - start
         if self.summary.interrupted:
-            raise Interrupted("interrupted; what was fetched is saved -- run the same command "
-                              "to go on")
+            raise Interrupted(_("interrupted; what was fetched is saved -- run the same command "
+                              "to go on"))
         self.summary.notes.extend(alert_notes(self.source))
         return self.summary
 
@@ -279,16 +280,19 @@ class Backup(SyncJobs):
                 return call()
             except ConnectionLost as exc:
                 if not self._reconnect(conn, exc):
-                    raise ConnectionFailed(f"lost the connection and could not get it back "
-                                           f"({exc}); run the same command again") from None
+                    raise ConnectionFailed(_("lost the connection and could not get it back "
+                                             "({exc}); run the same command again").format(
+                                             exc=exc)) from None
 
     def _reconnect(self, conn: Connection, exc: Exception) -> bool:
         """Reconnect with back-off; False (and a problem noted) when out of attempts."""
         while conn.reconnects < self.options.max_reconnects:
             conn.reconnects += 1
             delay = self.options.backoff * (2 ** (conn.reconnects - 1))
-            self.progress.note(f"connection lost ({exc}); reconnecting in {delay:.0f} s "
-                               f"(attempt {conn.reconnects}/{self.options.max_reconnects})")
+            self.progress.note(_("connection lost ({exc}); reconnecting in {delay:.0f} s "
+                                 "(attempt {reconnects}/{max_reconnects})").format(
+                                 exc=exc, delay=delay, reconnects=conn.reconnects,
+                                 max_reconnects=self.options.max_reconnects))
             if self._stop.wait(delay):
                 raise Stopping()
             conn.source.close()
@@ -297,8 +301,8 @@ class Backup(SyncJobs):
                 return True
             except ConnectionFailed as again:
                 exc = again
-        self.summary.problems.append(f"connection lost and not recovered: {exc}; "
-                                     "run the same command again to finish")
+        self.summary.problems.append(_("connection lost and not recovered: {exc}; run the "
+                                       "same command again to finish").format(exc=exc))
         return False
 
     # ------------------------------------------------------------ one folder

@@ -20,6 +20,7 @@ from typing import IO, Optional
 
 from archiver import platform
 from archiver.errors import DestinationError
+from archiver.i18n import _
 from archiver.platform import DIR_MODE, FILE_MODE
 
 __all__ = ["DIR_MODE", "FILE_MODE"]  # re-exported: the modes' old home
@@ -42,8 +43,8 @@ def ensure_dir(path: Path, root: Path) -> list[Path]:
         except FileExistsError:
             if current.is_symlink() or not current.is_dir():
                 raise DestinationError(
-                    f"{current} exists and is not a directory (or is a symlink); "
-                    "move it away and rerun"
+                    _("{current} exists and is not a directory (or is a symlink); move it "
+                      "away and rerun").format(current=current)
                 ) from None
     return created
 
@@ -95,7 +96,7 @@ def hold_lock(path: Path, busy: str) -> IO[bytes]:
     """
     from archiver.errors import LockedError
 
-    with translate_os_errors(f"locking {path}"):
+    with translate_os_errors(_("locking {path}").format(path=path)):
         fh = open(path, "ab")  # noqa: SIM115 - returned to the caller, who closes it
         platform.make_private(path, FILE_MODE)
     if not platform.lock_file(fh):
@@ -109,28 +110,31 @@ def describe_os_error(what: str, exc: OSError) -> str:
     name = f" ({exc.filename})" if exc.filename else ""
     code = exc.errno
     if code in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-        return (f"{what}: the destination is full ({exc.strerror}); free some space "
-                "and run the same command again")
+        return _("{what}: the destination is full ({reason}); free some space and run the "
+                 "same command again").format(what=what, reason=exc.strerror)
     if code in (errno.EROFS, errno.EACCES, errno.EPERM):
-        return (f"{what}: cannot write ({exc.strerror}: {exc.filename}); choose a "
-                "writable destination or fix its permissions")
+        return _("{what}: cannot write ({reason}: {path}); choose a writable destination or "
+                 "fix its permissions").format(what=what, reason=exc.strerror,
+                                               path=exc.filename)
     if code == errno.ELOOP:
         # O_NOFOLLOW (or the mbox store's own check) met a planted symlink.
-        return (f"{what}: {exc.filename} is a symbolic link; archiver never writes through "
-                "one: remove it (check who planted it) and run the same command again")
+        return _("{what}: {path} is a symbolic link; archiver never writes through one: "
+                 "remove it (check who planted it) and run the same command again").format(
+                     what=what, path=exc.filename)
     if code == errno.ENOENT:
-        return (f"{what}: {exc.filename} disappeared while archiving; check the "
-                "destination and run the same command again")
+        return _("{what}: {path} disappeared while archiving; check the destination and run "
+                 "the same command again").format(what=what, path=exc.filename)
     if code == errno.EIO:
-        return (f"{what}: the disk reported an input/output error{name}; what was "
-                "recorded before is safe, this batch was not recorded: check the disk or "
-                "stick (and its cable), then run the same command again")
+        return _("{what}: the disk reported an input/output error{name}; what was recorded "
+                 "before is safe, this batch was not recorded: check the disk or stick (and "
+                 "its cable), then run the same command again").format(what=what, name=name)
     if code in (errno.ENAMETOOLONG, errno.EINVAL, errno.EILSEQ):
-        return (f"{what}: the destination's file system refused a name or an operation "
-                f"({exc.strerror}){name}; use a destination on a local disk formatted "
-                "ext4, APFS or NTFS, or report this if it is one")
-    return (f"{what}: {exc.strerror or exc}{name}; check the destination and run the "
-            "same command again")
+        return _("{what}: the destination's file system refused a name or an operation "
+                 "({reason}){name}; use a destination on a local disk formatted ext4, APFS "
+                 "or NTFS, or report this if it is one").format(what=what,
+                                                                reason=exc.strerror, name=name)
+    return _("{what}: {reason}{name}; check the destination and run the same command "
+             "again").format(what=what, reason=exc.strerror or exc, name=name)
 
 
 @contextlib.contextmanager

@@ -21,6 +21,7 @@ from typing import Any, Optional
 
 from archiver.archive import Archive
 from archiver.headers import date_from_headers, summarize
+from archiver.i18n import _
 from archiver.index import flags_record, gone_record, link_record, message_key, msg_record
 from archiver.plan import FolderPlan, describe
 from archiver.progress import Progress
@@ -254,8 +255,8 @@ class SyncJobs:
             for (old, meta), newpath in zip(plan.flag_changes, newpaths):
                 if not newpath:
                     self.summary.problems.append(
-                        f"{name}: the file of UID {old.uid} is missing from the archive; "
-                        "run 'archiver verify'")
+                        _("{name}: the file of UID {uid} is missing from the archive; run "
+                          "'archiver verify'").format(name=name, uid=old.uid))
                 records.append(flags_record(name, key_of(old), meta.flags, meta.keywords,
                                             newpath or old.path))
             self._add("flags_updated", len(plan.flag_changes))

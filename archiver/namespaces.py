@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Optional
 
+from archiver.i18n import _, ngettext
 from archiver.names import logical_name
 from archiver.sources.base import Folder
 
@@ -135,22 +136,24 @@ def distinct(folders: Iterable[Folder], recorded: Mapping[str, Recorded]
         group.sort(key=rank)
         first_i, first = group[0]
         if rec is not None and rec.namespace != first.namespace:
-            problems.append((first, f"folder {first.server_name!r} would be archived as "
-                             f"{name!r}, which already holds {_kind(rec.namespace)} folder "
-                             f"{rec.server_name!r}; not archived, so they are not mixed: "
-                             "rename it on the server"))
+            problems.append((first, _("folder {folder!r} would be archived as {name!r}, which "
+                                      "already holds {kind} folder {other!r}; not archived, so "
+                                      "they are not mixed: rename it on the server").format(
+                                          folder=first.server_name, name=name,
+                                          kind=_kind(rec.namespace), other=rec.server_name)))
         else:
             keep.add(first_i)
-        for _, other in group[1:]:
-            problems.append((other, f"folder {other.server_name!r} and {first.server_name!r} "
-                             f"have the same name in the archive ({name!r}); "
-                             f"{other.server_name!r} was not archived: rename one of them "
-                             "on the server"))
+        for _i, other in group[1:]:
+            problems.append((other, _("folder {folder!r} and {first!r} have the same name in "
+                                      "the archive ({name!r}); {folder!r} was not archived: "
+                                      "rename one of them on the server").format(
+                                          folder=other.server_name, first=first.server_name,
+                                          name=name)))
     return [f for i, f in enumerate(listed) if i in keep], problems
 
 
 def _kind(namespace: str) -> str:
-    return {OTHER: "another user's", SHARED: "a shared"}.get(namespace, "the personal")
+    return {OTHER: _("another user's"), SHARED: _("a shared")}.get(namespace, _("the personal"))
 
 
 @dataclass
@@ -165,9 +168,11 @@ class Choice:
     def note(self) -> Optional[str]:
         if not self.skipped:
             return None
-        what = "folder" if self.skipped == 1 else "folders"
-        return (f"{self.skipped} {what} in other users' or shared namespaces were not "
-                "archived: use --all-namespaces to include them")
+        return ngettext("{n} folder in other users' or shared namespaces was not archived: "
+                        "use --all-namespaces to include it",
+                        "{n} folders in other users' or shared namespaces were not archived: "
+                        "use --all-namespaces to include them", self.skipped).format(
+                            n=self.skipped)
 
 
 def choose(folders: Iterable[Folder], all_namespaces: bool,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Optional
 
+from archiver.i18n import _
 from archiver.index import POP3_UIDVALIDITY
 from archiver.sources.base import MessageMeta
 from archiver.state import FolderEntry, MessageEntry
@@ -152,16 +153,20 @@ def describe(name: str, plan: FolderPlan) -> Optional[str]:
     left = sum(len(pool) for pool in plan.reusable.values())
     by_content = plan.pool_size - left
     matched = plan.matched + by_content
-    how = f"({plan.matched} by their headers, {by_content} by their content)"
-    gone = f"; {left} archived ones not seen again are kept" if left else ""
+    how = _("({headers} by their headers, {content} by their content)").format(
+        headers=plan.matched, content=by_content)
+    gone = _("; {n} archived ones not seen again are kept").format(n=left) if left else ""
     if plan.report == "renumbered":
-        return (f"the server renumbered {name} without changing UIDVALIDITY; matched "
-                f"{matched} messages {how}{gone}")
+        return _("the server renumbered {name} without changing UIDVALIDITY; matched "
+                 "{matched} messages {how}{gone}").format(name=name, matched=matched, how=how,
+                                                         gone=gone)
     if plan.report == "uidvalidity":
-        return f"the UIDVALIDITY of {name} changed; matched {matched} messages {how}{gone}"
+        return _("the UIDVALIDITY of {name} changed; matched {matched} messages "
+                 "{how}{gone}").format(name=name, matched=matched, how=how, gone=gone)
     if plan.report == "uidl":
-        return (f"the server gave {len(plan.suspects)} UIDL(s) of {name} to other messages: "
-                f"fetched them as new messages, {by_content} the same as archived{gone}")
+        return _("the server gave {n} UIDL(s) of {name} to other messages: fetched them as "
+                 "new messages, {content} the same as archived{gone}").format(
+                     n=len(plan.suspects), name=name, content=by_content, gone=gone)
     return None
 
 

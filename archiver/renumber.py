@@ -31,6 +31,7 @@ from datetime import datetime
 from typing import Any, Optional
 
 from archiver.headers import MAX_HEADER_SCAN, summarize
+from archiver.i18n import _
 from archiver.index import (
     POP3_UIDVALIDITY,
     gone_record,
@@ -208,12 +209,12 @@ def rearrange(store: Store, path: str, work: Rearrangement,
     if arranged.moves:
         moved = store.rename(path, [Rename(store.base_name(src.uidvalidity, src.uid), uv,
                                            m.uid, m.flags, m.keywords)
-                                    for _, src, m in arranged.moves])
+                                    for _entry, src, m in arranged.moves])
         records = []
         for (e, src, m), newpath in zip(arranged.moves, moved):
             if not newpath:
-                problems.append(f"{name}: the file of UID {e.uid} is missing from the archive; "
-                                "run 'archiver verify'")
+                problems.append(_("{name}: the file of UID {uid} is missing from the archive; "
+                                  "run 'archiver verify'").format(name=name, uid=e.uid))
             records.append(_rerecord(name, e, message_key(uv, m.uid, m.uidl),
                                      newpath or src.path, m.flags, m.keywords, m.size,
                                      _iso(m.internaldate) or e.internaldate,

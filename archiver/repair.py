@@ -39,6 +39,7 @@ from archiver.durable import fsync_dir, fsync_parents, replace
 from archiver.engine import BackupOptions, Source
 from archiver.errors import ArchiverError, DestinationError
 from archiver.fsutil import ensure_dir, translate_os_errors
+from archiver.i18n import _
 from archiver.index import POP3_UIDVALIDITY, damaged_record, message_key
 from archiver.offline.verify import Damage, VerifyReport, check_message, verify_archive
 from archiver.plan import Identity, same_message
@@ -98,9 +99,10 @@ def check_account(archive: Archive, source: dict[str, str]) -> None:
     if (str(have.get("host", "")).lower() != source.get("host", "").lower()
             or str(have.get("user", "")) != source.get("user", "")):
         raise DestinationError(
-            f"{archive.dest} is the archive of {have.get('user')}@{have.get('host')}, not "
-            f"{source.get('user')}@{source.get('host')}: give that account as SOURCE to "
-            "repair it")
+            _("{dest} is the archive of {have_user}@{have_host}, not "
+              "{source_user}@{source_host}: give that account as SOURCE to repair it").format(
+              dest=archive.dest, have_user=have.get('user'), have_host=have.get('host'),
+              source_user=source.get('user'), source_host=source.get('host')))
 
 
 def unrepairable_reason(entry: MessageEntry, uidvalidity: int,
@@ -113,20 +115,21 @@ def unrepairable_reason(entry: MessageEntry, uidvalidity: int,
     """
     pop3 = uidvalidity == POP3_UIDVALIDITY
     if entry.uidl is not None and not pop3:
-        return "archived over POP3: repair it with the account's pop3s:// SOURCE"
+        return _("archived over POP3: repair it with the account's pop3s:// SOURCE")
     if entry.uidl is None and entry.uidvalidity == POP3_UIDVALIDITY:
-        return "its UID on the server is unknown (the index was rebuilt without a snapshot)"
+        return _("its UID on the server is unknown (the index was rebuilt without a snapshot)")
     if entry.uidl is None and pop3:
-        return "archived over IMAP: repair it with the account's imaps:// SOURCE"
+        return _("archived over IMAP: repair it with the account's imaps:// SOURCE")
     if not pop3 and entry.uidvalidity != uidvalidity:
-        return "not on the server any more (the folder's UIDVALIDITY changed)"
+        return _("not on the server any more (the folder's UIDVALIDITY changed)")
     meta = listed.get(entry.uid)
     if meta is None:
-        why = "its UIDL is no longer listed" if pop3 else "expunged"
-        return f"not on the server any more ({why})"
+        return (_("not on the server any more (its UIDL is no longer listed)") if pop3
+                else _("not on the server any more (expunged)"))
     if same_message(entry, meta) is Identity.DIFFERENT:
-        return ("its " + ("UIDL" if pop3 else "UID") + " now names another message (the server "
-                "renumbered the folder): run 'archiver backup' first, which matches it again")
+        return _("its {id} now names another message (the server renumbered the folder): "
+                 "run 'archiver backup' first, which matches it again").format(
+                     id="UIDL" if pop3 else "UID")
     return None
 
 
@@ -217,11 +220,12 @@ class _Repairer:
         """rename into .archiver/damaged/<stamp>/, durably; returns the new path (to DEST)."""
         dest = self.archive.dest
         src = dest.joinpath(*rel.split("/"))
-        with translate_os_errors(f"moving {src} aside"):
+        with translate_os_errors(_("moving {path} aside").format(path=src)):
             target = self._root().joinpath(*rel.split("/"))
             fsync_parents(ensure_dir(target.parent, dest))
             if target.exists():  # never replace a kept copy
-                raise DestinationError(f"{target} already exists: move it away and rerun")
+                raise DestinationError(_("{target} already exists: move it away and rerun").format(
+                                         target=target))
             replace(src, target)
             fsync_dir(target.parent)
             fsync_dir(src.parent)
@@ -275,7 +279,8 @@ def repair_archive(source: Source, archive: Archive, store: Store,
         try:  # mbox snapshots list offsets: the repaired ones moved
             write_snapshot(archive)
         except (ArchiverError, OSError, ValueError) as exc:
-            report.problems.append(f"could not refresh the index snapshot: {exc}")
+            report.problems.append(_("could not refresh the index snapshot: {exc}").format(
+                                     exc=exc))
     report.after = verify_archive(archive)
     return report
 
@@ -292,17 +297,17 @@ def _outcome(report: RepairReport, repairer: _Repairer, archive: Archive,
                 report.differs.append(damage.label)
         else:
             repairer.refused[key] = NotRepaired(
-                damage.label, "the server did not deliver it (see the problems): run the "
-                              "same command again")
+                damage.label, _("the server did not deliver it (see the problems): run the "
+                                "same command again"))
     for name, damages in repairer.by_folder.items():
         if name in repairer.listed:
             continue
         if name not in unlisted:
-            why = "not reached (the connection was lost): run the same command again"
+            why = _("not reached (the connection was lost): run the same command again")
         elif protocol == "pop3":
-            why = "POP3 reaches only the INBOX: repair it with the account's imaps:// SOURCE"
+            why = _("POP3 reaches only the INBOX: repair it with the account's imaps:// SOURCE")
         else:
-            why = "not on the server any more (the server does not list the folder)"
+            why = _("not on the server any more (the server does not list the folder)")
         for d in damages:
             repairer.refused[_key(d.entry)] = NotRepaired(d.label, why)
     report.cannot_repair = sorted(repairer.refused.values(), key=lambda n: n.message)

@@ -70,8 +70,8 @@ def stream_message(source: Source, store: Store, path: str, uidvalidity: int,
             spool.close()  # kept, with what its sidecar vouches for
             raise
         return spool
-    raise FetchFailed(meta.uid, "the server's bytes differ from what it sent a moment "
-                                "before; run the same command again")
+    raise FetchFailed(meta.uid, _("the server's bytes differ from what it sent a moment "
+                                "before; run the same command again"))
 
 
 def prune_partials(store: Store, path: str, plan: FolderPlan, threshold: int) -> None:

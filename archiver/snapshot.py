@@ -23,6 +23,7 @@ from archiver.archive import Archive
 from archiver.durable import atomic_write
 from archiver.errors import UsageError
 from archiver.fsutil import translate_os_errors
+from archiver.i18n import _
 from archiver.index import FORMAT_VERSION, folder_record, link_record, timestamp
 from archiver.state import MessageEntry
 
@@ -115,8 +116,9 @@ def write_snapshot(archive: Archive) -> SnapshotInfo:
     state = archive.state()
     index_bytes = archive.index_bytes
     if not index_bytes:
-        raise UsageError(f"{archive.index_path} is missing or empty: nothing to snapshot "
-                         "(rebuild it first with 'archiver reindex')")
+        raise UsageError(_("{index_path} is missing or empty: nothing to snapshot (rebuild it "
+                           "first with 'archiver reindex')").format(
+                           index_path=archive.index_path))
     folders = [{"folder": f.name, "dir": f.path, "server_name": f.server_name,
                 "separator": f.separator, "attributes": list(f.attributes),
                 **({} if f.namespace == "personal" else {"namespace": f.namespace})}
@@ -163,7 +165,7 @@ def write_snapshot(archive: Archive) -> SnapshotInfo:
     del notes
     data = b"".join(parts)
     path = snapshot_path(archive)
-    with translate_os_errors(f"writing {path}"):
+    with translate_os_errors(_("writing {path}").format(path=path)):
         atomic_write(path, data)
     return SnapshotInfo(path, len(folders), count, len(data))
 

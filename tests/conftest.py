@@ -37,6 +37,10 @@ from pathlib import Path
 import pytest
 
 from tests import corpus, foreignfs
+
+# The suite's assertions are about the English texts: a developer's LANG=ja_JP.UTF-8
+# must not change them.  Tests of the Japanese interface set their own environment.
+os.environ["ARCHIVER_LANG"] = "en"
 from tests.counters import DURATIONS, GROUPS
 from tests.dovecot import (
     DovecotMissing,

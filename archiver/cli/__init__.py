@@ -22,7 +22,9 @@ import click
 
 from archiver import __version__
 from archiver.cli.common import err
+from archiver.cli.translated import TranslatedHelp, click_speaks
 from archiver.errors import EXIT_INTERRUPTED, EXIT_USAGE, ArchiverError
+from archiver.i18n import LANGUAGES, _, set_language, speaking
 
 DEBUG_ENV = "ARCHIVER_DEBUG"
 
@@ -40,7 +42,7 @@ COMMANDS = {
 }
 
 
-class LazyGroup(click.Group):
+class LazyGroup(TranslatedHelp, click.Group):
     """A group whose commands are imported only when one is run (or --help lists them)."""
 
     def __init__(self, *args: Any, lazy: Optional[dict[str, str]] = None, **kwargs: Any) -> None:
@@ -60,10 +62,15 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, lazy=COMMANDS,
              context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, "--version", prog_name="archiver")
+@click.version_option(__version__, "--version", prog_name="archiver",
+                      help="Show the version and exit.")
+@click.option("--lang", type=click.Choice(LANGUAGES), is_eager=True, expose_value=False,
+              callback=lambda ctx, param, value: _use_language(value),
+              help="Language of messages and help: en or ja (default: $ARCHIVER_LANG, "
+                   "else the locale's language from LANGUAGE, LC_ALL, LC_MESSAGES or LANG).")
 @click.option("--debug", is_flag=True,
-              help=f"Show the protocol trace on stderr (passwords redacted) and, on an "
-                   f"unexpected error, the full traceback (also ${DEBUG_ENV}=1).")
+              help="Show the protocol trace on stderr (passwords redacted) and, on an "
+                   "unexpected error, the full traceback (also $ARCHIVER_DEBUG=1).")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:
     """Back up a whole IMAP or POP3 mailbox into local files, safely and resumably.
@@ -76,13 +83,38 @@ def cli(ctx: click.Context, debug: bool) -> None:
         ctx.obj["debug"] = True
 
 
+def _use_language(value: Optional[str]) -> None:
+    """``--lang``: eager, so it is in force before any help or error is rendered."""
+    if value:
+        set_language(value)
+
+
+def _lang_in(argv: list[str]) -> Optional[str]:
+    """The group's ``--lang X`` seen before the command name, for errors click raises
+    before it reaches the option (``archiver --lang ja --bogus``)."""
+    for i, arg in enumerate(argv):
+        if arg in COMMANDS or arg == "--":
+            return None
+        if arg == "--lang" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--lang="):
+            return arg.partition("=")[2]
+    return None
+
+
 def run(argv: Optional[list[str]] = None) -> int:
     """Run the CLI and return its exit code: every error becomes a short text on stderr."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    with speaking(_lang_in(args)), click_speaks():
+        return _run(argv)
+
+
+def _run(argv: Optional[list[str]]) -> int:
     state: dict[str, Any] = {"debug": bool(os.environ.get(DEBUG_ENV))}
     try:
         cli.main(args=argv, prog_name="archiver", standalone_mode=False, obj=state)
     except click.exceptions.Abort:
-        err("archiver: interrupted")
+        err(_("archiver: interrupted"))
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         _silence_stdout()
@@ -93,11 +125,12 @@ def run(argv: Optional[list[str]] = None) -> int:
         exc.show()
         return EXIT_USAGE if exc.exit_code == 2 else int(exc.exit_code)
     except ArchiverError as exc:
-        kind = "stopped" if exc.exit_code == EXIT_INTERRUPTED else "error"
-        err(f"archiver: {kind}: {exc}")
+        template = (_("archiver: stopped: {message}") if exc.exit_code == EXIT_INTERRUPTED
+                    else _("archiver: error: {message}"))
+        err(template.format(message=exc))
         return exc.exit_code
     except KeyboardInterrupt:
-        err("archiver: interrupted; run the same command to go on")
+        err(_("archiver: interrupted; run the same command to go on"))
         return EXIT_INTERRUPTED
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)

@@ -24,10 +24,11 @@ from archiver.cli.common import (
     warn_skipped,
 )
 from archiver.cli.summaries import backup_line, next_step
+from archiver.cli.translated import TranslatedCommand
 from archiver.i18n import _
 
 
-@click.command()
+@click.command(cls=TranslatedCommand)
 @click.argument("source")
 @click.argument("dest", type=click.Path(path_type=Path))
 @source_options

@@ -148,7 +148,7 @@ def _debug_asked() -> bool:
 source_options = apply_options([
     click.option("--user", "-u", help="Login name (overrides the one in SOURCE)."),
     click.option("--password-file", type=click.Path(path_type=Path),
-                 help=f"Read the password from the first line of FILE (else ${PASSWORD_ENV},"
+                 help="Read the password from the first line of FILE (else $ARCHIVER_PASSWORD,"
                       " else a prompt)."),
     click.option("--cafile", type=click.Path(path_type=Path),
                  help="Trust this CA certificate (PEM) for the server's TLS certificate."),
@@ -183,7 +183,8 @@ def _connections(value: str) -> int:
     except ValueError:
         n = -1
     if not 1 <= n <= 8:
-        raise click.BadParameter(f"{value!r} is not a number from 1 to 8 or 'auto'")
+        raise click.BadParameter(_("{value!r} is not a number from 1 to 8 or 'auto'").format(
+                                   value=value))
     return n
 
 target_connections_option = click.option(
@@ -196,8 +197,8 @@ target_options = apply_options([
     click.option("--target-user", help="Login on the target (default: the archive's "
                                        "user; ecc-new adds @mail.ecc.u-tokyo.ac.jp)."),
     click.option("--target-password-file", type=click.Path(path_type=Path),
-                 help=f"Target password from the first line of FILE (else "
-                      f"${TARGET_PASSWORD_ENV}, else a prompt)."),
+                 help="Target password from the first line of FILE (else "
+                      "$ARCHIVER_TARGET_PASSWORD, else a prompt)."),
     click.option("--target-cafile", type=click.Path(path_type=Path),
                  help="Trust this CA certificate (PEM) for the target's certificate."),
     click.option("--target-insecure", is_flag=True,
@@ -267,7 +268,7 @@ class SourceArgs:
 
 def shout(line: str) -> None:
     """Show a server's [ALERT] at once (RFC 3501 7.1: it MUST reach the user), even --quiet."""
-    err(f"archiver: {line}")
+    err(_("archiver: {line}").format(line=line))
 
 
 def show_alerts(progress: Any, *sessions: Any) -> None:
@@ -335,10 +336,10 @@ def open_source(args: SourceArgs, trace: bool, connect: bool = True) -> Any:
     endpoint = parse_endpoint(args.spec, user=args.user, tls=tls,
                               ask_user=lambda: ask_user(args.spec, SOURCE_OPTIONS.user))
     for note in endpoint.notes:
-        err(f"note: {note}")
+        err(_("note: {note}").format(note=note))
     if args.insecure:
-        err("WARNING: --insecure: the server's certificate is NOT checked; anyone on the "
-            "network path could read your mail and password")
+        err(_("WARNING: --insecure: the server's certificate is NOT checked; anyone on the "
+              "network path could read your mail and password"))
     password = read_password(args.password_file, SOURCE_OPTIONS,
                              lambda p: click.prompt(p, hide_input=True, err=True),
                              endpoint.display())
@@ -371,7 +372,8 @@ def parse_maps(maps: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     for item in maps:
         old, sep, new = item.partition("=")
         if not sep or not old.strip("/") or not new.strip("/"):
-            raise UsageError(f"--map '{item}' is not OLD=NEW (e.g. --map Sent=送信済み)")
+            raise UsageError(_("--map '{item}' is not OLD=NEW (e.g. --map Sent=送信済み)").format(
+                               item=item))
         out.append((old, new))
     return tuple(out)
 
@@ -398,12 +400,13 @@ def open_target(target: str, default_user: Optional[str], target_user: Optional[
                                   target, TARGET_OPTIONS.user, _("Target user name")),
                               options=TARGET_OPTIONS)
     if endpoint.protocol != "imap":
-        raise UsageError(f"'{target}' is not an IMAP server: a restore target is "
-                         "imaps://USER@HOST, imap://USER@HOST (STARTTLS) or ecc-new")
+        raise UsageError(_("'{target}' is not an IMAP server: a restore target is "
+                           "imaps://USER@HOST, imap://USER@HOST (STARTTLS) or ecc-new").format(
+                           target=target))
     for note in endpoint.notes:
-        err(f"note: {note}")
+        err(_("note: {note}").format(note=note))
     if insecure:
-        err("WARNING: --target-insecure: the target's certificate is NOT checked")
+        err(_("WARNING: --target-insecure: the target's certificate is NOT checked"))
     password = read_password(password_file, TARGET_OPTIONS,
                              lambda p: click.prompt(p, hide_input=True, err=True),
                              endpoint.display())
@@ -418,15 +421,16 @@ def require_index(archive: Any, dest: Path) -> None:
     from archiver.errors import UsageError
 
     if not archive.index_path.exists():
-        raise UsageError(f"{dest} has no index ({archive.index_path} is missing): "
-                         f"'archiver reindex {dest}' rebuilds it from the message files")
+        raise UsageError(_("{dest} has no index ({index_path} is missing): 'archiver reindex "
+                           "{dest}' rebuilds it from the message files").format(
+                           dest=dest, index_path=archive.index_path))
 
 
 def warn_skipped(archive: Any) -> None:
     """Say once (stderr) that the index held records that made no sense, and the fix."""
     note = archive.skipped_note()
     if note:
-        err(f"warning: {note}")
+        err(_("warning: {note}").format(note=note))
 
 
 def state_dir() -> Path:

@@ -9,12 +9,13 @@ import click
 
 from archiver.cli.common import err, require_index, warn_skipped
 from archiver.cli.summaries import folders
+from archiver.cli.translated import TranslatedCommand
 from archiver.export import KINDS
-from archiver.i18n import ngettext
+from archiver.i18n import _, ngettext
 from archiver.units import human_size
 
 
-@click.command()
+@click.command(cls=TranslatedCommand)
 @click.argument("dest", type=click.Path(path_type=Path))
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option("--to", "kind", type=click.Choice(KINDS), required=True,
@@ -44,7 +45,7 @@ def export(dest: Path, out: Path, kind: str, portable_names: bool, quiet: bool) 
                                              folders=folders(report.folders), out=out,
                                              kind=kind))
     for problem in report.problems:
-        err(f"problem: {problem}")
+        err(_("problem: {problem}").format(problem=problem))
     if report.problems:
-        err("some messages could not be read from the archive: run 'archiver verify'")
+        err(_("some messages could not be read from the archive: run 'archiver verify'"))
         sys.exit(EXIT_PARTIAL)

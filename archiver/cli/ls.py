@@ -11,11 +11,12 @@ from typing import Any, Optional
 import click
 
 from archiver.cli.common import warn_skipped
+from archiver.cli.translated import TranslatedCommand
 from archiver.i18n import _
 from archiver.units import human_size
 
 
-@click.command(name="ls")
+@click.command(name="ls", cls=TranslatedCommand)
 @click.argument("dest", type=click.Path(path_type=Path))
 @click.argument("folder", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
@@ -42,14 +43,15 @@ def _ls(archive: Any, dest: Path, folder: Optional[str], as_json: bool) -> None:
         return
     lines = list_messages(archive, folder)
     if lines is None:
-        raise UsageError(f"no folder '{folder}' in {dest}: 'archiver ls {dest}' lists them")
+        raise UsageError(_("no folder '{folder}' in {dest}: 'archiver ls {dest}' lists "
+                           "them").format(folder=folder, dest=dest))
     for m in lines:
         if as_json:
             click.echo(json.dumps(asdict(m), ensure_ascii=False))
         else:
             date = (m.date or "")[:10]
             click.echo(f"{m.id}  {date:10}  {fit(m.sender or '', 32)}  {m.subject or ''}"
-                       + ("  [gone]" if m.gone else ""))
+                       + ("  " + _("[gone]") if m.gone else ""))
 
 
 def fit(text: str, width: int) -> str:

@@ -30,6 +30,7 @@ from archiver.cli.common import (
 )
 from archiver.cli.restore import print_restore, print_verify
 from archiver.cli.summaries import migrate_archive_line, seconds_text
+from archiver.cli.translated import TranslatedCommand
 from archiver.i18n import _
 
 
@@ -43,7 +44,7 @@ def default_via(host: str, user: str) -> Path:
             / encode_component(user))
 
 
-@click.command()
+@click.command(cls=TranslatedCommand)
 @click.argument("source")
 @click.argument("target")
 @click.option("--via", type=click.Path(path_type=Path),

@@ -7,10 +7,12 @@ from pathlib import Path
 import click
 
 from archiver.cli.common import err
+from archiver.cli.translated import TranslatedCommand
+from archiver.i18n import _
 from archiver.units import human_size
 
 
-@click.command()
+@click.command(cls=TranslatedCommand)
 @click.argument("dest", type=click.Path(path_type=Path))
 @click.option("--snapshot", is_flag=True,
               help="Do not rebuild: save a snapshot of what only the index knows "
@@ -34,14 +36,21 @@ def reindex(dest: Path, snapshot: bool, force: bool) -> None:
     archive = Archive.open_existing(dest.expanduser())
     if snapshot:
         info = write_snapshot(archive)
-        err(f"snapshot written: {info.path} ({info.folders} folders, "
-             f"{info.messages} message notes, {human_size(info.size)})")
+        err(_("snapshot written: {path} ({folders} folders, {messages} message notes, "
+              "{size})").format(path=info.path, folders=info.folders, messages=info.messages,
+                                size=human_size(info.size)))
         return
     report = rebuild_index(archive, force=force)
     if report.moved_aside is not None:
-        err(f"the old index was kept as {report.moved_aside}")
-    err(f"index rebuilt: {report.folders} folders, {report.messages} messages"
-         + (f", snapshot of {report.snapshot_time} applied" if report.snapshot_time else
-            ", no snapshot (keywords other than $Forwarded and POP3 UIDLs are not known)"))
+        err(_("the old index was kept as {moved_aside}").format(
+              moved_aside=report.moved_aside))
+    if report.snapshot_time:
+        err(_("index rebuilt: {folders} folders, {messages} messages, snapshot of {time} "
+              "applied").format(folders=report.folders, messages=report.messages,
+                                time=report.snapshot_time))
+    else:
+        err(_("index rebuilt: {folders} folders, {messages} messages, no snapshot (keywords "
+              "other than $Forwarded and POP3 UIDLs are not known)").format(
+              folders=report.folders, messages=report.messages))
     for problem in report.skipped:
-        err(f"skipped: {problem}")
+        err(_("skipped: {problem}").format(problem=problem))

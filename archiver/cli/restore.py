@@ -25,6 +25,7 @@ from archiver.cli.common import (
     warn_skipped,
 )
 from archiver.cli.summaries import restore_line
+from archiver.cli.translated import TranslatedCommand
 from archiver.i18n import _, ngettext
 
 
@@ -49,30 +50,34 @@ def print_restore(summary: Any, quiet: bool, *sessions: Any) -> None:
 
 def journal_line(journal: Any, dry_run: bool) -> str:
     """Where the restore journal is (one line): always for --dry-run, else if not in DEST."""
-    where = ("DEST is read-only, so it is kept in the user state directory"
-             if journal.in_state_dir else "in the archive")
-    return f"{'journal (would use)' if dry_run else 'note: journal'}: {journal.path} ({where})"
+    where = (_("DEST is read-only, so it is kept in the user state directory")
+             if journal.in_state_dir else _("in the archive"))
+    template = (_("journal (would use): {path} ({where})") if dry_run
+                else _("note: journal: {path} ({where})"))
+    return template.format(path=journal.path, where=where)
 
 
 def print_verify(report: Any, quiet: bool) -> None:
     for item in report.missing:
-        err(f"missing: {item}")
+        err(_("missing: {item}").format(item=item))
     for item in report.flags_differ:
-        err(f"flags: {item}")
+        err(_("flags: {item}").format(item=item))
     if not quiet:
         for item in report.altered_messages:
-            err(f"altered: {item}")
+            err(_("altered: {item}").format(item=item))
     if not quiet or not report.ok:
-        err(f"verify: {report.present}/{report.checked} archived messages on the target in "
-            f"{report.folders} folders"
-            + (f" ({report.altered} present, altered by the server: line ends or NUL bytes "
-               "rewritten, which is not a problem)" if report.altered else "")
-            + ("" if report.ok else f", {len(report.missing)} missing, "
-               f"{len(report.flags_differ)} with other flags")
-            + f"; {report.extra} other messages on the target")
+        err(_("verify: {present}/{checked} archived messages on the target in {folders} "
+              "folders").format(present=report.present, checked=report.checked,
+                                folders=report.folders)
+            + (_(" ({altered} present, altered by the server: line ends or NUL bytes "
+                 "rewritten, which is not a problem)").format(altered=report.altered)
+               if report.altered else "")
+            + ("" if report.ok else _(", {missing} missing, {flags} with other flags").format(
+                missing=len(report.missing), flags=len(report.flags_differ)))
+            + _("; {extra} other messages on the target").format(extra=report.extra))
 
 
-@click.command()
+@click.command(cls=TranslatedCommand)
 @click.argument("dest", type=click.Path(path_type=Path))
 @click.argument("target")
 @target_options

@@ -9,9 +9,11 @@ from typing import Optional
 import click
 
 from archiver.cli.common import err, require_index, warn_skipped
+from archiver.cli.translated import TranslatedCommand
+from archiver.i18n import _, ngettext
 
 
-@click.command()
+@click.command(cls=TranslatedCommand)
 @click.argument("dest", type=click.Path(path_type=Path))
 @click.argument("text", nargs=-1)
 @click.option("--from", "sender", metavar="TEXT", help="The sender contains TEXT.")
@@ -31,6 +33,7 @@ def search(dest: Path, text: tuple[str, ...], sender: Optional[str], subject: Op
     \b
     Case-insensitive; full-width and half-width forms match each other.
     Several TEXT words must all match; quote a phrase ("講義 資料").
+    A space between Japanese words is optional ("講義 資料" finds 講義資料).
     Prints: ID  DATE  FOLDER  FROM  SUBJECT  (use the ID with 'archiver show').
     """
     from archiver.archive import Archive
@@ -42,8 +45,8 @@ def search(dest: Path, text: tuple[str, ...], sender: Optional[str], subject: Op
                   since=parse_day(since, "--since"), before=parse_day(before, "--before"),
                   folders=folders, body=body)
     if body and not any(t.strip() for t in text):
-        raise UsageError("--body searches the message text for TEXT: give TEXT "
-                         "(e.g. archiver search DEST --body 議事録)")
+        raise UsageError(_("--body searches the message text for TEXT: give TEXT "
+                         "(e.g. archiver search DEST --body 議事録)"))
     archive = Archive.open_existing(dest.expanduser())
     require_index(archive, dest)
     hits = list(run_search(archive, query))
@@ -55,4 +58,4 @@ def search(dest: Path, text: tuple[str, ...], sender: Optional[str], subject: Op
     width = min(24, max([display_width(i.folder) for i in hits] + [6]))
     for item in hits:
         click.echo(format_line(item, width))
-    err(f"{len(hits)} message{'s' if len(hits) != 1 else ''} found")
+    err(ngettext("{n} message found", "{n} messages found", len(hits)).format(n=len(hits)))

@@ -8,9 +8,10 @@ from typing import BinaryIO, Callable, cast
 import click
 
 from archiver.cli.common import require_index, warn_skipped
+from archiver.cli.translated import TranslatedCommand
 
 
-@click.command()
+@click.command(cls=TranslatedCommand)
 @click.argument("dest", type=click.Path(path_type=Path))
 @click.argument("message_id", metavar="ID")
 @click.option("--raw", is_flag=True, help="Write the exact archived bytes to stdout.")

@@ -19,13 +19,14 @@ from archiver.cli.common import (
     source_options,
 )
 from archiver.cli.summaries import verify_line
-from archiver.i18n import ngettext
+from archiver.cli.translated import TranslatedCommand
+from archiver.i18n import _, ngettext
 
 if TYPE_CHECKING:
     from archiver.repair import RepairReport
 
 
-@click.command()
+@click.command(cls=TranslatedCommand)
 @click.argument("dest", type=click.Path(path_type=Path))
 @click.option("--repair", "repair_source", metavar="SOURCE",
               help="Fetch missing and changed messages again from SOURCE (the archive's "
@@ -50,8 +51,8 @@ def verify(dest: Path, repair_source: Optional[str], quiet: bool,
     given = [f"--{name.replace('_', '-')}" for name in source_params
              if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT]
     if repair_source is None and given:
-        raise UsageError(f"{', '.join(given)} only go with --repair SOURCE: add it, or drop "
-                         "them to verify without a server")
+        raise UsageError(_("{names} only go with --repair SOURCE: add it, or drop them to "
+                           "verify without a server").format(names=', '.join(given)))
     with Logging(verbose, log_file) as logging:
         if repair_source is None:
             report = verify_archive(Archive.open_existing(dest.expanduser()))
@@ -103,16 +104,17 @@ def _print_repair(result: RepairReport, quiet: bool) -> None:
     """What the repair did, before the verification lines (which say what is left)."""
     if not quiet:
         for label in result.repaired:
-            click.echo(f"repaired: {label}")
+            click.echo(_("repaired: {label}").format(label=label))
         for copy in result.damaged_copies:
-            click.echo(f"damaged copy kept: {copy}")
+            click.echo(_("damaged copy kept: {copy}").format(copy=copy))
     for label in result.differs:
-        click.echo(f"note: {label}: the server's copy differs from the one archived before; "
-                   "it is the one kept now")
+        click.echo(_("note: {label}: the server's copy differs from the one archived before; "
+                     "it is the one kept now").format(label=label))
     for item in result.cannot_repair:
-        click.echo(f"cannot repair: {item.message}: {item.reason}")
+        click.echo(_("cannot repair: {message}: {reason}").format(
+                     message=item.message, reason=item.reason))
     for problem in result.problems:
-        err(f"problem: {problem}")
+        err(_("problem: {problem}").format(problem=problem))
     if result.before.damaged and not quiet:
         err(ngettext("{n} message of {damaged} damaged fetched again from the server",
                      "{n} messages of {damaged} damaged fetched again from the server",

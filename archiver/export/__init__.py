@@ -36,6 +36,7 @@ from archiver.errors import DestinationError, UsageError
 from archiver.export.common import FolderJob, Writer, parse_when
 from archiver.export.framing import Message, Unreadable
 from archiver.fsutil import DIR_MODE, translate_os_errors
+from archiver.i18n import _
 from archiver.index import POP3_UIDVALIDITY
 from archiver.offline.catalog import Item
 from archiver.state import record_key
@@ -55,17 +56,19 @@ def check_out(out: Path, dest: Path) -> None:
     """OUT must be new or an empty directory, outside the archive (else exit 6)."""
     real_out, real_dest = out.resolve(), dest.resolve()
     if real_out == real_dest or real_dest in real_out.parents:
-        raise DestinationError(f"{out} is inside the archive {dest}: export writes "
-                               "elsewhere; choose a directory outside it")
+        raise DestinationError(_("{out} is inside the archive {dest}: export writes "
+                                 "elsewhere; choose a directory outside it").format(
+                                 out=out, dest=dest))
     if out.exists() or out.is_symlink():
         if not out.is_dir():
-            raise DestinationError(f"{out} exists and is not a directory: choose a new or "
-                                   "empty directory for the export")
+            raise DestinationError(_("{out} exists and is not a directory: choose a new or "
+                                     "empty directory for the export").format(out=out))
         if any(out.iterdir()):
-            raise DestinationError(f"{out} is not empty: export writes only into a new or "
-                                   "empty directory; choose another one or empty it")
+            raise DestinationError(_("{out} is not empty: export writes only into a new or "
+                                     "empty directory; choose another one or empty it").format(
+                                     out=out))
     else:
-        with translate_os_errors(f"creating {out}"):
+        with translate_os_errors(_("creating {path}").format(path=out)):
             out.mkdir(mode=DIR_MODE, parents=True)
 
 
@@ -139,7 +142,8 @@ def export_archive(archive: Archive, out: Path, kind: str,
     ``portable`` (maildir): name files with ``;2,`` even where OUT takes ``:``.
     """
     if kind not in KINDS:
-        raise UsageError(f"unknown export form '{kind}': choose one of {', '.join(KINDS)}")
+        raise UsageError(_("unknown export form '{kind}': choose one of {names}").format(
+                           kind=kind, names=', '.join(KINDS)))
     from archiver.stores import open_store
 
     jobs = plan(archive, kind)
@@ -148,7 +152,7 @@ def export_archive(archive: Archive, out: Path, kind: str,
     report = ExportReport()
     store = open_store(archive.dest, archive.format)
     try:
-        with translate_os_errors(f"writing into {out}"):
+        with translate_os_errors(_("writing into {path}").format(path=out)):
             writer.folders(jobs)
             for job in jobs:
                 writer.begin(job)
@@ -158,8 +162,10 @@ def export_archive(archive: Archive, out: Path, kind: str,
                         msg = Message.archived(store, item.entry)
                         writer.add(item, msg)
                     except Unreadable as exc:
-                        report.problems.append(f"{item.folder}: message {item.id} "
-                                               f"({item.entry.path}) unreadable: {exc}")
+                        report.problems.append(_("{folder}: message {id} ({path}) unreadable: "
+                                                 "{exc}").format(
+                                                 folder=item.folder, id=item.id,
+                                                 path=item.entry.path, exc=exc))
                         continue
                     report.messages += 1
                     report.bytes += msg.copied
@@ -183,7 +189,7 @@ def _writer(kind: str, out: Path, portable: bool = False) -> Writer:
         from archiver.export.maildir import MaildirWriter
         from archiver.naming import probe
 
-        with translate_os_errors(f"writing into {out}"):
+        with translate_os_errors(_("writing into {out}").format(out=out)):
             naming = probe(out, portable)  # OUT is new or empty: its own file system decides
         return MaildirWriter(out, naming.delimiter)
     from archiver.export.eml import EmlWriter

@@ -41,6 +41,7 @@ from archiver.durable import fsync_dir, replace
 from archiver.errors import UsageError
 from archiver.fsutil import hash_file, translate_os_errors
 from archiver.headers import summarize
+from archiver.i18n import _
 from archiver.index import (
     POP3_UIDVALIDITY,
     IndexWriter,
@@ -114,7 +115,8 @@ def _msg_records(dest: Path, name: str, rel: str, notes: dict[tuple[int, int], d
             path = folder_dir / sub / fname
             match = _FILE_RE.match(fname)
             if match is None or not path.is_file():
-                report.skipped.append(f"{rel}/{sub}/{fname} (not a file archiver wrote)")
+                report.skipped.append(_("{rel}/{sub}/{fname} (not a file archiver wrote)").format(
+                                        rel=rel, sub=sub, fname=fname))
                 continue
             uidvalidity, uid, info = int(match.group(1)), int(match.group(2)), match.group(3)
             info = info or ""
@@ -149,18 +151,20 @@ def _msg_records(dest: Path, name: str, rel: str, notes: dict[tuple[int, int], d
 def rebuild_index(archive: Archive, *, force: bool = False) -> ReindexReport:
     """Rebuild ``archive``'s index from its Maildir files (and snapshot, if any)."""
     if archive.format not in ("maildir", "mbox"):
-        raise UsageError(f"{archive.dest} is an archive in {archive.format} format: reindex "
-                         "supports only maildir and mbox archives")
+        raise UsageError(_("{dest} is an archive in {format} format: reindex supports only "
+                           "maildir and mbox archives").format(
+                           dest=archive.dest, format=archive.format))
     report = ReindexReport()
     archive.acquire_lock()
     try:
         if archive.index_path.exists() and not force and _index_is_sound(archive):
-            raise UsageError(f"the index of {archive.dest} reads cleanly: nothing to repair "
-                             "(--force rebuilds it anyway, keeping the old one)")
+            raise UsageError(_("the index of {dest} reads cleanly: nothing to repair (--force "
+                               "rebuilds it anyway, keeping the old one)").format(
+                               dest=archive.dest))
         snap = read_snapshot(archive)
         if snap is not None:
             report.snapshot_time = str(snap.get("t"))
-        with translate_os_errors(f"rebuilding {archive.index_path}"):
+        with translate_os_errors(_("rebuilding {path}").format(path=archive.index_path)):
             tmp = archive.index_path.with_name(archive.index_path.name + ".reindex-tmp")
             if tmp.exists():
                 tmp.unlink()

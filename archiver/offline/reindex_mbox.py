@@ -43,6 +43,7 @@ from typing import Any, Optional
 
 from archiver.archive import META_DIR, Archive
 from archiver.headers import summarize
+from archiver.i18n import _
 from archiver.index import POP3_UIDVALIDITY, gone_record, message_key, msg_record, uid_for_uidl
 from archiver.names import decode_component
 from archiver.snapshot import emit_folders, emit_links, folders_by_dir, name_folders
@@ -170,12 +171,13 @@ def parse_file(path: Path, rel: str, name: str, notes_at: dict[tuple[str, int], 
         pos = 0
         while pos < size:
             if mm[pos : pos + 5] != b"From ":
-                skipped.append(f"{rel} @{pos} (no 'From ' line: the rest of the file is not "
-                               "an archiver mbox)")
+                skipped.append(_("{rel} @{pos} (no 'From ' line: the rest of the file is not "
+                                 "an archiver mbox)").format(rel=rel, pos=pos))
                 break
             eol = mm.find(b"\n", pos)
             if eol < 0:
-                skipped.append(f"{rel} @{pos} (a cut 'From ' line at the end)")
+                skipped.append(_("{rel} @{pos} (a cut 'From ' line at the end)").format(
+                                 rel=rel, pos=pos))
                 break
             envelope = mm[pos:eol]
             offset = eol + 1
@@ -196,7 +198,8 @@ def parse_file(path: Path, rel: str, name: str, notes_at: dict[tuple[str, int], 
             between = mm[offset:nxt]
             lengths = candidates(between)
             if not lengths:
-                skipped.append(f"{rel} @{offset} (a message without its separator: cut short?)")
+                skipped.append(_("{rel} @{offset} (a message without its separator: cut "
+                                 "short?)").format(rel=rel, offset=offset))
                 pos = nxt
                 continue
             length = choose(between, lengths)

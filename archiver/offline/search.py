@@ -7,12 +7,21 @@ full-width and half-width forms (``ＡＢＣ``/``ABC``, ``ｺｳｷﾞ``/``コ�
 each other.  ``--body`` also reads each remaining candidate through the
 store and searches its decoded text parts (see :func:`archiver.offline.show.body_text`).
 
+Japanese is written without spaces between words, so there is no word
+splitting at all: every TEXT is a substring.  A space a user types between
+two Japanese words (``"講義 資料"``, as one would quote a phrase) matches no
+whitespace or any (so both 講義資料 and 講義　資料 are found, and a body
+wrapped between the two words too): whitespace in a query with a CJK
+character on either side becomes ``\\s*``.  Between two non-CJK characters
+(``"annual report"``) a space stays a literal space, as before.
+
 The catalogue of messages comes from :mod:`archiver.offline.catalog`.
 """
 
 from __future__ import annotations
 
 import gc
+import re
 import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +30,7 @@ from typing import Any, Optional
 
 from archiver.archive import Archive
 from archiver.errors import UsageError
+from archiver.i18n import _
 from archiver.offline.catalog import Item, load
 from archiver.state import MessageEntry
 
@@ -30,6 +40,55 @@ def normalise(text: str) -> str:
     return unicodedata.normalize("NFKC", text).casefold()
 
 
+# Scripts written without spaces between words (after NFKC: half-width kana are full-width)
+_CJK_RANGES = (
+    (0x2E80, 0x2FDF),  # CJK radicals, Kangxi radicals
+    (0x3000, 0x30FF),  # CJK punctuation, hiragana, katakana
+    (0x3100, 0x31FF),  # bopomofo, kanbun, katakana extensions
+    (0x3400, 0x4DBF),  # CJK extension A
+    (0x4E00, 0x9FFF),  # CJK unified ideographs
+    (0xAC00, 0xD7AF),  # hangul syllables
+    (0xF900, 0xFAFF),  # CJK compatibility ideographs
+    (0xFF00, 0xFFEF),  # what NFKC leaves of half-/full-width forms
+    (0x20000, 0x3FFFF),  # CJK extensions B and later
+)
+
+
+def is_cjk(ch: str) -> bool:
+    """Is ``ch`` from a script that puts no spaces between words?"""
+    code = ord(ch)
+    return any(lo <= code <= hi for lo, hi in _CJK_RANGES)
+
+
+@dataclass(frozen=True)
+class Needle:
+    """One search text, normalised; a pattern when it has a space next to CJK text."""
+
+    text: str
+    pattern: Optional[re.Pattern[str]] = None
+
+    def found_in(self, haystack: str) -> bool:
+        """``haystack`` must already have been through :func:`normalise`."""
+        if self.pattern is not None:
+            return self.pattern.search(haystack) is not None
+        return self.text in haystack
+
+
+def needle(text: str) -> Needle:
+    """The matcher for one TEXT: substring, with flexible spaces between CJK words."""
+    norm = normalise(text).strip()
+    pieces = re.split(r"(\s+)", norm)
+    flexible = False
+    out: list[str] = []
+    for i, piece in enumerate(pieces):
+        if i % 2 and (is_cjk(pieces[i - 1][-1]) or is_cjk(pieces[i + 1][0])):
+            out.append(r"\s*")
+            flexible = True
+        else:
+            out.append(re.escape(piece))
+    return Needle(norm, re.compile("".join(out)) if flexible else None)
+
+
 def parse_day(value: Optional[str], option: str) -> Optional[str]:
     """``YYYY-MM-DD`` -> the same string, validated; anything else is a usage error."""
     if value is None:
@@ -37,8 +96,8 @@ def parse_day(value: Optional[str], option: str) -> Optional[str]:
     try:
         return date.fromisoformat(value.strip()).isoformat()
     except ValueError:
-        raise UsageError(f"{option} wants a date as YYYY-MM-DD (e.g. 2003-04-01), "
-                         f"not '{value}'") from None
+        raise UsageError(_("{option} wants a date as YYYY-MM-DD (e.g. 2003-04-01), not "
+                           "'{value}'").format(option=option, value=value)) from None
 
 
 @dataclass
@@ -50,13 +109,13 @@ class Query:
     before: Optional[str] = None  # YYYY-MM-DD, exclusive
     folders: Sequence[str] = ()  # globs, a folder's children included
     body: bool = False
-    _norm: dict[str, list[str]] = field(default_factory=dict, repr=False)
+    _norm: dict[str, list[Needle]] = field(default_factory=dict, repr=False)
 
     def prepared(self) -> Query:
         self._norm = {
-            "terms": [normalise(t) for t in self.terms if t.strip()],
-            "from": [normalise(self.sender)] if self.sender else [],
-            "subject": [normalise(self.subject)] if self.subject else [],
+            "terms": [needle(t) for t in self.terms if t.strip()],
+            "from": [needle(self.sender)] if self.sender and self.sender.strip() else [],
+            "subject": [needle(self.subject)] if self.subject and self.subject.strip() else [],
         }
         return self
 
@@ -94,11 +153,11 @@ def search(archive: Archive, query: Query) -> Iterator[Item]:
             store.close()
 
 
-def _candidates(archive: Archive, q: Query) -> list[tuple[Item, list[str]]]:
+def _candidates(archive: Archive, q: Query) -> list[tuple[Item, list[Needle]]]:
     """Index-only filtering: (item, terms still to find in its body) per candidate."""
     terms, senders, subjects = q._norm["terms"], q._norm["from"], q._norm["subject"]
     folder_cache: dict[str, bool] = {}
-    candidates: list[tuple[Item, list[str]]] = []
+    candidates: list[tuple[Item, list[Needle]]] = []
     for item in load(archive).items:
         ok = folder_cache.get(item.folder)
         if ok is None:
@@ -109,15 +168,16 @@ def _candidates(archive: Archive, q: Query) -> list[tuple[Item, list[str]]]:
             day = item.day
             if day is None or (q.since and day < q.since) or (q.before and day >= q.before):
                 continue
-        if senders and senders[0] not in normalise(item.text("from")):
+        if senders and not senders[0].found_in(normalise(item.text("from"))):
             continue
-        if subjects and subjects[0] not in normalise(item.text("subject")):
+        if subjects and not subjects[0].found_in(normalise(item.text("subject"))):
             continue
         missing = terms
         if terms:
-            hay = normalise("\n".join((item.text("subject"), item.text("from"),
+            # NUL between the fields: no match, not even a flexible space, spans two
+            hay = normalise("\0".join((item.text("subject"), item.text("from"),
                                        item.text("to"))))
-            missing = [t for t in terms if t not in hay]
+            missing = [t for t in terms if not t.found_in(hay)]
             if missing and not q.body:
                 continue
         candidates.append((item, missing))
@@ -125,7 +185,7 @@ def _candidates(archive: Archive, q: Query) -> list[tuple[Item, list[str]]]:
     return candidates
 
 
-def _body_has(store: Any, entry: MessageEntry, terms: list[str]) -> bool:
+def _body_has(store: Any, entry: MessageEntry, terms: list[Needle]) -> bool:
     from archiver.offline.show import body_text
 
     try:
@@ -133,7 +193,7 @@ def _body_has(store: Any, entry: MessageEntry, terms: list[str]) -> bool:
     except (OSError, ValueError):
         return False  # a missing file is `archiver verify`'s business
     text = normalise(body_text(data))
-    return all(t in text for t in terms)
+    return all(t.found_in(text) for t in terms)
 
 
 def as_dict(item: Item) -> dict[str, Any]:

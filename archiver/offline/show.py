@@ -20,6 +20,7 @@ from typing import Optional
 from archiver.archive import Archive
 from archiver.errors import UsageError
 from archiver.headers import decode_bytes, decode_value, header_block
+from archiver.i18n import _
 from archiver.offline.catalog import Item, catalog
 from archiver.units import human_size
 
@@ -35,16 +36,17 @@ def find(archive: Archive, prefix: str) -> list[Item]:
     several folders); a short, non-hex, unknown or ambiguous prefix is a usage error."""
     want = prefix.strip().lower()
     if len(want) < MIN_PREFIX or not re.fullmatch(r"[0-9a-f]+", want):
-        raise UsageError(f"'{prefix}' is not a message ID: give at least {MIN_PREFIX} hex "
-                         "digits of an ID that 'archiver ls' or 'archiver search' prints")
+        raise UsageError(_("'{prefix}' is not a message ID: give at least {digits} hex "
+                           "digits of an ID that 'archiver ls' or 'archiver search' prints").format(
+                           prefix=prefix, digits=MIN_PREFIX))
     hits = [item for item in catalog(archive) if item.entry.sha256.startswith(want)]
     if not hits:
-        raise UsageError(f"no message with ID {prefix} in {archive.dest}: "
-                         "'archiver search' finds IDs")
+        raise UsageError(_("no message with ID {prefix} in {dest}: 'archiver search' finds "
+                           "IDs").format(prefix=prefix, dest=archive.dest))
     hashes = {item.entry.sha256 for item in hits}
     if len(hashes) > 1:
-        raise UsageError(f"ID {prefix} is ambiguous ({len(hashes)} messages start with it): "
-                         "give more digits")
+        raise UsageError(_("ID {prefix} is ambiguous ({n} messages start with it): give more "
+                           "digits").format(prefix=prefix, n=len(hashes)))
     hits.sort(key=lambda i: (i.entry.gone, i.folder, i.entry.path))
     return hits
 
@@ -294,8 +296,10 @@ def read(archive: Archive, item: Item) -> bytes:
     try:
         return bytes(store.read_message(item.entry))
     except (OSError, ValueError) as exc:
-        raise UsageError(f"message {item.id} cannot be read from {item.entry.path} "
-                         f"({getattr(exc, 'strerror', None) or exc}): run 'archiver verify'"
+        raise UsageError(_("message {id} cannot be read from {path} ({value}): run 'archiver "
+                           "verify'").format(
+                           id=item.id, path=item.entry.path,
+                           value=getattr(exc, 'strerror', None) or exc)
                          ) from None
     finally:
         store.close()

@@ -18,6 +18,7 @@ from typing import Optional
 
 from archiver.archive import Archive
 from archiver.fsutil import hash_file
+from archiver.i18n import _
 from archiver.state import MessageEntry
 
 MISSING = "missing"
@@ -122,8 +123,8 @@ def verify_archive(archive: Archive) -> VerifyReport:
     archive.state()  # reads the index, noting a torn tail
     if archive.torn_tail:
         report.index_problems.append(
-            "the index ends with an incomplete frame (an interrupted run); rerun the backup "
-            "to repair it")
+            _("the index ends with an incomplete frame (an interrupted run); rerun the backup "
+            "to repair it"))
     note = archive.skipped_note()
     if note:
         report.index_problems.append(note)
@@ -165,7 +166,8 @@ def _unknown_folders(archive: Archive, report: VerifyReport) -> None:
             for name in filenames:
                 path = f"{rel}/{name}" if rel else name
                 if path not in known and os.path.getsize(os.path.join(dirpath, name)) > 0:
-                    report.extra.append(f"{path}: an mbox file the index does not know")
+                    report.extra.append(_("{path}: an mbox file the index does not know").format(
+                                          path=path))
         elif os.path.basename(rel) in ("cur", "new") and os.path.dirname(rel) not in known:
             for name in filenames:
                 report.extra.append(f"{rel}/{name}")
@@ -184,5 +186,6 @@ def _verify_mbox(archive: Archive, report: VerifyReport) -> None:
         if entries and file.is_file():
             extra = file.stat().st_size - store.recorded_end(folder.path, entries)
             if extra > 0:
-                report.extra.append(f"{folder.path}: {extra} bytes after the last recorded "
-                                    "message (rerun the backup to cut them)")
+                report.extra.append(_("{path}: {extra} bytes after the last recorded message "
+                                      "(rerun the backup to cut them)").format(
+                                      path=folder.path, extra=extra))

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from archiver.i18n import _
 from archiver.names import encode_mutf7
 from archiver.restore.mapping import wanted
 from archiver.restore.match import match
@@ -58,7 +59,7 @@ def verify_target(restore: Restore, limit: int = 50, content: bool = True) -> Ta
     listing = {f.raw_name for f in target.list_folders()}
     missing_total = flags_total = 0
     for entry in restore.selected_folders():
-        messages, _ = wanted(entry, restore.options.include_deleted)
+        messages, _deleted = wanted(entry, restore.options.include_deleted)
         if any(a.lower() == "\\noselect" for a in entry.attributes) and not messages:
             continue
         report.folders += 1
@@ -68,8 +69,9 @@ def verify_target(restore: Restore, limit: int = 50, content: bool = True) -> Ta
         if raw not in listing and comps[0].upper() != "INBOX":
             missing_total += len(messages)
             if len(report.missing) < limit:
-                report.missing.append(f"{entry.name}: the folder '{'/'.join(comps)}' is not "
-                                      f"on the target ({len(messages)} messages)")
+                report.missing.append(_("{name}: the folder '{target}' is not on the target "
+                                        "({n} messages)").format(
+                                        name=entry.name, target='/'.join(comps), n=len(messages)))
             continue
         selected = target.select(raw)
         on_target = target.scan(selected.exists)
@@ -83,9 +85,9 @@ def verify_target(restore: Restore, limit: int = 50, content: bool = True) -> Ta
                 missing_total += 1
                 if len(report.missing) < limit:
                     report.missing.append(
-                        f"{what} is not on the target" + (
-                            " (one with its identity and size is, but its text differs)"
-                            if i in found.differs else ""))
+                        (_("{what} is not on the target (one with its identity and size is, "
+                           "but its text differs)") if i in found.differs else
+                         _("{what} is not on the target")).format(what=what))
                 continue
             report.present += 1
             t = pair.target
@@ -93,22 +95,26 @@ def verify_target(restore: Restore, limit: int = 50, content: bool = True) -> Ta
                 report.altered += 1
                 if len(report.altered_messages) < limit:
                     report.altered_messages.append(
-                        f"{what}: present, altered by the server ({m.size} bytes archived, "
-                        f"{t.size} on the target)")
+                        _("{what}: present, altered by the server ({size} bytes archived, "
+                          "{target_size} on the target)").format(
+                          what=what, size=m.size, target_size=t.size))
             want_kw = set(m.keywords) if selected.keywords_allowed else set()
             have_kw = set(t.keywords) if selected.keywords_allowed else set()
             if set(m.flags) != set(t.flags) or want_kw != have_kw:
                 flags_total += 1
                 if len(report.flags_differ) < limit:
                     report.flags_differ.append(
-                        f"{what}: flags {' '.join(sorted(t.flags + t.keywords)) or '(none)'} "
-                        f"on the target, {' '.join(sorted(m.flags + m.keywords)) or '(none)'} "
-                        "archived")
+                        _("{what}: flags {target_flags} on the target, {flags} archived").format(
+                          what=what,
+                          target_flags=' '.join(sorted(t.flags + t.keywords)) or _("(none)"),
+                          flags=' '.join(sorted(m.flags + m.keywords)) or _("(none)")))
     if missing_total > len(report.missing):
-        report.missing.append(f"... {missing_total - len(report.missing)} more missing")
+        report.missing.append(_("... {n} more missing").format(
+                                n=missing_total - len(report.missing)))
     if report.altered > len(report.altered_messages):
-        report.altered_messages.append(f"... {report.altered - len(report.altered_messages)} "
-                                       "more")
+        report.altered_messages.append(_("... {n} more").format(
+                                         n=report.altered - len(report.altered_messages)))
     if flags_total > len(report.flags_differ):
-        report.flags_differ.append(f"... {flags_total - len(report.flags_differ)} more")
+        report.flags_differ.append(_("... {n} more").format(
+                                     n=flags_total - len(report.flags_differ)))
     return report

@@ -11,6 +11,7 @@ its bytes are let go once sent: a retry reads them again.
 
 from __future__ import annotations
 
+from archiver.i18n import _
 from archiver.restore.mapping import parse_date
 from archiver.restore.match import ident_of
 from archiver.restore.target import AppendItem, valid_keyword
@@ -51,8 +52,8 @@ def append_item(store: Store, m: MessageEntry, flags: tuple[str, ...]) -> Append
     if m.size <= WHOLE_MAX:
         data = head = store.read_message(m)
         if len(data) != m.size:
-            raise ShortMessage(f"the archive holds {len(data)} bytes, not the {m.size} "
-                               "recorded")
+            raise ShortMessage(_("the archive holds {size} bytes, not the {recorded} "
+                                 "recorded").format(size=len(data), recorded=m.size))
     else:
         store.check_message(m)
         if not m.message_id:

@@ -34,6 +34,7 @@ from typing import IO, Any, Optional
 from archiver import platform
 from archiver.archive import Archive
 from archiver.fsutil import DIR_MODE, hold_lock, translate_os_errors
+from archiver.i18n import _
 from archiver.index import FORMAT_VERSION, IndexWriter, cut_torn_tail, read_index, timestamp
 
 DEFAULT_IMAPS_PORT = 993
@@ -132,14 +133,15 @@ class RestoreJournal:
     def open(self, write: bool) -> RestoreJournal:
         """Read what is recorded; with ``write``, lock it and cut a torn tail."""
         if write:
-            with translate_os_errors(f"opening {self.lock_path}"):
+            with translate_os_errors(_("opening {path}").format(path=self.lock_path)):
                 if not self.path.parent.exists():  # the user state directory's, first time
                     self.path.parent.mkdir(mode=DIR_MODE, parents=True)
             self._lock_fh = hold_lock(
-                self.lock_path, f"another archiver is already restoring into "
-                f"{self.target['user']}@{self.target['host']} from this archive: wait for it "
-                "to finish (or stop it) and rerun")
-            with translate_os_errors(f"repairing {self.path}"):
+                self.lock_path, _("another archiver is already restoring into {user}@{host} "
+                                  "from this archive: wait for it to finish (or stop it) and "
+                                  "rerun").format(user=self.target['user'],
+                                                  host=self.target['host']))
+            with translate_os_errors(_("repairing {path}").format(path=self.path)):
                 cut_torn_tail(self.path)
         others = [other for other in self.also_read if other.exists()]
         if not others:  # the usual case: folded as read, no list of every record
@@ -221,7 +223,7 @@ class RestoreJournal:
             self._record(records)
 
     def _record(self, records: list[dict[str, Any]]) -> None:
-        with translate_os_errors(f"writing {self.path}"):
+        with translate_os_errors(_("writing {path}").format(path=self.path)):
             if self._writer is None:
                 fresh = not self.path.exists() or self._good == 0
                 self._writer = IndexWriter(self.path, self._good)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Optional
 
+from archiver.i18n import _
 from archiver.names import logical_name
 from archiver.state import FolderEntry, MessageEntry
 
@@ -110,8 +111,8 @@ class FolderMapper:
         for c in comps:
             if self.sep != "/" and self.sep in c:
                 if note:
-                        self.notes.append(f"'{c}' contains the target's separator '{self.sep}': "
-                                      "it is written as '_'")
+                        self.notes.append(_("'{c}' contains the target's separator '{sep}': "
+                                            "it is written as '_'").format(c=c, sep=self.sep))
                 c = c.replace(self.sep, "_")
             fixed.append(c)
         if fixed[0].upper() == "INBOX":

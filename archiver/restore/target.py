@@ -38,6 +38,7 @@ import imapclient.exceptions
 
 from archiver.errors import ServerError
 from archiver.headers import summarize
+from archiver.i18n import _
 from archiver.names import decode_mutf7
 from archiver.restore.normal import Profile, Profiler, profile
 from archiver.sources.base import ConnectionLost, FetchFailed, split_flags
@@ -254,8 +255,8 @@ class ImapTarget(ImapSession):
         try:
             uidvalidity = int(res[b"UIDVALIDITY"])
         except (KeyError, TypeError, ValueError):
-            raise ServerError(f"SELECT {decode_mutf7(raw_name)}: no UIDVALIDITY from the "
-                              "target server") from None
+            raise ServerError(_("SELECT {raw_name}: no UIDVALIDITY from the target server").format(
+                                raw_name=decode_mutf7(raw_name))) from None
         return Selected(uidvalidity, int(res.get(b"EXISTS", 0) or 0), perm)
 
     def sizes(self, exists: int) -> dict[int, int]:
@@ -491,16 +492,16 @@ class AppendWriter:
                     continue
                 got += len(chunk)
                 if got > item.size:
-                    raise _Unreadable(item, f"the archive holds more than the {item.size} "
-                                            "bytes recorded")
+                    raise _Unreadable(item, _("the archive holds more than the {recorded} "
+                                              "bytes recorded").format(recorded=item.size))
                 if held:
                     yield held
                 held = chunk
         except (OSError, ValueError) as exc:
             raise _Unreadable(item, getattr(exc, "strerror", None) or str(exc)) from exc
         if got != item.size:
-            raise _Unreadable(item, f"the archive holds {got} bytes, not the {item.size} "
-                                    "recorded")
+            raise _Unreadable(item, _("the archive holds {size} bytes, not the {recorded} "
+                                      "recorded").format(size=got, recorded=item.size))
         if held:
             yield held
         item.sent()
@@ -581,7 +582,8 @@ class AppendWriter:
                 if cmd.awaiting_continuation is not None:
                     cmd.awaiting_continuation = None
                     return []
-            raise ServerError(f"unexpected continuation from the server: {line[:200]!r}")
+            raise ServerError(_("unexpected continuation from the server: {line!r}").format(
+                                line=line[:200]))
         if line.startswith(b"*"):
             if line[:6].upper() == b"* BYE ":
                 raise EOFError(as_text(line.strip()))

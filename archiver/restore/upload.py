@@ -32,6 +32,7 @@ from typing import Any, Callable, Optional
 from archiver.archive import Archive
 from archiver.connections import Connection, Spread, Stopping, auto_count
 from archiver.errors import ArchiverError, ConnectionFailed, Interrupted
+from archiver.i18n import _, ngettext
 from archiver.names import encode_mutf7
 from archiver.namespaces import PERSONAL
 from archiver.plan import folder_selected
@@ -161,8 +162,10 @@ class Restore:
             a.lower() == "\\noselect" for a in folders[name].attributes))
         if n:
             self.summary.notes.append(
-                f"{n} {'folder' if n == 1 else 'folders'} from other users' or shared "
-                "namespaces were not restored: they are not yours to create")
+                ngettext("{n} folder from other users' or shared namespaces was not restored: "
+                         "it is not yours to create",
+                         "{n} folders from other users' or shared namespaces were not restored: "
+                         "they are not yours to create", n).format(n=n))
         for note in self.target.alert_notes():
             if note not in self.summary.notes:
                 self.summary.notes.append(note)
@@ -180,8 +183,8 @@ class Restore:
             self.finish()
             self.summary.seconds = time.monotonic() - start
         if self.summary.interrupted:
-            raise Interrupted("interrupted; what landed is recorded -- run the same command "
-                              "to go on")
+            raise Interrupted(_("interrupted; what landed is recorded -- run the same command "
+                              "to go on"))
         return self.summary
 
     def _estimate(self, folders: list[FolderEntry]) -> None:
@@ -250,8 +253,8 @@ class Restore:
         try:
             conn.source.connect()
         except ArchiverError as exc:
-            self._note(f"the target refused connection {number} ({exc}); its folders went "
-                       "over the others")
+            self._note(_("the target refused connection {number} ({exc}); its folders went "
+                         "over the others").format(number=number, exc=exc))
             return None
         return conn
 
@@ -312,11 +315,13 @@ class Restore:
 
     def _reconnect(self, conn: Connection, exc: Exception) -> None:
         if conn.reconnects >= self.options.max_reconnects:
-            raise ConnectionFailed(f"lost the connection to the target and could not get it "
-                                   f"back ({exc}); run the same command again") from None
+            raise ConnectionFailed(_("lost the connection to the target and could not get it "
+                                     "back ({exc}); run the same command again").format(
+                                     exc=exc)) from None
         conn.reconnects += 1
         delay = self.options.backoff * 2 ** (conn.reconnects - 1)
-        self.progress.note(f"target connection lost ({exc}); reconnecting in {delay:.0f} s")
+        self.progress.note(_("target connection lost ({exc}); reconnecting in "
+                             "{delay:.0f} s").format(exc=exc, delay=delay))
         time.sleep(delay)
         conn.source.close()
         try:
@@ -381,12 +386,13 @@ class Restore:
         existed = raw in self._existing
         refusal = self._ensure(comps, target)
         if refusal is not None:
-            self.summary.problems.append(f"{entry.name}: the target refused to create "
-                                         f"'{tname}' ({refusal}); its {len(messages)} "
-                                         "messages were not uploaded")
+            self.summary.problems.append(_("{name}: the target refused to create '{tname}' "
+                                           "({refusal}); its {n} messages were not "
+                                           "uploaded").format(name=entry.name, tname=tname,
+                                                              refusal=refusal, n=len(messages)))
             return
         for note in mapper.notes:
-            self.progress.note(f"note: {note}")
+            self.progress.note(_("note: {note}").format(note=note))
         mapper.notes.clear()
         if opts.dry_run and not existed:
             self._count_upload(entry, messages)  # a new folder: everything would go
@@ -402,14 +408,15 @@ class Restore:
                 confirmed.append((m, landed))
             else:
                 todo.append(m)
-        if any(landed.to_uid is not None for _, landed in confirmed):
+        if any(landed.to_uid is not None for _msg, landed in confirmed):
             confirmed, doubtful = still_landed(
                 confirmed, selected.uidvalidity, target.sizes(selected.exists),
                 lambda m, size: self.candidate(m).size_ok(size))
             if doubtful:
-                self.progress.note(f"note: {entry.name}: {len(doubtful)} messages are no longer "
-                                   f"under the UID the journal recorded on '{tname}' (the "
-                                   "target renumbered or lost them): looked for again")
+                self.progress.note(_("note: {name}: {n} messages are no longer under the UID "
+                                     "the journal recorded on '{tname}' (the target "
+                                     "renumbered or lost them): looked for again").format(
+                                     name=entry.name, n=len(doubtful), tname=tname))
                 todo = sorted(todo + doubtful, key=lambda m: (m.uidvalidity, m.uid))
         count.already = len(confirmed)
         if todo and opts.dedup and selected.exists:
@@ -482,8 +489,8 @@ class Restore:
             self._add(keywords_dropped=dropped)
             if not self._keywords_noted:
                 self._keywords_noted = True
-                self.progress.note("note: the target cannot store (some) keywords (no \\* in "
-                                   "PERMANENTFLAGS): they are left out and counted")
+                self.progress.note(_("note: the target cannot store (some) keywords (no \\* in "
+                                   "PERMANENTFLAGS): they are left out and counted"))
         return flags
 
     def _upload(self, entry: FolderEntry, target: ImapTarget, tname: str, raw: bytes,
@@ -527,16 +534,19 @@ class Restore:
 
     def _unreadable_problem(self, entry: FolderEntry, m: MessageEntry, why: object) -> None:
         text = getattr(why, "strerror", None) or str(why)
-        self.summary.problems.append(f"{entry.name}: cannot read the archived message UID "
-                                     f"{m.uid} ({text}); run 'archiver verify'")
+        self.summary.problems.append(_("{name}: cannot read the archived message UID {uid} "
+                                       "({text}); run 'archiver verify'").format(
+                                       name=entry.name, uid=m.uid, text=text))
 
     def _result(self, entry: FolderEntry, tname: str, res: AppendResult,
                 pending: list[dict[str, Any]]) -> None:
         m: MessageEntry = res.item.token[0]
         size = res.item.size
         if not res.ok:
-            self.summary.refused.append(f"{entry.name}: UID {m.uid} ({_describe(m)}, "
-                                        f"{size} bytes): the target refused it: {res.reason}")
+            self.summary.refused.append(_("{name}: UID {uid} ({message}, {size} bytes): the "
+                                          "target refused it: {reason}").format(
+                                          name=entry.name, uid=m.uid, message=_describe(m),
+                                          size=size, reason=res.reason))
             self.progress.advance(1, 0)  # its bytes were counted as they were sent
             return
         self._landed_now += 1

@@ -17,6 +17,8 @@ import re
 import unicodedata
 from typing import Any, Callable, Optional
 
+from archiver.i18n import _
+
 _ALERT = re.compile(rb"^(?:\*|[^\s*+]+) (?:OK|NO|BAD|BYE|PREAUTH) \[ALERT\] ?(.*?)\r?\n?$",
                     re.IGNORECASE | re.DOTALL)
 MAX_TEXT = 500  # characters of one alert kept; a server may send a line of megabytes
@@ -60,7 +62,7 @@ class AlertWatch:
 
     def line(self, text: str) -> str:
         """How an alert is shown and kept in a summary's notes."""
-        return f"server alert from {self.host}: {text}"
+        return _("server alert from {host}: {text}").format(host=self.host, text=text)
 
     def notes(self) -> list[str]:
         return [self.line(text) for text in self.alerts]

@@ -38,9 +38,10 @@ DROPS = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionResetError,
 
 
 def dropped(endpoint: Endpoint, what: str, exc: BaseException) -> ConnectionDropped:
-    return ConnectionDropped(f"{endpoint.host}:{endpoint.port} closed the connection during "
-                             f"{what} ({exc.__class__.__name__}: {exc}); check the network "
-                             "and run the same command again")
+    return ConnectionDropped(_("{host}:{port} closed the connection during {what} ({error_type}: "
+                               "{exc}); check the network and run the same command again").format(
+                               host=endpoint.host, port=endpoint.port, what=what,
+                               error_type=exc.__class__.__name__, exc=exc))
 
 
 def retry_dropped(connect_once: Callable[[], None], attempts: int, backoff: float) -> None:

@@ -17,6 +17,7 @@ from typing import Any, Optional
 from imapclient.response_parser import parse_response
 
 from archiver.errors import ServerError
+from archiver.i18n import _
 from archiver.names import decode_mutf7
 from archiver.namespaces import folder_name
 from archiver.sources.base import (
@@ -152,12 +153,13 @@ class ImapSource(ImapSession):
         except ServerError as exc:
             raise _examine_refused(folder, str(exc)) from None
         except UnicodeError:
-            raise FetchFailed(0, "the server lists this folder with raw 8-bit bytes in its "
-                                 "name, which cannot be sent back to it; not archived",
+            raise FetchFailed(0, _("the server lists this folder with raw 8-bit bytes in its "
+                                 "name, which cannot be sent back to it; not archived"),
                               label=f"folder {folder.server_name!r}") from None
         st = status_from(res, exists_key=b"EXISTS")
         if st is None:
-            raise ServerError(f"EXAMINE {folder.server_name}: no UIDVALIDITY from the server")
+            raise ServerError(_("EXAMINE {server_name}: no UIDVALIDITY from the server").format(
+                                server_name=folder.server_name))
         self._uidnext = st.uidnext  # sizes the listing's UID ranges
         return st
 
@@ -230,7 +232,7 @@ class ImapSource(ImapSession):
             selected = client._process_select_response(imap.untagged_responses)
             imap.untagged_responses = {}
             try:
-                ltyp, _ = imap._command_complete("FETCH", list_tag)
+                ltyp, _answer = imap._command_complete("FETCH", list_tag)
             except imaplib.IMAP4.abort:
                 raise
             except imaplib.IMAP4.error:
@@ -241,12 +243,14 @@ class ImapSource(ImapSession):
             raise _examine_refused(folder, as_text(data[-1] if data else typ))
         st = status_from(selected, exists_key=b"EXISTS")
         if st is None:
-            raise ServerError(f"EXAMINE {folder.server_name}: no UIDVALIDITY from the server")
+            raise ServerError(_("EXAMINE {server_name}: no UIDVALIDITY from the server").format(
+                                server_name=folder.server_name))
         self._uidnext = st.uidnext
         if ltyp != "OK":
             if st.messages == 0:
                 return st, []
-            raise ServerError(f"UID FETCH 1:* in {folder.server_name}: refused")
+            raise ServerError(_("UID FETCH 1:* in {server_name}: refused").format(
+                                server_name=folder.server_name))
         out: list[MessageMeta] = []
         parse_listing(answers, out, {})
         return st, sorted_unique(out)
@@ -275,7 +279,8 @@ class ImapSource(ImapSession):
 def _examine_refused(folder: Folder, said: str) -> FetchFailed:
     """A folder the server listed but will not open (deleted meanwhile, no rights):
     that folder's problem, reported, while the others are archived."""
-    return FetchFailed(0, f"the server would not open it ({said}); not archived this time",
+    return FetchFailed(0, _("the server would not open it ({said}); not archived this time").format(
+                            said=said),
                        label=f"folder {folder.server_name!r}")
 
 

@@ -21,6 +21,7 @@ from typing import Callable, Optional
 
 from archiver.account import Endpoint, ssl_context
 from archiver.errors import ConnectionFailed, LoginError, ServerError, TLSError, UsageError
+from archiver.i18n import _
 from archiver.index import POP3_UIDVALIDITY, uid_for_uidl
 from archiver.sources.base import (
     ConnectionLost,
@@ -68,7 +69,7 @@ class _Reader:
                 del self.buf[: cut + 2]
                 return out
             if len(self.buf) > _MAX_LINE:
-                raise ServerError("the POP3 server sent an over-long status line")
+                raise ServerError(_("the POP3 server sent an over-long status line"))
             self._fill()
 
     def block(self, write: Callable[[bytes], None]) -> int:
@@ -209,8 +210,9 @@ class Pop3Source:
         self._send(text)
         reply = self._line(what or text.split(" ", 1)[0])
         if not reply.startswith(b"+OK"):
-            raise ServerError(f"{what or text.split(' ', 1)[0]}: the server said "
-                              f"{reply.decode('utf-8', 'replace')[:200]}")
+            raise ServerError(_("{command}: the server said {reply}").format(
+                command=what or text.split(' ', 1)[0],
+                reply=reply.decode('utf-8', 'replace')[:200]))
         return reply
 
     def _multiline(self, text: str) -> list[bytes]:
@@ -237,8 +239,8 @@ class Pop3Source:
         if "STLS" not in self.capabilities:
             if not ep.tls.plaintext:
                 raise TLSError(unencrypted(ep, "STLS", "pop3s", 995))
-            self.warnings.append(f"WARNING: {ep.host} offers no STLS; logging in over an "
-                                 "UNENCRYPTED connection (--plaintext)")
+            self.warnings.append(_("WARNING: {host} offers no STLS; logging in over an "
+                                   "UNENCRYPTED connection (--plaintext)").format(host=ep.host))
             return
         self._command("STLS")
         assert self._sock is not None
@@ -258,8 +260,9 @@ class Pop3Source:
         except ServerError as exc:
             text = str(exc)
             if "IN-USE" in text.upper() or "SYS/TEMP" in text.upper():
-                raise ConnectionFailed(f"{ep.host} refused the login for now ({text}); wait "
-                                       "a moment and rerun") from None
+                raise ConnectionFailed(_("{host} refused the login for now ({text}); wait a "
+                                         "moment and rerun").format(host=ep.host, text=text)
+                                       ) from None
             raise LoginError(refused_login(ep)) from None
 
     def _choose_fetch(self) -> None:
@@ -277,11 +280,12 @@ class Pop3Source:
             return
         if not self.allow_seen:
             raise UsageError(
-                f"{self.endpoint.host} has no usable TOP command, so reading mail would mark it "
-                "read on the server: rerun with --allow-seen to accept that")
+                _("{host} has no usable TOP command, so reading mail would mark it read on "
+                  "the server: rerun with --allow-seen to accept that").format(
+                  host=self.endpoint.host))
         self.use_top = False
-        self.warnings.append("note: the server has no TOP; messages were read with RETR, "
-                             "which marks them read on the server (--allow-seen)")
+        self.warnings.append(_("note: the server has no TOP; messages were read with RETR, "
+                             "which marks them read on the server (--allow-seen)"))
 
     def close(self, quit_: bool = True) -> None:
         sock, self._sock = self._sock, None
@@ -307,7 +311,7 @@ class Pop3Source:
         try:
             count = int(stat[1])
         except (IndexError, ValueError):
-            raise ServerError("STAT: the server's answer did not parse") from None
+            raise ServerError(_("STAT: the server's answer did not parse")) from None
         return FolderStatus(uidvalidity=POP3_UIDVALIDITY, uidnext=0, messages=count)
 
     def list_messages(self, count: int) -> list[MessageMeta]:
@@ -355,10 +359,10 @@ class Pop3Source:
         Costs one ``TOP n 0`` per message and run; said once, so the user knows.
         """
         if not self.use_top:
-            raise ServerError("the POP3 server supports neither UIDL nor TOP, so archiver "
-                              "cannot tell which messages it already has")
-        self.warnings.append("note: the server has no UIDL; messages are recognised by a hash "
-                             "of their headers and size instead")
+            raise ServerError(_("the POP3 server supports neither UIDL nor TOP, so archiver "
+                              "cannot tell which messages it already has"))
+        self.warnings.append(_("note: the server has no UIDL; messages are recognised by a hash "
+                             "of their headers and size instead"))
         keys: dict[int, str] = {}
         assert self._reader is not None
         for num in numbers:
@@ -405,7 +409,8 @@ class Pop3Source:
         reply = self._line("TOP")
         label = f"message {self._uidls.get(uid, uid)} (UIDL)"
         if not reply.startswith(b"+OK"):
-            return FetchFailed(uid, f"the server said {reply.decode('utf-8', 'replace')[:200]}",
+            return FetchFailed(uid, _("the server said {reply}").format(
+                                      reply=reply.decode("utf-8", "replace")[:200]),
                                label)
         pieces: list[bytes] = []
         sink = write or pieces.append
@@ -424,8 +429,8 @@ class Pop3Source:
         expected = self._sizes.get(uid, 0)
         # +2: a message without a final newline must be ended with CRLF on the wire.
         if expected and size not in (expected, expected + 2):
-            return FetchFailed(uid, f"the server announced {expected} bytes but sent {size}; "
-                                    "not saved", label)
+            return FetchFailed(uid, _("the server announced {expected} bytes but sent {size}; "
+                                      "not saved").format(expected=expected, size=size), label)
         return b"" if write else b"".join(pieces)
 
     def fetch_stream(self, uid: int, size_hint: int, write: Callable[[bytes], None],

@@ -11,6 +11,7 @@ from typing import Any, Optional
 
 from imapclient.response_parser import parse_fetch_response
 
+from archiver.i18n import _
 from archiver.sources.base import FetchFailed, FolderStatus
 
 
@@ -27,7 +28,7 @@ LISTING_ITEMS = "(UID FLAGS INTERNALDATE RFC822.SIZE)"
 def body_of(uid: int, data: Optional[dict[bytes, Any]]) -> bytes | FetchFailed:
     body = data.get(b"BODY[]") if data else None
     if body is None:
-        return FetchFailed(uid, "the server did not return the message")
+        return FetchFailed(uid, _("the server did not return the message"))
     return body if isinstance(body, bytes) else as_text(body).encode()
 
 

@@ -71,7 +71,8 @@ def network(what: str) -> Iterator[None]:
     except imapclient.exceptions.IMAPClientError as exc:
         if isinstance(exc, imaplib.IMAP4.abort):
             raise ConnectionLost(f"{what}: {exc}") from exc
-        raise ServerError(f"{what}: the server said {as_text(exc)}") from exc
+        raise ServerError(_("{what}: the server said {exc}").format(
+                            what=what, exc=as_text(exc))) from exc
     except _NETWORK_ERRORS as exc:
         raise ConnectionLost(f"{what}: {exc.__class__.__name__}: {exc}") from exc
 
@@ -226,8 +227,8 @@ class ImapSession:
             return
         if not ep.tls.plaintext:
             raise TLSError(unencrypted(ep, "STARTTLS", "imaps", 993))
-        self.warnings.append(f"WARNING: {ep.host} offers no STARTTLS; logging in over an "
-                             "UNENCRYPTED connection (--plaintext)")
+        self.warnings.append(_("WARNING: {host} offers no STARTTLS; logging in over an "
+                               "UNENCRYPTED connection (--plaintext)").format(host=ep.host))
 
     @property
     def alerts(self) -> list[str]:
@@ -249,8 +250,9 @@ class ImapSession:
                 raise dropped(ep, "the login", exc.__context__) from None
             text = as_text(exc)
             if "UNAVAILABLE" in text.upper() or "TOO MANY" in text.upper():
-                raise ServerUnavailable(f"{ep.host} refused the login for now ({text}); "
-                                        "wait a moment and rerun") from None
+                raise ServerUnavailable(_("{host} refused the login for now ({text}); wait a "
+                                          "moment and rerun").format(host=ep.host, text=text)
+                                        ) from None
             alert = "; ".join(self.alert_watch.since_connect())
             if alert:  # e.g. "Password expired": the server's reason is the fix
                 raise LoginError(_("{host} refused the login for user '{user}' with the alert "
@@ -381,27 +383,30 @@ class ImapSession:
             piece, origin = partial_body(res.get(uid) or {})
             if origin is None and piece is not None:
                 if start != 0 or check:
-                    raise FetchFailed(uid, f"asked for bytes from {start}, the server sent "
-                                           "the whole message instead; not appended")
+                    raise FetchFailed(uid, _("asked for bytes from {start}, the server sent "
+                                             "the whole message instead; not appended").format(
+                                             start=start))
                 write(piece)  # no partial support: the whole message, at once
                 return len(piece)
             if piece is None:
                 if start == 0:
-                    raise FetchFailed(uid, "the server did not return the message")
+                    raise FetchFailed(uid, _("the server did not return the message"))
                 if check:
-                    raise ResumeMismatch(uid, f"nothing at byte {start}, where the part "
-                                              "already fetched ends")
+                    raise ResumeMismatch(uid, _("nothing at byte {start}, where the part "
+                                                "already fetched ends").format(start=start))
                 return start
             if origin != start:
-                raise FetchFailed(uid, f"asked for bytes from {start}, the server answered "
-                                       f"from {origin}; not appended")
+                raise FetchFailed(uid, _("asked for bytes from {start}, the server answered "
+                                         "from {origin}; not appended").format(
+                                         start=start, origin=origin))
             if len(piece) > chunk:
-                raise FetchFailed(uid, f"asked for {chunk} bytes from {start}, the server "
-                                       f"sent {len(piece)}; not appended")
+                raise FetchFailed(uid, _("asked for {chunk} bytes from {start}, the server "
+                                         "sent {n}; not appended").format(
+                                         chunk=chunk, start=start, n=len(piece)))
             if check:
                 if piece[: len(check)] != check:
-                    raise ResumeMismatch(uid, f"the bytes before {offset} differ from the "
-                                              "part already fetched")
+                    raise ResumeMismatch(uid, _("the bytes before {offset} differ from the "
+                                                "part already fetched").format(offset=offset))
                 data, check = piece[len(check):], b""
             else:
                 data = piece
@@ -411,8 +416,9 @@ class ImapSession:
             if not piece or (len(piece) < chunk and start >= size_hint):
                 return start
             if start > 2 * size_hint + chunk:  # a server that never ends the message
-                raise FetchFailed(uid, f"the server sent {start} bytes of a message it "
-                                       f"listed as {size_hint}; not archived")
+                raise FetchFailed(uid, _("the server sent {start} bytes of a message it "
+                                         "listed as {size_hint}; not archived").format(
+                                         start=start, size_hint=size_hint))
 
     def abort(self) -> None:
         """Drop the connection without LOGOUT (which would first read every answer

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from archiver.durable import choose_strategy
 from archiver.errors import DestinationError
+from archiver.i18n import _
 from archiver.stores.base import Store
 
 log = logging.getLogger("archiver.stores")
@@ -15,7 +16,8 @@ log = logging.getLogger("archiver.stores")
 def open_store(root: Path, fmt: str) -> Store:
     """The store that reads and writes an archive of format ``fmt`` under ``root``."""
     if fmt not in ("maildir", "mbox"):
-        raise DestinationError(f"{root} uses the unknown format '{fmt}': upgrade archiver")
+        raise DestinationError(_("{root} uses the unknown format '{fmt}': upgrade archiver").format(
+                                 root=root, fmt=fmt))
     choice = choose_strategy(root)
     log.info("durability for %s: %s", root, choice.reason)
     if fmt == "maildir":

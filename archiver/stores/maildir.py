@@ -25,6 +25,7 @@ from typing import Any, Optional
 from archiver import platform
 from archiver.durable import PerFileSync, SyncStrategy, fsync_dir, fsync_parents, replace
 from archiver.fsutil import ensure_dir, open_new, set_mtime, translate_os_errors, write_all
+from archiver.i18n import _
 from archiver.names import folder_path
 from archiver.naming import COLON, DELIMITERS, Naming, read_naming
 from archiver.state import MessageEntry
@@ -166,7 +167,7 @@ class MaildirStore:
             return
         d = self._dir(folder_path)
         by_hash: dict[str, list[str]] = {}
-        with translate_os_errors(f"repairing {d}"):
+        with translate_os_errors(_("repairing {path}").format(path=d)):
             for base in orphans:
                 rel = existing[base]
                 by_hash.setdefault(_digest(d / rel), []).append(base)
@@ -191,7 +192,7 @@ class MaildirStore:
         plain directory.
         """
         d = self._dir(folder_path)
-        with translate_os_errors(f"creating {d}"):
+        with translate_os_errors(_("creating {path}").format(path=d)):
             created: list[Path] = []
             if not mailbox:
                 fsync_parents(ensure_dir(d, self.root))
@@ -237,12 +238,12 @@ class MaildirStore:
         name = f"{uidvalidity}.{uid}{PARTIAL}" if ident is not None else \
             base_name(uidvalidity, uid)
         path = self._dir(folder_path) / "tmp" / name
-        with translate_os_errors(f"writing {path}"):
+        with translate_os_errors(_("writing {path}").format(path=path)):
             return open_spool(path, ident)
 
     def prune_partials(self, folder_path: str, keep: set[tuple[int, int]]) -> None:
         tmp = self._dir(folder_path) / "tmp"
-        with translate_os_errors(f"cleaning {tmp}"):
+        with translate_os_errors(_("cleaning {path}").format(path=tmp)):
             try:
                 names = os.listdir(tmp)
             except FileNotFoundError:
@@ -261,7 +262,7 @@ class MaildirStore:
         staged = _Staged(d)
         results: list[Stored] = []
         existing = self.existing(folder_path)
-        with translate_os_errors(f"writing into {d}"):
+        with translate_os_errors(_("writing into {path}").format(path=d)):
             try:
                 for item in items:
                     base = base_name(item.uidvalidity, item.uid)
@@ -295,7 +296,7 @@ class MaildirStore:
     def commit_staged(self, staged: _Staged) -> None:
         """Sync every file (the DEST's strategy), rename into cur/, fsync the directory."""
         d = staged.folder_dir
-        with translate_os_errors(f"writing into {d}"):
+        with translate_os_errors(_("writing into {path}").format(path=d)):
             try:
                 self.sync.sync(staged.fds)
             finally:
@@ -332,7 +333,7 @@ class MaildirStore:
         d = self._dir(folder_path)
         existing = self.existing(folder_path)
         out: list[str] = []
-        with translate_os_errors(f"renaming in {d}"):
+        with translate_os_errors(_("renaming in {path}").format(path=d)):
             for mv in moves:
                 new_base = base_name(mv.uidvalidity, mv.uid)
                 current = existing.get(mv.old_base) or existing.get(new_base)
@@ -363,7 +364,7 @@ class MaildirStore:
     def remove(self, folder_path: str, relpaths: list[str]) -> None:
         """Delete files the index no longer points to (a POP3 copy replaced by IMAP's)."""
         existing = self.existing(folder_path)
-        with translate_os_errors(f"removing in {self._dir(folder_path)}"):
+        with translate_os_errors(_("removing in {path}").format(path=self._dir(folder_path))):
             for rel in relpaths:
                 target = self.root.joinpath(*rel.split("/"))
                 try:

@@ -37,6 +37,7 @@ from archiver.durable import (
     truncate_durably,
 )
 from archiver.fsutil import ensure_dir, translate_os_errors, write_all
+from archiver.i18n import _
 from archiver.names import encode_component
 from archiver.state import MessageEntry
 from archiver.stores.base import (
@@ -120,7 +121,7 @@ class MboxStore:
     def prepare_folder(self, folder_path: str, mailbox: bool = True) -> None:
         """Create the parent ``.sbd`` directories and the (empty) mbox file, durably."""
         f = self._file(folder_path)
-        with translate_os_errors(f"creating {f}"):
+        with translate_os_errors(_("creating {path}").format(path=f)):
             created = ensure_dir(f.parent, self.root) if f.parent != self.root else []
             created += ensure_dir(self.tmp, self.root)
             fsync_parents(created)
@@ -175,7 +176,7 @@ class MboxStore:
         the cut message for every other mbox reader.  Durable before returning.
         """
         f = self._file(folder_path)
-        with translate_os_errors(f"appending to {f}"):
+        with translate_os_errors(_("appending to {path}").format(path=f)):
             size = f.stat().st_size
             if size == 0:
                 return
@@ -195,7 +196,7 @@ class MboxStore:
     def repair(self, folder_path: str, entries: Iterable[MessageEntry]) -> None:
         """Cut bytes appended after the last recorded message (an interrupted batch)."""
         f = self._file(folder_path)
-        with translate_os_errors(f"repairing {f}"):
+        with translate_os_errors(_("repairing {path}").format(path=f)):
             if not f.exists():
                 return
             end = self.recorded_end(folder_path, entries)
@@ -222,12 +223,12 @@ class MboxStore:
         else:
             name = f"{uidvalidity}.{uid}.spool"
         path = self.tmp / name
-        with translate_os_errors(f"writing {path}"):
+        with translate_os_errors(_("writing {path}").format(path=path)):
             return open_spool(path, ident)
 
     def prune_partials(self, folder_path: str, keep: set[tuple[int, int]]) -> None:
         prefix = self._partial_prefix(folder_path)
-        with translate_os_errors(f"cleaning {self.tmp}"):
+        with translate_os_errors(_("cleaning {path}").format(path=self.tmp)):
             try:
                 names = set(os.listdir(self.tmp))
             except FileNotFoundError:
@@ -254,7 +255,7 @@ class MboxStore:
             return None, []
         f = self._file(folder_path)
         results: list[Stored] = []
-        with translate_os_errors(f"appending to {f}"):
+        with translate_os_errors(_("appending to {path}").format(path=f)):
             fd = os.open(f, _APPEND)
             try:
                 pos = os.fstat(fd).st_size
@@ -283,7 +284,7 @@ class MboxStore:
         """Make the appended batch durable (the file's name already is: prepare_folder)."""
         if staged is None:
             return
-        with translate_os_errors("syncing an mbox file"):
+        with translate_os_errors(_("syncing an mbox file")):
             try:
                 self.sync.sync([staged])
             finally:
