@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import IO, Any, Callable, Optional
 
@@ -48,14 +49,34 @@ class Archive:
         self.torn_tail = False
         self.repaired_tail = False  # a torn index tail was cut when opening
         self.meta: dict[str, Any] = {}
+        self._new: tuple[str, dict[str, str]] = ("maildir", {})  # what create() makes
 
     # ------------------------------------------------------------ opening
 
     @classmethod
     def create_or_open(cls, dest: Path, fmt: str, source: dict[str, str]) -> Archive:
         """Open DEST for writing (creating it), lock it, and check it is this account's."""
+        arc = cls.prepare(dest, fmt, source)
+        try:
+            arc.create()
+        except BaseException:
+            arc.close()
+            raise
+        return arc
+
+    @classmethod
+    def prepare(cls, dest: Path, fmt: str, source: dict[str, str],
+                lock: bool = True) -> Archive:
+        """Check that DEST can take this account's archive, creating and writing nothing.
+
+        DEST must be a writable directory (or not exist yet, under a writable
+        parent), empty or this account's archive of this format; an existing
+        archive is locked here (``lock``), so a second run is refused before
+        anyone is asked for a password.  :meth:`create` then makes what is missing.
+        """
         arc = cls(dest)
-        with translate_os_errors(f"preparing {dest}"):
+        arc._new = (fmt, source)
+        with translate_os_errors(f"checking {dest}"):
             if dest.exists() and not dest.is_dir():
                 raise DestinationError(f"{dest} is a file, not a directory: choose a directory "
                                        "for the archive")
@@ -64,25 +85,48 @@ class Archive:
                 raise DestinationError(
                     f"{dest} already holds other files and is not an archive: choose an empty "
                     "or new directory")
+            where = dest
+            while not where.exists() and where != where.parent:
+                where = where.parent
+            if not os.access(where, os.W_OK | os.X_OK):
+                raise DestinationError(f"cannot write in {where}: choose a writable "
+                                       "destination or fix its permissions")
+            if lock and arc.meta_dir.is_dir():
+                arc.acquire_lock()
+            if not fresh:
+                try:
+                    arc.meta = arc._read_meta()
+                    arc._check_identity(fmt, source)
+                except BaseException:
+                    arc.close()
+                    raise
+        return arc
+
+    def create(self) -> None:
+        """Make DEST and its metadata as :meth:`prepare` checked them, and lock it."""
+        dest = self.dest
+        fmt, source = self._new
+        with translate_os_errors(f"preparing {dest}"):
             if not dest.exists():
                 dest.mkdir(mode=DIR_MODE, parents=True)
                 fsync_dir(dest.parent)
-            if not arc.meta_dir.exists():
-                arc.meta_dir.mkdir(mode=DIR_MODE)
+            if not self.meta_dir.exists():
+                self.meta_dir.mkdir(mode=DIR_MODE)
                 fsync_dir(dest)
-            arc.acquire_lock()
-            if fresh:
-                arc.meta = {
+            if self._lock_fh is None:
+                self.acquire_lock()
+            if not self.meta_path.exists():
+                self.meta = {
                     "v": FORMAT_VERSION, "format": fmt, "source": source,
                     "created": timestamp(),
                 }
-                atomic_write(arc.meta_path, json.dumps(arc.meta, indent=1,
-                                                       ensure_ascii=False).encode())
+                atomic_write(self.meta_path, json.dumps(self.meta, indent=1,
+                                                        ensure_ascii=False).encode())
             else:
-                arc.meta = arc._read_meta()
-                arc._check_identity(fmt, source)
-                arc.repaired_tail = cut_torn_tail(arc.index_path)
-        return arc
+                if not self.meta:  # written meanwhile (prepare found none)
+                    self.meta = self._read_meta()
+                    self._check_identity(fmt, source)
+                self.repaired_tail = cut_torn_tail(self.index_path)
 
     @classmethod
     def open_existing(cls, dest: Path) -> Archive:

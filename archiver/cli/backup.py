@@ -12,6 +12,7 @@ import click
 from archiver.cli.common import (
     Logging,
     SourceArgs,
+    endpoint_identity,
     err,
     folder_options,
     namespace_option,
@@ -21,7 +22,6 @@ from archiver.cli.common import (
     print_notes,
     progress_for,
     show_alerts,
-    source_identity,
     source_options,
     warn_skipped,
 )
@@ -37,10 +37,12 @@ from archiver.cli.common import (
               show_default=True,
               help="Archive format: a Maildir per folder, or one mbox file per folder laid out "
                    "like Thunderbird's Local Folders.")
+@click.option("--no-space-check", is_flag=True,
+              help="Start even if the mail not yet archived seems not to fit on DEST.")
 @output_options
 def backup(source: str, dest: Path, include: tuple[str, ...], exclude: tuple[str, ...],
-           all_namespaces: bool, fmt: str, quiet: bool, as_json: bool, verbose: bool,
-           log_file: Optional[Path],
+           all_namespaces: bool, fmt: str, no_space_check: bool, quiet: bool, as_json: bool,
+           verbose: bool, log_file: Optional[Path],
            **source_params: Any) -> None:
     """Copy every message of every folder of SOURCE into DEST.
 
@@ -58,11 +60,25 @@ def backup(source: str, dest: Path, include: tuple[str, ...], exclude: tuple[str
 
     with Logging(verbose, log_file) as logging:
         args = SourceArgs.from_params(source, source_params)
-        src = open_source(args, logging.trace)
+        dest = dest.expanduser()
+        # In this order: DEST usable and its lock free (before the password prompt), then
+        # the login, the folder patterns and the space check; only then is DEST created.
+        held: list[Archive] = []
         try:
-            archive = Archive.create_or_open(dest.expanduser(), fmt, source_identity(src))
+            src = open_source(args, logging.trace, before_password=lambda ep: held.append(
+                Archive.prepare(dest, fmt, endpoint_identity(ep))))
+        except BaseException:
+            for arc in held:
+                arc.close()
+            raise
+        archive = held[0]
+        try:
+            pre = start_checks(src, archive, dest, fmt, source, include, exclude,
+                               all_namespaces, space_check=not no_space_check)
+            archive.create()
         except BaseException:
             src.close()
+            archive.close()
             raise
         progress = progress_for(quiet, as_json)
         show_alerts(progress, src)
@@ -70,7 +86,8 @@ def backup(source: str, dest: Path, include: tuple[str, ...], exclude: tuple[str
             summary = run_backup(src, archive, open_store(archive.dest, fmt),
                                  BackupOptions(include=list(include), exclude=list(exclude),
                                                connections=args.connections,
-                                               all_namespaces=all_namespaces),
+                                               all_namespaces=all_namespaces,
+                                               preflight=pre),
                                  progress, connect=False)
         finally:
             progress.close()
@@ -91,3 +108,20 @@ def backup(source: str, dest: Path, include: tuple[str, ...], exclude: tuple[str
     if summary.problems:
         err("some messages were not saved: run the same command again to retry them")
         sys.exit(EXIT_PARTIAL)
+
+
+def start_checks(src: Any, archive: Any, dest: Path, fmt: str, source: str,
+                 include: tuple[str, ...], exclude: tuple[str, ...], all_namespaces: bool,
+                 space_check: bool) -> Any:
+    """The folder patterns (exit 2) and the space check (exit 6), before DEST is made."""
+    from archiver.errors import DestinationError
+    from archiver.preflight import select, space_needed
+    from archiver.space import too_big
+
+    pre = select(src, archive, include, exclude, all_namespaces,
+                 listing_hint=f"archiver folders {source}")
+    if space_check:
+        need, volume = space_needed(src, pre, archive, fmt, dest)
+        if need.needed_bytes > volume.free:
+            raise DestinationError(too_big(need, volume, dest))
+    return pre
