@@ -96,8 +96,9 @@ def test_folders_lists_decoded_names_counts_sizes_as_json(
     assert corpus.JA_INBOX in listed and listed[corpus.JA_INBOX]["messages"] > 0
     text = run_cli(["folders", *server_args(dovecot, loaded_user.user, tmp_path)])
     assert text[0] == 0
-    line = next(ln for ln in text[1].splitlines() if ln.startswith(corpus.JA_INBOX + "\t"))
-    assert f"{len(served[corpus.JA_INBOX])} messages" in line
+    line = next(ln for ln in text[1].splitlines() if ln.startswith(corpus.JA_INBOX + " "))
+    n = len(served[corpus.JA_INBOX])
+    assert line.split()[1:3] == [str(n), "message" if n == 1 else "messages"], line
 
 
 def test_folders_sizes_without_status_size_come_from_the_listing(
