@@ -105,7 +105,7 @@ def disk_need(new: Sequence[FolderNew], fmt: str, cluster: int,
                 total += round_up(sum(sizes) + MBOX_PER_MESSAGE * len(sizes), cluster)
                 total += cluster * (2 if folder.fresh else 1)
         else:
-            total += sum(round_up(max(n, 1), cluster) for n in sizes)
+            total += sum(round_up(n, cluster) for n in sizes)
             if folder.fresh:
                 total += MAILDIR_DIRS * cluster
     if need.messages or new_archive:

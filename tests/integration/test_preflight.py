@@ -15,7 +15,7 @@ import click
 import pytest
 
 from archiver.fsutil import hold_lock
-from archiver.space import METADATA_FIXED
+from archiver.space import METADATA_FIXED, METADATA_PER_MESSAGE
 from tests import corpus
 from tests.dovecot import DovecotServer, MailUser
 from tests.helpers import backup, password_file, run_cli, source_args
@@ -192,8 +192,12 @@ def test_check_fits_with_rounded_sizes_and_writes_nothing(
     sizes = [len(m[1]) for msgs in served.values() for m in msgs]
     cluster = os.statvfs(tmp_path).f_frsize
     assert res["fits"] is True and res["messages"] == len(sizes)
-    assert res["needed_bytes"] >= sum(-(-max(n, 1) // cluster) * cluster for n in sizes) \
-        + METADATA_FIXED
+    folders = sum(1 for msgs in served.values() if msgs)
+    # README "check": each file rounded up to the cluster, 4 clusters per new Maildir
+    # folder, 1 MiB + 512 bytes a message for the index
+    assert res["needed_bytes"] == sum(-(-n // cluster) * cluster for n in sizes) \
+        + 4 * cluster * folders \
+        + -(-(METADATA_FIXED + METADATA_PER_MESSAGE * len(sizes)) // cluster) * cluster
     assert res["free_bytes"] > res["needed_bytes"]
     assert res["estimated_seconds"] is not None and res["estimated_seconds"] > 0
     assert not (tmp_path / "new").exists()
@@ -298,3 +302,21 @@ def test_rerun_repairs_a_half_made_archive(dovecot: DovecotServer, tmp_path: Pat
     assert code == 0, err
     assert json.loads(out)["new"] == 3
     assert (dest / ".archiver" / "archive.json").is_file()
+
+
+def test_noop_rerun_asks_the_server_nothing_extra(
+        dovecot: DovecotServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The space check reuses the backup's LIST and STATUS: one of each, no size listing."""
+    from archiver.sources.imap import ImapSource
+
+    user = few_messages(dovecot)
+    dest = tmp_path / "archive"
+    assert backup(dovecot, user, dest)[0] == 0
+    calls: list[str] = []
+    for name in ("folders", "status_many", "message_sizes", "open_folder", "open_and_list"):
+        real = getattr(ImapSource, name)
+        monkeypatch.setattr(ImapSource, name, lambda self, *a, _n=name, _r=real, **k: (
+            calls.append(_n), _r(self, *a, **k))[1])
+    code, out, err = backup(dovecot, user, dest, "--json")
+    assert code == 0 and json.loads(out)["new"] == 0, err
+    assert calls == ["folders", "status_many"]
