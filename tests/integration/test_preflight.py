@@ -21,6 +21,7 @@ from tests.dovecot import DovecotServer, MailUser
 from tests.helpers import backup, password_file, run_cli, source_args
 
 SENT_JA = "送信済み"
+DRAFTS_JA = "草稿"  # a name archiver does not know: only its SPECIAL-USE says \Drafts
 
 
 def server_args(server: DovecotServer, user: MailUser, where: Path) -> list[str]:
@@ -39,11 +40,16 @@ def check(server: DovecotServer, user: MailUser, dest: Path, *extra: str,
 
 @pytest.fixture(scope="module")
 def dovecot_ja(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DovecotServer]:
-    """A Dovecot whose Sent folder is 送信済み, marked \\Sent (SPECIAL-USE)."""
+    """A Dovecot whose Sent folder is 送信済み, marked \\Sent (SPECIAL-USE), and whose
+    Drafts folder is 草稿, marked \\Drafts."""
     extra = f"""
 namespace inbox {{
   mailbox {SENT_JA} {{
     special_use = \\Sent
+    auto = subscribe
+  }}
+  mailbox {DRAFTS_JA} {{
+    special_use = \\Drafts
     auto = subscribe
   }}
 }}
@@ -66,7 +72,8 @@ def small_fs(tmp_path: Path) -> Iterator[Path]:
     try:
         yield mnt
     finally:
-        subprocess.run(["umount", str(mnt)], check=False)
+        if subprocess.run(["umount", str(mnt)], check=False).returncode:
+            subprocess.run(["umount", "-l", str(mnt)], check=False)  # a file still open
 
 
 def few_messages(server: DovecotServer, n: int = 3) -> MailUser:
@@ -145,6 +152,8 @@ def test_unmatched_folder_pattern_exits_2_with_suggestions_before_dest_exists(
     assert code == 2, err
     assert f"{SENT_JA} (\\Sent)" in err and "archiver folders" in err
     assert not dest.exists()
+    code, _, err = backup(dovecot_ja, user, dest, "--folder", "Drafts")
+    assert code == 2 and f"nearest: {DRAFTS_JA} (\\Drafts)" in err, err
     code, _, err = backup(dovecot_ja, user, dest, "--folder", "INBX")
     assert code == 2 and "nearest: INBOX" in err
     assert not dest.exists()
@@ -168,7 +177,7 @@ def test_unmatched_map_exits_2_in_migrate_and_restore(
     assert backup(dovecot_ja, user, dest)[0] == 0
     code, _, err = run_cli(["restore", str(dest), *target_args, "--map", "Sent=送信"])
     assert code == 2 and "on the archive" in err and SENT_JA in err, err
-    assert dovecot_ja.list_folders(target) == ["INBOX", SENT_JA]  # nothing was created
+    assert sorted(dovecot_ja.list_folders(target)) == sorted(["INBOX", SENT_JA, DRAFTS_JA])
 
 
 def test_unmatched_exclude_is_a_note(dovecot: DovecotServer, tmp_path: Path) -> None:
@@ -206,17 +215,28 @@ def test_check_fits_with_rounded_sizes_and_writes_nothing(
 
 
 def test_check_counts_only_what_the_archive_lacks(
-        dovecot: DovecotServer, tmp_path: Path) -> None:
+        dovecot: DovecotServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from archiver.sources.imap import ImapSource
+
     user = few_messages(dovecot)
     dest = tmp_path / "archive"
     assert backup(dovecot, user, dest)[0] == 0
     before = sorted(p.relative_to(dest) for p in dest.rglob("*"))
     res = json.loads(check(dovecot, user, dest, "--json")[1])
     assert res["messages"] == 0 and res["estimated_seconds"] == 0
+    assert res["needed_bytes"] == 0  # no index allowance when nothing is new
     dovecot.append(user, "INBOX", corpus._simple(950, "one more"))
+    lows: list[int] = []
+    real = ImapSource.message_sizes
+    monkeypatch.setattr(ImapSource, "message_sizes",
+                        lambda self, f, low=1: (lows.append(low), real(self, f, low))[1])
     res = json.loads(check(dovecot, user, dest, "--json")[1])
     assert res["messages"] == 1
+    assert lows == [4]  # only the UIDs since the last complete pass are listed
     assert sorted(p.relative_to(dest) for p in dest.rglob("*")) == before
+    (dest / ".archiver" / "folders.json").unlink()  # no counters: the index decides
+    res = json.loads(check(dovecot, user, dest, "--json")[1])
+    assert res["messages"] == 1 and lows[-1] == 1
 
 
 def test_check_does_not_fit_on_a_small_file_system(
@@ -282,7 +302,7 @@ def test_password_not_asked_when_dest_is_locked(
     assert len(asked) == 1  # unlocked, the same command asks and runs
 
 
-def test_another_accounts_archive_is_refused_before_the_password(
+def test_another_accounts_archive_is_refused_before_the_login(
         dovecot: DovecotServer, tmp_path: Path) -> None:
     user = few_messages(dovecot)
     other = few_messages(dovecot)
