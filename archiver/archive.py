@@ -21,6 +21,7 @@ from typing import IO, Any, Callable, Optional
 from archiver.durable import atomic_write, fsync_dir
 from archiver.errors import DestinationError
 from archiver.fsutil import DIR_MODE, hold_lock, translate_os_errors
+from archiver.i18n import _
 from archiver.index import (
     FORMAT_VERSION,
     INDEX_NAME,
@@ -89,8 +90,9 @@ class Archive:
             while not where.exists() and where != where.parent:
                 where = where.parent
             if not os.access(where, os.W_OK | os.X_OK):
-                raise DestinationError(f"cannot write in {where}: choose a writable "
-                                       "destination or fix its permissions")
+                raise DestinationError(_("cannot write in {where}: choose a writable "
+                                         "destination or fix its permissions").format(
+                    where=where))
             if lock and arc.meta_dir.is_dir():
                 arc.acquire_lock()
             if not fresh:
@@ -217,7 +219,7 @@ class Archive:
         """
         if self._writer is None:
             self.state()
-            whole, _ = valid_length(self.index_path)
+            whole, _torn = valid_length(self.index_path)
             if whole > self._good_length:
                 raise DestinationError(
                     f"{self.index_path} is damaged at byte {self._good_length} (not just an "

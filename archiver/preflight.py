@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from archiver.errors import ConnectionFailed
+from archiver.i18n import _
 from archiver.namespaces import Recorded, choose
 from archiver.patterns import Candidate, check_patterns
 from archiver.plan import folder_selected
@@ -76,8 +77,8 @@ def _lost_is_fatal() -> Iterator[None]:
     try:
         yield
     except ConnectionLost as exc:
-        raise ConnectionFailed(f"lost the connection ({exc}); run the same command again"
-                               ) from None
+        raise ConnectionFailed(_("lost the connection ({reason}); run the same command "
+                                 "again").format(reason=exc)) from None
 
 
 def select(source: Any, archive: Any, include: Sequence[str], exclude: Sequence[str],

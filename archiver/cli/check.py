@@ -75,7 +75,7 @@ def check(source: str, dest: Path, include: tuple[str, ...], exclude: tuple[str,
     if as_json:
         click.echo(json.dumps({
             "needed_bytes": need.needed_bytes, "free_bytes": volume.free, "fits": fits,
-            "estimated_seconds": None if seconds is None else round(seconds, 3),
+            "estimated_seconds": None if seconds is None else round(seconds, 6),
             "messages": need.messages, "bytes": need.bytes, "cluster_bytes": need.cluster,
             "format": chosen, "notes": pre.notes}, ensure_ascii=False))
     else:

@@ -340,3 +340,20 @@ def test_noop_rerun_asks_the_server_nothing_extra(
     code, out, err = backup(dovecot, user, dest, "--json")
     assert code == 0 and json.loads(out)["new"] == 0, err
     assert calls == ["folders", "status_many"]
+
+
+def test_check_over_pop3_counts_and_times_the_inbox(
+        dovecot: DovecotServer, tmp_path: Path) -> None:
+    user = few_messages(dovecot)
+    pw = password_file(user, tmp_path / ".pw")
+    url = f"pop3s://{user.name}@127.0.0.1:{dovecot.pop3s_port}"
+    common = ["--cafile", str(dovecot.cafile), "--password-file", str(pw), "--json"]
+    dest = tmp_path / "archive"
+    code, out, err = run_cli(["check", url, str(dest), *common])
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["messages"] == 3 and res["fits"] and res["estimated_seconds"] > 0
+    assert run_cli(["backup", url, str(dest), *common])[0] == 0
+    dovecot.append(user, "INBOX", corpus._simple(960, "after"))
+    res = json.loads(run_cli(["check", url, str(dest), *common])[1])
+    assert res["messages"] == 1
