@@ -17,11 +17,12 @@ from __future__ import annotations
 import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 from archiver.errors import UsageError
 from archiver.i18n import _
 from archiver.plan import folder_selected
+from archiver.sources.base import special_use_of
 
 # Well-known names of special folders, lower case (what a user types for one).
 ROLE_NAMES = {
@@ -119,6 +120,18 @@ def check_patterns(folders: Sequence[Candidate], include: Sequence[str] = (),
                            "nothing was left out by it").format(pattern=pattern,
                                                                  where=_where(where)))
     return notes
+
+
+def check_archived(archive: Any, include: Sequence[str], exclude: Sequence[str],
+                   maps: Sequence[tuple[str, str]], listing_hint: str = "") -> list[str]:
+    """:func:`check_patterns` against an archive's folders (restore: ``--folder``,
+    ``--exclude`` and ``--map`` OLD name archived folders)."""
+    if not (include or exclude or maps):
+        return []
+    folders = [Candidate(e.name, special_use_of(e.attributes), e.server_name)
+               for e in archive.state().folders.values()]
+    return check_patterns(folders, include, exclude, [old for old, _new in maps],
+                          where="archive", listing_hint=listing_hint)
 
 
 def _where(where: str) -> str:

@@ -50,23 +50,6 @@ def print_restore(summary: Any, quiet: bool, *sessions: Any) -> None:
         err("some messages did not go (listed above); rerun the same command to retry")
 
 
-def archived_patterns(archive: Any, dest: Path, include: tuple[str, ...],
-                      exclude: tuple[str, ...], maps: tuple[str, ...]) -> list[str]:
-    """--folder/--map patterns against the archive's folders: exit 2 if one matches
-    none (with the nearest names); notes for an --exclude that matches none."""
-    from archiver.i18n import _
-    from archiver.patterns import Candidate, check_patterns
-    from archiver.sources.base import special_use_of
-
-    if not (include or exclude or maps):
-        return []
-    folders = [Candidate(e.name, special_use_of(e.attributes), e.server_name)
-               for e in archive.state().folders.values()]
-    notes = check_patterns(folders, include, exclude, [old for old, _new in parse_maps(maps)],
-                           where="archive", listing_hint=f"archiver ls {dest}")
-    return [_("note: {note}").format(note=n) for n in notes]
-
-
 def journal_line(journal: Any, dry_run: bool) -> str:
     """Where the restore journal is (one line): always for --dry-run, else if not in DEST."""
     where = ("DEST is read-only, so it is kept in the user state directory"
@@ -131,8 +114,10 @@ def restore(dest: Path, target: str, target_user: Optional[str],
     with Logging(verbose, log_file) as logging:
         archive = Archive.open_existing(dest.expanduser())
         require_index(archive, dest)
-        for note in archived_patterns(archive, dest, include, exclude, maps):
-            err(note)
+        from archiver.patterns import check_archived
+        for note in check_archived(archive, include, exclude, parse_maps(maps),
+                                   listing_hint=f"archiver ls {dest}"):
+            err(f"note: {note}")
         source_user = str((archive.meta.get("source") or {}).get("user") or "") or None
         options = RestoreOptions(prefix=prefix, maps=parse_maps(maps), special_use=special_use,
                                  include_deleted=include_deleted, dedup=not no_dedup,
