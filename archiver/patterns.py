@@ -78,9 +78,14 @@ def nearest(pattern: str, folders: Sequence[Candidate], n: int = 3) -> list[Cand
     for c in folders:
         if c.name.lower() == pattern.lower():
             add(c)
-    by_name = {c.name: c for c in folders}
-    for name in difflib.get_close_matches(pattern, list(by_name), n=n, cutoff=0.5):
-        add(by_name[name])
+    by_lower = {c.name.lower(): c for c in folders}
+    for name in difflib.get_close_matches(pattern.lower(), list(by_lower), n=n, cutoff=0.5):
+        add(by_lower[name])
+    parts = pattern.strip("/").split("/")
+    for i in range(len(parts) - 1, 0, -1):  # the pattern's parent exists, its child not
+        parent = by_lower.get("/".join(parts[:i]).lower())
+        if parent is not None:
+            add(parent)
     for name in difflib.get_close_matches(last, [c.name.split("/")[-1] for c in folders],
                                           n=n, cutoff=0.5):
         for c in folders:
