@@ -25,7 +25,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from archiver.errors import ConnectionFailed
+from archiver.errors import ConnectionFailed, ServerError
 from archiver.i18n import _
 from archiver.namespaces import Recorded, choose
 from archiver.patterns import Candidate, check_patterns
@@ -121,8 +121,8 @@ def new_mail(source: Any, pre: Preflight, archive: Any) -> list[FolderNew]:
                 continue
             try:
                 uidvalidity, sizes = _sizes(source, folder, low)
-            except FetchFailed:
-                continue  # the server will not open it: the backup reports it
+            except (FetchFailed, ServerError):
+                continue  # the server will not open or list it: the backup reports it
             entry = archive.state().folders.get(folder.name) \
                 if exists and archive.index_path.exists() else None
             if low == 1 and entry is not None:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from archiver.errors import ServerError
 from archiver.namespaces import PERSONAL
 from archiver.sources.base import FetchFailed, Folder, FolderStatus
 
@@ -78,7 +79,7 @@ def survey(source: Any, all_namespaces: bool = False) -> Survey:
             else:
                 try:
                     messages, size = source.mailbox_size(f)
-                except FetchFailed:  # listed, but the server will not open it
+                except (FetchFailed, ServerError):  # listed, but will not be opened or listed
                     pass
         out.append(FolderInfo(f.name, f.server_name, messages, size, not f.selectable,
                               f.special_use, f.namespace))
