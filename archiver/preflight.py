@@ -19,11 +19,11 @@ IMAP is counted in full: the estimate errs on the safe side.
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, TypeVar
 
 from archiver.errors import ConnectionFailed, ServerError
 from archiver.i18n import _
@@ -33,6 +33,8 @@ from archiver.plan import folder_selected
 from archiver.sources.base import ConnectionLost, FetchFailed, Folder, FolderStatus
 from archiver.space import FolderNew
 from archiver.survey import statuses
+
+T = TypeVar("T")
 
 
 class RecordedFolders(Mapping[str, Recorded]):
@@ -71,14 +73,24 @@ class Preflight:
     notes: list[str] = field(default_factory=list)  # e.g. an --exclude that matched nothing
 
 
-@contextlib.contextmanager
-def _lost_is_fatal() -> Iterator[None]:
-    """Before the run proper there is nothing to resume: a lost line ends the command."""
-    try:
-        yield
-    except ConnectionLost as exc:
-        raise ConnectionFailed(_("lost the connection ({reason}); run the same command "
-                                 "again").format(reason=exc)) from None
+RETRIES = 3  # reconnects of the start-of-run questions (all read-only, so simply asked again)
+
+
+def _retrying(source: Any, ask: Callable[[], T], backoff: float = 1.0) -> T:
+    """``ask()``, reconnecting and asking again when the line drops (as the backup's own
+    reconnects would); ConnectionFailed when it keeps dropping."""
+    attempt = 0
+    while True:
+        try:
+            return ask()
+        except ConnectionLost as exc:
+            attempt += 1
+            if attempt > RETRIES:
+                raise ConnectionFailed(_("lost the connection ({reason}); run the same "
+                                         "command again").format(reason=exc)) from None
+            time.sleep(backoff * 2 ** (attempt - 1))
+            source.close()
+            source.connect()
 
 
 def select(source: Any, archive: Any, include: Sequence[str], exclude: Sequence[str],
@@ -86,14 +98,14 @@ def select(source: Any, archive: Any, include: Sequence[str], exclude: Sequence[
            ) -> Preflight:
     """List the folders, check the patterns against them (UsageError when an include
     or a ``--map`` OLD matches nothing) and ask the selected folders' STATUS."""
-    with _lost_is_fatal():
-        listed = source.folders()
-        choice = choose(listed, all_namespaces, RecordedFolders(archive))
-        candidates = [Candidate(f.name, f.special_use, f.server_name) for f in choice.folders]
-        notes = check_patterns(candidates, include, exclude, maps, where="server",
-                               listing_hint=listing_hint)
-        selected = [f for f in choice.folders if folder_selected(f.name, include, exclude)]
-        return Preflight(listed, selected, statuses(source, selected), notes)
+    listed = _retrying(source, source.folders)
+    choice = choose(listed, all_namespaces, RecordedFolders(archive))
+    candidates = [Candidate(f.name, f.special_use, f.server_name) for f in choice.folders]
+    notes = check_patterns(candidates, include, exclude, maps, where="server",
+                           listing_hint=listing_hint)
+    selected = [f for f in choice.folders if folder_selected(f.name, include, exclude)]
+    return Preflight(listed, selected, _retrying(source, lambda: statuses(source, selected)),
+                     notes)
 
 
 def new_mail(source: Any, pre: Preflight, archive: Any) -> list[FolderNew]:
@@ -101,35 +113,34 @@ def new_mail(source: Any, pre: Preflight, archive: Any) -> list[FolderNew]:
     exists = archive is not None and archive.meta_path.exists()
     counters: dict[str, Any] = archive.folder_counters() if exists else {}
     out: list[FolderNew] = []
-    with _lost_is_fatal():
-        for folder in pre.selected:
-            if not folder.selectable:
+    for folder in pre.selected:
+        if not folder.selectable:
+            continue
+        st = pre.statuses.get(folder.name)
+        cached = counters.get(folder.name)
+        low = 1
+        if st is not None and isinstance(cached, dict):
+            if st.messages == 0 or (st.highestmodseq is not None and cached == st.as_dict()):
                 continue
-            st = pre.statuses.get(folder.name)
-            cached = counters.get(folder.name)
-            low = 1
-            if st is not None and isinstance(cached, dict):
-                if st.messages == 0 or (st.highestmodseq is not None
-                                        and cached == st.as_dict()):
-                    continue
-                if cached.get("uidvalidity") == st.uidvalidity \
-                        and isinstance(cached.get("uidnext"), int):
-                    if st.uidnext <= cached["uidnext"]:
-                        continue  # flag changes or expunges only
-                    low = cached["uidnext"]
-            elif st is not None and st.messages == 0:
-                continue
-            try:
-                uidvalidity, sizes = _sizes(source, folder, low)
-            except (FetchFailed, ServerError):
-                continue  # the server will not open or list it: the backup reports it
-            entry = archive.state().folders.get(folder.name) \
-                if exists and archive.index_path.exists() else None
-            if low == 1 and entry is not None:
-                known = entry.current(uidvalidity)
-                sizes = {uid: n for uid, n in sizes.items() if uid not in known}
-            if sizes:
-                out.append(FolderNew(folder.name, sizes, fresh=entry is None))
+            if cached.get("uidvalidity") == st.uidvalidity \
+                    and isinstance(cached.get("uidnext"), int):
+                if st.uidnext <= cached["uidnext"]:
+                    continue  # flag changes or expunges only
+                low = cached["uidnext"]
+        elif st is not None and st.messages == 0:
+            continue
+        try:
+            uidvalidity, sizes = _retrying(source, functools.partial(_sizes, source, folder,
+                                                                     low))
+        except (FetchFailed, ServerError):
+            continue  # the server will not open or list it: the backup reports it
+        entry = archive.state().folders.get(folder.name) \
+            if exists and archive.index_path.exists() else None
+        if low == 1 and entry is not None:
+            known = entry.current(uidvalidity)
+            sizes = {uid: n for uid, n in sizes.items() if uid not in known}
+        if sizes:
+            out.append(FolderNew(folder.name, sizes, fresh=entry is None))
     return out
 
 
@@ -179,7 +190,7 @@ def measure_rate(source: Any, new: Sequence[FolderNew], folders: Sequence[Folder
     imap = getattr(source, "message_sizes", None) is not None
     got = commands = 0
     spent = 0.0
-    with _lost_is_fatal():
+    try:
         for sample in sorted(new, key=lambda f: -sum(f.sizes.values())):
             if got >= max_bytes or spent >= max_seconds:
                 break
@@ -200,6 +211,8 @@ def measure_rate(source: Any, new: Sequence[FolderNew], folders: Sequence[Folder
                 if got >= max_bytes or spent + time.monotonic() - start >= max_seconds:
                     break
             spent += time.monotonic() - start
+    except (ConnectionLost, ServerError):
+        pass  # the sample ends here: an estimate from what came, or none
     return Rate(got, spent, commands, float(getattr(source, "rtt", 0.0) or 0.0))
 
 

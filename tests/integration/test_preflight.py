@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -357,3 +358,32 @@ def test_check_over_pop3_counts_and_times_the_inbox(
     dovecot.append(user, "INBOX", corpus._simple(960, "after"))
     res = json.loads(run_cli(["check", url, str(dest), *common])[1])
     assert res["messages"] == 1
+
+
+def test_line_dropped_during_the_start_of_run_questions_is_reconnected(
+        dovecot: DovecotServer, loaded_user, tmp_path: Path) -> None:
+    """A cut inside the LIST/STATUS answers before DEST exists: reconnect, as the backup
+    itself would, and finish (exit 0), not "connection lost" (exit 5)."""
+    from archiver.account import TLSOptions, parse_endpoint
+    from archiver.sources.imap import ImapSource
+    from tests.proxy import Fault, FaultProxy, first
+
+    user = loaded_user.user
+    with FaultProxy(dovecot.imaps_port) as proxy:  # bytes of TLS, greeting, login, NAMESPACE
+        src = ImapSource(parse_endpoint(f"imaps://{user.name}@127.0.0.1:{proxy.port}",
+                                        tls=TLSOptions(cafile=dovecot.cafile)), user.password)
+        src.connect()
+        src.close()
+        deadline = time.monotonic() + 5
+        while proxy.connections[0].ended == "" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        setup = proxy.down_bytes(1)
+    pw = password_file(user, tmp_path / ".pw")
+    dest = tmp_path / "archive"
+    with FaultProxy(dovecot.imaps_port, first(Fault(cut_after=setup + 60))) as proxy:
+        code, out, err = run_cli(["backup", f"imaps://{user.name}@127.0.0.1:{proxy.port}",
+                                  str(dest), "--cafile", str(dovecot.cafile),
+                                  "--password-file", str(pw), "--json"])
+        assert proxy.connections[0].ended == "cut"
+    assert code == 0, err
+    assert json.loads(out)["new"] == sum(len(m) for m in dovecot.fetch_all(user).values())
