@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from archiver.i18n import _
+from archiver.i18n import _, ngettext
 
 # The allowance for DEST/.archiver (index frames, snapshot, archive.json, folders.json,
 # lock): 1 MiB, plus 512 bytes per message (a compressed index record and its snapshot
@@ -124,10 +124,12 @@ def human(n: float) -> str:
 
 def too_big(need: SpaceNeed, volume: Volume, dest: Path) -> str:
     """The one-line refusal of a backup that would not fit (exit 6)."""
-    return _("the mail not yet archived needs {needed} on {dest} ({messages} messages, "
-             "{cluster} clusters) but only {free} is free there: free some space or choose "
-             "another DEST (--no-space-check skips this check)").format(
-        needed=human(need.needed_bytes), dest=dest, messages=need.messages,
+    return _("the mail not yet archived needs {needed} on {dest} ({messages}, {cluster} "
+             "clusters) but only {free} is free there: free some space or choose another "
+             "DEST (--no-space-check skips this check)").format(
+        needed=human(need.needed_bytes), dest=dest,
+        messages=ngettext("{n} message", "{n} messages", need.messages).format(
+            n=need.messages),
         cluster=_cluster(volume.cluster), free=human(volume.free))
 
 

@@ -47,7 +47,7 @@ def check(source: str, dest: Path, include: tuple[str, ...], exclude: tuple[str,
     """
     from archiver.archive import Archive
     from archiver.errors import EXIT_DESTINATION
-    from archiver.i18n import _
+    from archiver.i18n import _, ngettext
     from archiver.preflight import measure_rate, select, space_needed
     from archiver.space import human
 
@@ -81,9 +81,12 @@ def check(source: str, dest: Path, include: tuple[str, ...], exclude: tuple[str,
     else:
         for note in pre.notes:
             err(_("note: {note}").format(note=note))
-        numbers = _("{messages} messages not yet archived ({size}), {needed} on disk with "
-                    "{cluster}-byte clusters and the index; {free} free on {where}").format(
-            messages=need.messages, size=human(need.bytes), needed=human(need.needed_bytes),
+        numbers = ngettext(
+            "{n} message not yet archived ({size}), {needed} on disk with {cluster}-byte "
+            "clusters and the index; {free} free on {where}",
+            "{n} messages not yet archived ({size}), {needed} on disk with {cluster}-byte "
+            "clusters and the index; {free} free on {where}", need.messages).format(
+            n=need.messages, size=human(need.bytes), needed=human(need.needed_bytes),
             cluster=need.cluster, free=human(volume.free), where=volume.path)
         if not need.messages:
             when = _("nothing to fetch")
