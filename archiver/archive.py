@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import IO, Any, Callable, Optional
 
@@ -52,6 +53,8 @@ class Archive:
         self.torn_tail = False
         self.repaired_tail = False  # a torn index tail was cut when opening
         self.meta: dict[str, Any] = {}
+        # what create() makes: format, source identity, --portable-names
+        self._new: tuple[str, dict[str, str], bool] = (DEFAULT_FORMAT, {}, False)
 
     # ------------------------------------------------------------ opening
 
@@ -66,8 +69,27 @@ class Archive:
         naming is probed once and recorded (``portable``: the ``;`` separator
         whatever the file system takes); an existing one keeps its own.
         """
+        arc = cls.prepare(dest, fmt, source, portable=portable)
+        try:
+            arc.create()
+        except BaseException:
+            arc.close()
+            raise
+        return arc
+
+    @classmethod
+    def prepare(cls, dest: Path, fmt: Optional[str], source: dict[str, str],
+                lock: bool = True, portable: bool = False) -> Archive:
+        """Check that DEST can take this account's archive, creating and writing nothing.
+
+        DEST must be a writable directory (or not exist yet, under a writable
+        parent), empty or this account's archive of this format; an existing
+        archive is locked here (``lock``), so a second run is refused before
+        anyone is asked for a password.  :meth:`create` then makes what is missing.
+        """
         arc = cls(dest)
-        with translate_os_errors(_("preparing {path}").format(path=dest)):
+        arc._new = (fmt or DEFAULT_FORMAT, source, portable)
+        with translate_os_errors(_("checking {path}").format(path=dest)):
             if dest.exists() and not dest.is_dir():
                 raise DestinationError(_("{dest} is a file, not a directory: choose a "
                                          "directory for the archive").format(dest=dest))
@@ -76,27 +98,53 @@ class Archive:
                 raise DestinationError(
                     _("{dest} already holds other files and is not an archive: choose an "
                       "empty or new directory").format(dest=dest))
+            where = dest
+            while not where.exists() and where != where.parent:
+                where = where.parent
+            if not os.access(where, os.W_OK | os.X_OK):
+                raise DestinationError(_("cannot write in {where}: choose a writable "
+                                         "destination or fix its permissions").format(
+                    where=where))
+            if lock and arc.meta_dir.is_dir():
+                arc.acquire_lock()
+            if not fresh:
+                try:
+                    arc.meta = arc._read_meta()
+                    arc._check_identity(fmt, source)
+                    arc._check_naming(portable)
+                except BaseException:
+                    arc.close()
+                    raise
+                arc._new = (arc.format, source, portable)
+        return arc
+
+    def create(self) -> None:
+        """Make DEST and its metadata as :meth:`prepare` checked them, and lock it."""
+        dest = self.dest
+        fmt, source, portable = self._new
+        with translate_os_errors(_("preparing {path}").format(path=dest)):
             if not dest.exists():
                 dest.mkdir(mode=DIR_MODE, parents=True)
                 fsync_dir(dest.parent)
-            if not arc.meta_dir.exists():
-                arc.meta_dir.mkdir(mode=DIR_MODE)
+            if not self.meta_dir.exists():
+                self.meta_dir.mkdir(mode=DIR_MODE)
                 fsync_dir(dest)
-            arc.acquire_lock()
-            if fresh:
-                arc.meta = {
-                    "v": FORMAT_VERSION, "format": fmt or DEFAULT_FORMAT, "source": source,
+            if self._lock_fh is None:
+                self.acquire_lock()
+            if not self.meta_path.exists():
+                self.meta = {
+                    "v": FORMAT_VERSION, "format": fmt, "source": source,
                     "created": timestamp(),
-                    "naming": probe(arc.meta_dir, portable).to_json(),
+                    "naming": probe(self.meta_dir, portable).to_json(),
                 }
-                atomic_write(arc.meta_path, json.dumps(arc.meta, indent=1,
-                                                       ensure_ascii=False).encode())
+                atomic_write(self.meta_path, json.dumps(self.meta, indent=1,
+                                                        ensure_ascii=False).encode())
             else:
-                arc.meta = arc._read_meta()
-                arc._check_identity(fmt, source)
-                arc._check_naming(portable)
-                arc.repaired_tail = cut_torn_tail(arc.index_path)
-        return arc
+                if not self.meta:  # written meanwhile (prepare found none)
+                    self.meta = self._read_meta()
+                    self._check_identity(fmt, source)
+                    self._check_naming(portable)
+                self.repaired_tail = cut_torn_tail(self.index_path)
 
     @classmethod
     def open_existing(cls, dest: Path) -> Archive:
@@ -177,7 +225,7 @@ class Archive:
 
     @property
     def format(self) -> str:
-        return str(self.meta.get("format", DEFAULT_FORMAT))
+        return str(self.meta.get("format", self._new[0]))
 
     def state(self) -> IndexState:
         """The index folded into per-folder state (read once, on first use)."""

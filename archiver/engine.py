@@ -15,7 +15,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -28,9 +28,10 @@ from archiver.index import (
 )
 from archiver.jobs import Summary, SyncJobs
 from archiver.names import assign_path, fold_key
-from archiver.namespaces import PERSONAL, Recorded, choose
+from archiver.namespaces import PERSONAL, choose
 from archiver.pipeline import Job, Pipeline
 from archiver.plan import FolderPlan, batches, folder_selected, plan_folder
+from archiver.preflight import Preflight, RecordedFolders
 from archiver.progress import ByteMeter, NullProgress, Progress
 from archiver.resume import prune_partials, stream_message
 from archiver.sources.alerts import alert_notes
@@ -62,32 +63,11 @@ class BackupOptions:
     backoff: float = 1.0
     connections: int = 0  # 0: auto (archiver.connections.auto_count)
     all_namespaces: bool = False  # also other users' and shared folders (namespaces.py)
+    # The folder listing and STATUS answers the start-of-run checks already have
+    # (archiver.preflight): used instead of asking the server again.
+    preflight: Optional[Preflight] = None
 
 
-
-
-class _Recorded(Mapping[str, Recorded]):
-    """The archived folders' names and namespaces, read from the index only when asked
-    (archiver.namespaces.distinct asks only when a name could clash)."""
-
-    def __init__(self, archive: Archive) -> None:
-        self._archive = archive
-        self._map: Optional[dict[str, Recorded]] = None
-
-    def _load(self) -> dict[str, Recorded]:
-        if self._map is None:
-            self._map = {e.name: Recorded(e.server_name, e.namespace)
-                         for e in list(self._archive.state().folders.values())}
-        return self._map
-
-    def __getitem__(self, name: str) -> Recorded:
-        return self._load()[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._load())
-
-    def __len__(self) -> int:
-        return len(self._load())
 
 
 # ---------------------------------------------------------------- engine
@@ -157,8 +137,12 @@ class Backup(SyncJobs):
 
     def _run_folders(self) -> None:
         conn = Connection(self.source)
-        listed = self._with_reconnect(conn, self.source.folders)
-        choice = choose(listed, self.options.all_namespaces, _Recorded(self.archive))
+        pre = self.options.preflight
+        listed = pre.listed if pre is not None else self._with_reconnect(conn,
+                                                                          self.source.folders)
+        if pre is not None:
+            self.summary.notes.extend(pre.notes)
+        choice = choose(listed, self.options.all_namespaces, RecordedFolders(self.archive))
         self.summary.problems.extend(choice.problems)
         if choice.note:
             self.summary.notes.append(choice.note)
@@ -258,16 +242,21 @@ class Backup(SyncJobs):
         """STATUS of every folder up front, so the progress bar knows the size of a first run.
 
         A folder never completed before is expected to be fetched whole; the
-        estimate is corrected when the folder is planned.
+        estimate is corrected when the folder is planned.  The answers the
+        start-of-run checks got (``options.preflight``) are not asked again.
         """
         selectable = [f for f in folders if f.selectable]
+        pre = self.options.preflight
+        known = pre.statuses if pre is not None else {}
+        out: dict[str, Optional[FolderStatus]] = {f.name: known[f.name] for f in selectable
+                                                  if f.name in known}
+        ask = [f for f in selectable if f.name not in out]
         many = getattr(self.source, "status_many", None)  # one round trip (IMAP)
-        out: dict[str, Optional[FolderStatus]]
-        if many is not None:
-            out = self._with_reconnect(conn, functools.partial(many, selectable))
-        else:
-            out = {f.name: self._with_reconnect(conn, functools.partial(self.source.status, f))
-                   for f in selectable}
+        if ask and many is not None:
+            out.update(self._with_reconnect(conn, functools.partial(many, ask)))
+        elif ask:
+            out.update({f.name: self._with_reconnect(conn, functools.partial(
+                self.source.status, f)) for f in ask})
         for folder in selectable:
             status = out.get(folder.name)
             if status is not None and folder.name not in self._counters:

@@ -31,6 +31,8 @@ DEBUG_ENV = "ARCHIVER_DEBUG"
 # name -> "module:attribute", in the order --help lists them
 COMMANDS = {
     "backup": "archiver.cli.backup:backup",
+    "folders": "archiver.cli.folders:folders",
+    "check": "archiver.cli.check:check",
     "verify": "archiver.cli.verify:verify",
     "ls": "archiver.cli.ls:ls_command",
     "search": "archiver.cli.search:search",

@@ -12,6 +12,7 @@ import click
 from archiver.cli.common import (
     Logging,
     SourceArgs,
+    endpoint_identity,
     err,
     folder_options,
     namespace_option,
@@ -19,7 +20,6 @@ from archiver.cli.common import (
     output_options,
     print_notes,
     show_alerts,
-    source_identity,
     source_options,
     warn_skipped,
 )
@@ -42,10 +42,13 @@ from archiver.i18n import _
               help="Name message files with ';2,' instead of ':2,' even where DEST allows ':' "
                    "(for an archive that will be copied to Windows or an exFAT stick); only "
                    "for a new DEST.")
+@click.option("--no-space-check", is_flag=True,
+              help="Start even if the mail not yet archived seems not to fit on DEST.")
 @output_options
 def backup(source: str, dest: Path, include: tuple[str, ...], exclude: tuple[str, ...],
-           all_namespaces: bool, fmt: Optional[str], portable_names: bool, quiet: bool,
-           as_json: bool, verbose: bool, log_file: Optional[Path],
+           all_namespaces: bool, fmt: Optional[str], portable_names: bool,
+           no_space_check: bool, quiet: bool, as_json: bool, verbose: bool,
+           log_file: Optional[Path],
            **source_params: Any) -> None:
     """Copy every message of every folder of SOURCE into DEST.
 
@@ -63,12 +66,25 @@ def backup(source: str, dest: Path, include: tuple[str, ...], exclude: tuple[str
 
     with Logging(verbose, log_file) as logging:
         args = SourceArgs.from_params(source, source_params)
-        src = open_source(args, logging.trace)
+        dest = dest.expanduser()
+        # In this order: DEST usable and its lock free (before the password prompt), then
+        # the login, the folder patterns and the space check; only then is DEST created.
+        held: list[Archive] = []
         try:
-            archive = Archive.create_or_open(dest.expanduser(), fmt, source_identity(src),
-                                             portable=portable_names)
+            src = open_source(args, logging.trace, before_password=lambda ep: held.append(
+                Archive.prepare(dest, fmt, endpoint_identity(ep), portable=portable_names)))
+        except BaseException:
+            for arc in held:
+                arc.close()
+            raise
+        archive = held[0]
+        try:
+            pre = start_checks(src, archive, dest, archive.format, source, include, exclude,
+                               all_namespaces, space_check=not no_space_check)
+            archive.create()
         except BaseException:
             src.close()
+            archive.close()
             raise
         progress = logging.progress(quiet)
         show_alerts(progress, src)
@@ -76,7 +92,8 @@ def backup(source: str, dest: Path, include: tuple[str, ...], exclude: tuple[str
             summary = run_backup(src, archive, open_store(archive.dest, archive.format),
                                  BackupOptions(include=list(include), exclude=list(exclude),
                                                connections=args.connections,
-                                               all_namespaces=all_namespaces),
+                                               all_namespaces=all_namespaces,
+                                               preflight=pre),
                                  progress, connect=False)
         finally:
             progress.close()
@@ -96,3 +113,20 @@ def backup(source: str, dest: Path, include: tuple[str, ...], exclude: tuple[str
         sys.exit(EXIT_PARTIAL)
     if not (quiet or as_json):
         err(next_step(dest))
+
+
+def start_checks(src: Any, archive: Any, dest: Path, fmt: str, source: str,
+                 include: tuple[str, ...], exclude: tuple[str, ...], all_namespaces: bool,
+                 space_check: bool) -> Any:
+    """The folder patterns (exit 2) and the space check (exit 6), before DEST is made."""
+    from archiver.errors import DestinationError
+    from archiver.preflight import select, space_needed
+    from archiver.space import too_big
+
+    pre = select(src, archive, include, exclude, all_namespaces,
+                 listing_hint="archiver folders " + source)
+    if space_check:
+        need, volume = space_needed(src, pre, archive, fmt, dest)
+        if need.needed_bytes > volume.free:
+            raise DestinationError(too_big(need, volume, dest))
+    return pre

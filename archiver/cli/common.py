@@ -324,11 +324,14 @@ def naming_the_server(role: str, spec: str) -> Iterator[None]:
         raise
 
 
-def open_source(args: SourceArgs, trace: bool, connect: bool = True) -> Any:
+def open_source(args: SourceArgs, trace: bool, connect: bool = True,
+                before_password: Optional[Callable[[Any], None]] = None) -> Any:
     """Parse SOURCE, read its password and build (and connect) an IMAP or POP3 source.
 
     Connecting happens before DEST is touched: a typo in the password creates
-    no directory.
+    no directory.  ``before_password`` gets the parsed endpoint first (backup
+    checks DEST and its lock there, so nobody types a password for a run that
+    cannot start).
     """
     from archiver.account import SOURCE_OPTIONS, TLSOptions, parse_endpoint, read_password
 
@@ -340,6 +343,8 @@ def open_source(args: SourceArgs, trace: bool, connect: bool = True) -> Any:
     if args.insecure:
         err(_("WARNING: --insecure: the server's certificate is NOT checked; anyone on the "
               "network path could read your mail and password"))
+    if before_password is not None:
+        before_password(endpoint)
     password = read_password(args.password_file, SOURCE_OPTIONS,
                              lambda p: click.prompt(p, hide_input=True, err=True),
                              endpoint.display())
@@ -361,7 +366,11 @@ def open_source(args: SourceArgs, trace: bool, connect: bool = True) -> Any:
 
 def source_identity(src: Any) -> dict[str, str]:
     """What ``archive.json`` records as the account an archive belongs to."""
-    ep = src.endpoint
+    return endpoint_identity(src.endpoint)
+
+
+def endpoint_identity(ep: Any) -> dict[str, str]:
+    """:func:`source_identity` before connecting (from the parsed endpoint)."""
     return {"protocol": ep.protocol, "host": ep.host, "user": ep.user}
 
 

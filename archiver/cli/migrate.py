@@ -73,6 +73,7 @@ def migrate(source: str, target: str, via: Optional[Path], include: tuple[str, .
     from archiver.engine import BackupOptions
     from archiver.errors import EXIT_PARTIAL, EXIT_VERIFY_PROBLEMS
     from archiver.malloc import fix_mmap_threshold
+    from archiver.preflight import select
     from archiver.restore.journal import RestoreJournal
     from archiver.restore.migrate import run_migrate
     from archiver.restore.upload import RestoreOptions
@@ -84,6 +85,12 @@ def migrate(source: str, target: str, via: Optional[Path], include: tuple[str, .
         with naming_the_server("source", source):
             src = open_source(args, logging.trace)
         endpoint = src.endpoint
+        try:  # a --folder or --map that matches no folder: exit 2 before anything is made
+            pre = select(src, None, include, exclude, all_namespaces, f"archiver folders {source}",
+                         maps=[old for old, _new in parse_maps(maps)])
+        except BaseException:
+            src.close()
+            raise
         sink = None
         archive = None
         journal = None
@@ -104,7 +111,7 @@ def migrate(source: str, target: str, via: Optional[Path], include: tuple[str, .
                     src, archive, open_store(archive.dest, archive.format), sink, journal,
                     BackupOptions(include=list(include), exclude=list(exclude),
                                   connections=args.connections,
-                                  all_namespaces=all_namespaces),
+                                  all_namespaces=all_namespaces, preflight=pre),
                     RestoreOptions(prefix=prefix, maps=parse_maps(maps),
                                    special_use=special_use, include_deleted=include_deleted,
                                    dedup=not no_dedup, include=list(include),

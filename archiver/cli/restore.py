@@ -116,6 +116,10 @@ def restore(dest: Path, target: str, target_user: Optional[str],
     with Logging(verbose, log_file) as logging:
         archive = Archive.open_existing(dest.expanduser())
         require_index(archive, dest)
+        from archiver.patterns import check_archived
+        for note in check_archived(archive, include, exclude, parse_maps(maps),
+                                   listing_hint=f"archiver ls {dest}"):
+            err(_("note: {note}").format(note=note))
         source_user = str((archive.meta.get("source") or {}).get("user") or "") or None
         options = RestoreOptions(prefix=prefix, maps=parse_maps(maps), special_use=special_use,
                                  include_deleted=include_deleted, dedup=not no_dedup,

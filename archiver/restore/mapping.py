@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Optional
 
 from archiver.i18n import _
 from archiver.names import logical_name
+from archiver.patterns import ROLE_NAMES
 from archiver.state import FolderEntry, MessageEntry
 
 if TYPE_CHECKING:
@@ -20,15 +21,8 @@ if TYPE_CHECKING:
     from archiver.restore.target import TargetFolder
 
 # Well-known names of special folders (top level, case-insensitive) when the old
-# server did not mark them with SPECIAL-USE attributes.
-_ROLE_NAMES = {
-    "\\Sent": ("sent", "sent items", "sent messages", "sent mail", "送信済み", "送信済みメール",
-               "送信箱"),
-    "\\Drafts": ("drafts", "draft", "下書き"),
-    "\\Trash": ("trash", "deleted items", "deleted messages", "ゴミ箱", "ごみ箱"),
-    "\\Junk": ("junk", "spam", "junk e-mail", "junk mail", "迷惑メール"),
-    "\\Archive": ("archive", "archives", "アーカイブ"),
-}
+# server did not mark them with SPECIAL-USE attributes: archiver.patterns.ROLE_NAMES.
+_ROLE_NAMES = ROLE_NAMES
 
 
 

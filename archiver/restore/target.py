@@ -41,13 +41,12 @@ from archiver.headers import summarize
 from archiver.i18n import _
 from archiver.names import decode_mutf7
 from archiver.restore.normal import Profile, Profiler, profile
-from archiver.sources.base import ConnectionLost, FetchFailed, split_flags
+from archiver.sources.base import SPECIAL_USES, ConnectionLost, FetchFailed, split_flags
 from archiver.sources.responses import as_text
 from archiver.sources.session import ImapSession, network, raw_fetch, uid_fetch
 
 log = logging.getLogger("archiver.sink")
 
-SPECIAL_USES = ("\\Sent", "\\Drafts", "\\Trash", "\\Junk", "\\Archive", "\\All", "\\Flagged")
 HEAD_BYTES = 2048  # prefix fetched to identify a message without Message-ID (see match.py)
 BODY_BATCH = 4 << 20  # bytes of bodies per FETCH when they are compared (see body_profiles)
 SCAN_EVERY = 1000  # messages per FETCH of a folder listing: its raw answer is held while parsed

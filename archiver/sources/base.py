@@ -14,6 +14,8 @@ SLOTS: dict[str, bool] = {"slots": True} if sys.version_info >= (3, 10) else {}
 
 # IMAP system flags we map to Maildir info letters; everything else is a keyword.
 SYSTEM_FLAGS = ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft")
+# SPECIAL-USE attributes (RFC 6154) a folder may carry in its LIST answer.
+SPECIAL_USES = ("\\Sent", "\\Drafts", "\\Trash", "\\Junk", "\\Archive", "\\All", "\\Flagged")
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,17 @@ class Folder:
     def selectable(self) -> bool:
         lowered = {a.lower() for a in self.attributes}
         return "\\noselect" not in lowered and "\\nonexistent" not in lowered
+
+    @property
+    def special_use(self) -> Optional[str]:
+        """Its SPECIAL-USE attribute (``\\Sent``, ...), if the server marked it."""
+        return special_use_of(self.attributes)
+
+
+def special_use_of(attributes: tuple[str, ...]) -> Optional[str]:
+    """The first SPECIAL-USE attribute among a LIST answer's attributes, spelled ours."""
+    low = {a.lower() for a in attributes}
+    return next((use for use in SPECIAL_USES if use.lower() in low), None)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from archiver.sources.base import (
     FolderStatus,
     MessageMeta,
 )
-from archiver.sources.imap_listing import parse_listing, sorted_unique
+from archiver.sources.imap_listing import parse_listing, parse_sizes, sorted_unique
 from archiver.sources.pipelined import status_many, uid_set
 from archiver.sources.responses import (
     LISTING_ITEMS,
@@ -80,10 +80,13 @@ class ImapSource(ImapSession):
         them, their counters kept for :meth:`status`; None when the server refuses it."""
         imap = self.client._imap
         items = b" ".join(self._status_items()).decode()
+        # With RETURN options a server gives only the attributes asked for: SPECIAL-USE
+        # keeps \Sent & co., which a plain LIST carries (folders command, --folder hints).
+        special = "SPECIAL-USE " if "SPECIAL-USE" in self.capabilities else ""
         try:
             with network("LIST RETURN (STATUS)"):
                 typ, _ = imap._simple_command("LIST", '""', '"*"', "RETURN",
-                                              f"(STATUS ({items}))")
+                                              f"({special}STATUS ({items}))")
                 lists = imap.untagged_responses.pop("LIST", [])
                 stats = imap.untagged_responses.pop("STATUS", [])
         except ServerError as exc:
@@ -254,6 +257,24 @@ class ImapSource(ImapSession):
         out: list[MessageMeta] = []
         parse_listing(answers, out, {})
         return st, sorted_unique(out)
+
+    def message_sizes(self, folder: Folder, low: int = 1
+                      ) -> tuple[FolderStatus, dict[int, int]]:
+        """UID -> RFC822.SIZE of the folder's messages from UID ``low`` on, read-only
+        (EXAMINE): what the space check (archiver.space) counts.  Only the sizes, so
+        it costs a fraction of the backup's own listing; ``low`` limits a rerun to the
+        messages that arrived since the last complete pass."""
+        opened = self.open_folder(folder)
+        if opened.messages == 0 or (opened.uidnext and low >= opened.uidnext):
+            return opened, {}
+        with network(f"UID FETCH {low}:* (RFC822.SIZE) in {folder.server_name}"):
+            sizes = parse_sizes(fetch_answers(self.client, f"{low}:*", "(UID RFC822.SIZE)"))
+        return opened, {uid: n for uid, n in sizes.items() if uid >= low}  # n:* names the last
+
+    def mailbox_size(self, folder: Folder) -> tuple[int, int]:
+        """(messages, bytes) of a folder whose STATUS gave no SIZE (no STATUS=SIZE)."""
+        _, sizes = self.message_sizes(folder)
+        return len(sizes), sum(sizes.values())
 
     def fetch_headers(self, uids: list[int], chunk: int = 1000) -> dict[int, bytes]:
         """``BODY.PEEK[HEADER]`` of ``uids`` (one round trip per ``chunk`` UIDs): enough to

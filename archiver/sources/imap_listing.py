@@ -110,3 +110,27 @@ def sorted_unique(out: list[MessageMeta]) -> list[MessageMeta]:
     ``n:*`` always answers the highest UID, even below n."""
     out.sort(key=lambda m: m.uid)
     return [m for i, m in enumerate(out) if i == 0 or m.uid != out[i - 1].uid]
+
+
+_SIZE_LINE = re.compile(rb"\d+ \(UID (\d+) RFC822\.SIZE (\d+)\)")
+
+
+def parse_sizes(data: list[Any]) -> dict[int, int]:
+    """The untagged answers of ``UID FETCH … (UID RFC822.SIZE)``: UID -> size.
+
+    The usual shape through one regex (a first run's space check lists every
+    folder this way); any other shape through imapclient's parser.
+    """
+    out: dict[int, int] = {}
+    rest: list[Any] = []
+    for item in data:
+        found = _SIZE_LINE.fullmatch(item) if isinstance(item, bytes) else None
+        if found is None:
+            rest.append(item)
+        else:
+            out[int(found.group(1))] = int(found.group(2))
+    if rest:
+        parsed: dict[int, Any] = parse_fetch_response(rest, False, True)
+        for uid, fields in parsed.items():
+            out[int(uid)] = int(fields.get(b"RFC822.SIZE", 0) or 0)
+    return out

@@ -314,6 +314,14 @@ class Pop3Source:
             raise ServerError(_("STAT: the server's answer did not parse")) from None
         return FolderStatus(uidvalidity=POP3_UIDVALIDITY, uidnext=0, messages=count)
 
+    def mailbox_size(self, folder: Folder) -> tuple[int, int]:
+        """(messages, bytes) of the INBOX, from STAT."""
+        stat = self._command("STAT").split()
+        try:
+            return int(stat[1]), int(stat[2])
+        except (IndexError, ValueError):
+            raise ServerError(_("STAT: the server's answer did not parse")) from None
+
     def list_messages(self, count: int) -> list[MessageMeta]:
         if count == 0:
             return []
