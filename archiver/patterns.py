@@ -157,5 +157,5 @@ def _unmatched(option: str, pattern: str, folders: Sequence[Candidate], where: s
     text = _("{option} '{pattern}' matches no folder on the {where} ({listed})").format(
         option=option, pattern=pattern, where=_where(where), listed=listed)
     if hint:
-        text += "; " + _("'{command}' lists them all").format(command=hint)
+        text = _("{text}; '{command}' lists them all").format(text=text, command=hint)
     return text

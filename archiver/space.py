@@ -123,8 +123,9 @@ def too_big(need: SpaceNeed, volume: Volume, dest: Path) -> str:
         needed=human_size(need.needed_bytes), dest=dest,
         messages=ngettext("{n} message", "{n} messages", need.messages).format(
             n=need.messages),
-        cluster=_cluster(volume.cluster), free=human_size(volume.free))
+        cluster=cluster_size(volume.cluster), free=human_size(volume.free))
 
 
-def _cluster(n: int) -> str:
+def cluster_size(n: int) -> str:
+    """A cluster as people know it: ``4 KiB``, ``128 KiB`` (file systems count in binary)."""
     return f"{n // 1024} KiB" if n >= 1024 and n % 1024 == 0 else f"{n} B"

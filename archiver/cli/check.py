@@ -15,9 +15,11 @@ from archiver.cli.common import (
     endpoint_identity,
     err,
     folder_options,
+    log_option,
     namespace_option,
     open_source,
     source_options,
+    verbose_option,
 )
 from archiver.cli.translated import TranslatedCommand
 
@@ -31,10 +33,8 @@ from archiver.cli.translated import TranslatedCommand
 @click.option("--format", "fmt", type=click.Choice(["maildir", "mbox"]), default=None,
               help="Archive format to reckon with (default: DEST's own, else maildir).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
-@click.option("--verbose", "-v", is_flag=True,
-              help="Log what happens (protocol trace without passwords) on stderr.")
-@click.option("--log", "log_file", type=click.Path(path_type=Path),
-              help="Write the log (protocol trace without passwords) to FILE.")
+@verbose_option
+@log_option
 def check(source: str, dest: Path, include: tuple[str, ...], exclude: tuple[str, ...],
           all_namespaces: bool, fmt: Optional[str], as_json: bool, verbose: bool,
           log_file: Optional[Path], **source_params: Any) -> None:
@@ -50,6 +50,7 @@ def check(source: str, dest: Path, include: tuple[str, ...], exclude: tuple[str,
     from archiver.errors import EXIT_DESTINATION
     from archiver.i18n import _, ngettext
     from archiver.preflight import measure_rate, select, space_needed
+    from archiver.space import cluster_size
     from archiver.units import human_size as human
 
     dest = dest.expanduser()
@@ -83,12 +84,12 @@ def check(source: str, dest: Path, include: tuple[str, ...], exclude: tuple[str,
         for note in pre.notes:
             err(_("note: {note}").format(note=note))
         numbers = ngettext(
-            "{n} message not yet archived ({size}), {needed} on disk with {cluster}-byte "
+            "{n} message not yet archived ({size}), {needed} on disk with {cluster} "
             "clusters and the index; {free} free on {where}",
-            "{n} messages not yet archived ({size}), {needed} on disk with {cluster}-byte "
+            "{n} messages not yet archived ({size}), {needed} on disk with {cluster} "
             "clusters and the index; {free} free on {where}", need.messages).format(
             n=need.messages, size=human(need.bytes), needed=human(need.needed_bytes),
-            cluster=need.cluster, free=human(volume.free), where=volume.path)
+            cluster=cluster_size(need.cluster), free=human(volume.free), where=volume.path)
         if not need.messages:
             when = _("nothing to fetch")
         elif seconds is None:
@@ -97,7 +98,8 @@ def check(source: str, dest: Path, include: tuple[str, ...], exclude: tuple[str,
             when = _("about {t} to fetch (measured on a {size} sample)").format(
                 t=_duration(seconds), size=human(rate.bytes))
         verdict = _("fits") if fits else _("does not fit")
-        click.echo(f"{verdict}: {numbers}; {when}")
+        click.echo(_("{verdict}: {numbers}; {when}").format(verdict=verdict, numbers=numbers,
+                                                              when=when))
     if not fits:
         sys.exit(EXIT_DESTINATION)
 

@@ -227,16 +227,23 @@ namespace_option = click.option(
     help="Also archive folders of other users' and shared namespaces (under #other/ and "
          "#shared/); by default only your own folders.")
 
+verbose_option = click.option(
+    "--verbose", "-v", is_flag=True,
+    help="A line per folder and archiver's notes on stderr (the protocol trace is "
+         "'archiver --debug').")
+
+# made here, when common is imported (before a run switches click's own words to
+# the chosen language), so the metavar stays PATH in every command's help
+log_option = click.option(
+    "--log", "log_file", type=click.Path(path_type=Path),
+    help="Write the notes and the full protocol trace (passwords redacted) to FILE.")
+
 output_options = apply_options([
     click.option("--quiet", "-q", is_flag=True,
                  help="No progress (bar or periodic lines) and no summary."),
     click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout."),
-    click.option("--verbose", "-v", is_flag=True,
-                 help="A line per folder and archiver's notes on stderr (the protocol trace "
-                      "is 'archiver --debug')."),
-    click.option("--log", "log_file", type=click.Path(path_type=Path),
-                 help="Write the notes and the full protocol trace (passwords redacted) to "
-                      "FILE."),
+    verbose_option,
+    log_option,
 ])
 
 

@@ -12,9 +12,11 @@ from archiver.cli.common import (
     Logging,
     SourceArgs,
     err,
+    log_option,
     namespace_option,
     open_source,
     source_options,
+    verbose_option,
 )
 from archiver.cli.translated import TranslatedCommand
 
@@ -24,10 +26,8 @@ from archiver.cli.translated import TranslatedCommand
 @source_options
 @namespace_option
 @click.option("--json", "as_json", is_flag=True, help="Print the folders as JSON on stdout.")
-@click.option("--verbose", "-v", is_flag=True,
-              help="Log what happens (protocol trace without passwords) on stderr.")
-@click.option("--log", "log_file", type=click.Path(path_type=Path),
-              help="Write the log (protocol trace without passwords) to FILE.")
+@verbose_option
+@log_option
 def folders(source: str, all_namespaces: bool, as_json: bool, verbose: bool,
             log_file: Optional[Path], **source_params: Any) -> None:
     """List the folders of SOURCE with their messages and size (read-only).
@@ -36,7 +36,7 @@ def folders(source: str, all_namespaces: bool, as_json: bool, verbose: bool,
     The names are the ones --folder and --exclude match (decoded, '/' between
     levels); \\Noselect folders hold no mail, only other folders.
     """
-    from archiver.i18n import _
+    from archiver.i18n import ngettext
     from archiver.survey import survey
 
     with Logging(verbose, log_file) as logging:
@@ -51,8 +51,10 @@ def folders(source: str, all_namespaces: bool, as_json: bool, verbose: bool,
         for line in table([row(f) for f in found.folders]):
             click.echo(line)
     if found.left_out:
-        err(_("note: {n} folders in other users' or shared namespaces are not listed: use "
-              "--all-namespaces to see them").format(n=found.left_out))
+        err(ngettext("note: {n} folder in other users' or shared namespaces is not listed: "
+                     "use --all-namespaces to see it",
+                     "note: {n} folders in other users' or shared namespaces are not listed: "
+                     "use --all-namespaces to see them", found.left_out).format(n=found.left_out))
 
 
 def row(f: Any) -> list[str]:

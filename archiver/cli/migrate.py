@@ -47,7 +47,7 @@ def default_via(host: str, user: str) -> Path:
 @click.command(cls=TranslatedCommand)
 @click.argument("source")
 @click.argument("target")
-@click.option("--via", type=click.Path(path_type=Path),
+@click.option("--via", type=click.Path(path_type=Path), metavar="PATH",
               help="The local archive (default: HOST/USER under the user data directory).")
 @source_options
 @folder_options

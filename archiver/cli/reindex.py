@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from archiver.cli.common import err
+from archiver.cli.summaries import folders, messages
 from archiver.cli.translated import TranslatedCommand
 from archiver.i18n import _
 from archiver.units import human_size
@@ -36,9 +37,9 @@ def reindex(dest: Path, snapshot: bool, force: bool) -> None:
     archive = Archive.open_existing(dest.expanduser())
     if snapshot:
         info = write_snapshot(archive)
-        err(_("snapshot written: {path} ({folders} folders, {messages} message notes, "
-              "{size})").format(path=info.path, folders=info.folders, messages=info.messages,
-                                size=human_size(info.size)))
+        err(_("snapshot written: {path} ({folders}, flags and dates of {messages}, "
+              "{size})").format(path=info.path, folders=folders(info.folders),
+                                messages=messages(info.messages), size=human_size(info.size)))
         return
     report = rebuild_index(archive, force=force)
     if report.moved_aside is not None:

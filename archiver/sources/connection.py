@@ -152,10 +152,12 @@ def wrong_protocol(endpoint: Endpoint, expected: str,
               "{scheme}://{user}@{host}:{port}").format(
                 host=ep.host, port=ep.port, other=other, greeting=excerpt(greeting),
                 expected=expected, scheme=scheme, user=ep.user))
-    return ConnectionFailed(
-        _("{host}:{port} did not greet as an {expected} server (it said {greeting}): check "
-          "the port and the protocol in the URL").format(
-            host=ep.host, port=ep.port, expected=expected, greeting=excerpt(greeting)))
+    template = (_("{host}:{port} did not greet as an IMAP server (it said {greeting}): check "
+                  "the port and the protocol in the URL") if expected == "IMAP" else
+                _("{host}:{port} did not greet as a POP3 server (it said {greeting}): check "
+                  "the port and the protocol in the URL"))
+    return ConnectionFailed(template.format(host=ep.host, port=ep.port,
+                                            greeting=excerpt(greeting)))
 
 
 def unencrypted(endpoint: Endpoint, command: str, tls_scheme: str, tls_port: int) -> str:
