@@ -32,7 +32,6 @@ from archiver.i18n import _
 from archiver.names import folder_path
 from archiver.naming import COLON, DELIMITERS, Naming, read_naming
 from archiver.state import MessageEntry
-from archiver.stores.maildir_keywords import FolderLetters, sort_info
 from archiver.stores.base import (
     CHUNK,
     SIDECAR,
@@ -43,6 +42,7 @@ from archiver.stores.base import (
     Stored,
     open_spool,
 )
+from archiver.stores.maildir_keywords import FolderLetters, sort_info
 
 INFO_SEP = ":2,"  # the Maildir standard's; an archive may use ";2," (archiver.naming)
 _LETTERS = {"\\Draft": "D", "\\Flagged": "F", "$Forwarded": "P", "\\Answered": "R",
