@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from archiver.names import encode_mutf7
 from tests import corpus
 from tests.dovecot import ROOT_PARENT, DovecotServer, MailUser
 from tests.helpers import backup, run_cli
@@ -29,6 +30,7 @@ REPO = Path(__file__).resolve().parents[2]
 CONF = REPO / "docs" / "dovecot-readonly.conf"
 ACL = REPO / "docs" / "dovecot-readonly.acl"
 MANY = tuple(f"k{i:02d}" for i in range(26))  # with $label1: 27 keywords in JA_LAB
+NEW = b"Subject: x\r\n\r\nbody\r\n"
 # what the documented config lets Dovecot write inside the archive
 DOVECOT_WRITES = ("dovecot-uidlist", "dovecot-uidvalidity")
 
@@ -140,14 +142,19 @@ def test_an_archive_served_by_dovecot_read_only_shows_the_source_flags_keywords_
         assert not [n for n in names if n.startswith(".")]  # .archiver hidden
         assert corpus.JA_INBOX in names and corpus.JA_LAB in names
 
-        select, store, append = _raw_imap(ro, reader, [
-            b"SELECT INBOX", b"UID STORE 1:* +FLAGS (\\Flagged $new)",
-            b"APPEND INBOX {20+}\r\nSubject: x\r\n\r\nbody"])
+        # a folder holding a \Deleted message: EXPUNGE must not remove it
+        emoji = b'"' + encode_mutf7(corpus.EMOJI) + b'"'
+        assert any(k[0] == corpus.EMOJI and "\\Deleted" in k[1] for k in served)
+        select, store, _expunge, *changes = _raw_imap(ro, reader, [
+            b"SELECT " + emoji, b"UID STORE 1:* +FLAGS (\\Flagged $new)", b"UID EXPUNGE 1:*",
+            b"APPEND INBOX {%d+}\r\n%s" % (len(NEW), NEW), b"UID COPY 1:* INBOX",
+            b"CREATE newbox", b"DELETE Sent", b"RENAME Sent Sent2"])
         assert b"[READ-ONLY]" in select
-        # Dovecot answers OK to a STORE in a read-only mailbox and changes nothing
-        # (RFC 3501 6.4.6 lets it); PERMANENTFLAGS () says no flag can be kept
-        assert b"[PERMANENTFLAGS ()]" in store or store.splitlines()[-1].split()[1] == b"NO"
-        assert append.splitlines()[-1].split()[1] == b"NO", append
+        # Dovecot answers OK to STORE and EXPUNGE in a read-only mailbox and changes
+        # nothing (RFC 3501 lets it); PERMANENTFLAGS () says no flag can be kept
+        assert b"[PERMANENTFLAGS ()]" in store
+        for answer in changes:
+            assert answer.splitlines()[-1].split()[1] == b"NO", answer
         assert _fetch(ro, reader) == served
         assert _tree(dest) == before  # byte for byte, Dovecot's uidlists aside
         assert not ro.log_problems()
