@@ -5,7 +5,8 @@ file names are ``<uidvalidity>.<uid>.archiver:2,<info>`` with the standard
 info letters (``;2,`` where OUT's file system refuses ``:``, or with
 ``--portable-names``: :mod:`archiver.naming`), the mtime is the INTERNALDATE.  Keywords are
 Dovecot's letters ``a``..``z`` named by each folder's ``dovecot-keywords``
-(:mod:`archiver.stores.maildir_keywords`; past a folder's 26th keyword, not exported).
+(:mod:`archiver.stores.maildir_keywords`; past a folder's 26th keyword, or with
+``;2,`` names, not exported).
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ class MaildirWriter:
 
     def begin(self, job: FolderJob) -> None:
         self.current = self.dirs[job.name] / "cur"
-        self.letters = FolderLetters.load(self.dirs[job.name])
+        # no letters with ";2," names (see MaildirStore.letters)
+        self.letters = FolderLetters.load(self.dirs[job.name]) if self.delimiter == ":" else None
         if not self.current.is_dir():  # messages in a folder known only as a parent
             for sub in ("cur", "new", "tmp"):
                 make_dirs(self.dirs[job.name] / sub)

@@ -152,13 +152,18 @@ class MaildirStore:
         # keywords past the 26th letter, once per folder, for the run's notes (jobs drains it)
         self.notes: list[str] = []
 
-    def letters(self, folder_path: str, keywords: Iterable[tuple[str, ...]]) -> FolderLetters:
+    def letters(self, folder_path: str, keywords: Iterable[tuple[str, ...]]
+                ) -> Optional[FolderLetters]:
         """The folder's keyword letters, extended by ``keywords`` and saved before use.
 
         ``dovecot-keywords`` is written (durably, atomically) here, before any
         file name with a new letter exists: a crash leaves at most a letter
-        no file uses yet, never a letter nobody can read.
+        no file uses yet, never a letter nobody can read.  None in a ``;2,``
+        archive: no Maildir reader sees letters there, and 26 more characters
+        would break the Windows path budget (archiver.names.PATH_BUDGET).
         """
+        if self.naming.delimiter != COLON:
+            return None
         with self._letters_lock:  # the stage thread writes while the sync thread renames
             fl = self._letters.get(folder_path)
             if fl is None:

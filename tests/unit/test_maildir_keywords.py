@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from archiver.naming import PORTABLE, Naming
 from archiver.offline.reindex import _keywords
 from archiver.stores.base import Incoming, Rename
 from archiver.stores.maildir import MaildirStore, file_name, flags_from_info
@@ -83,11 +84,17 @@ def test_keywords_differing_only_in_case_share_a_letter(store: MaildirStore) -> 
         "7.1.archiver:2,a", "7.2.archiver:2,a"]
 
 
-def test_portable_names_carry_the_same_letters(tmp_path: Path) -> None:
+def test_portable_names_carry_no_letters(tmp_path: Path) -> None:
+    """No reader sees letters after ';2,', and they would eat the Windows path budget."""
+    store = MaildirStore(tmp_path, naming=Naming(PORTABLE))
+    store.prepare_folder("F")
+    assert _write(store, [(1, ("\\Flagged",), ("x", "$Forwarded"))]) == [
+        "7.1.archiver;2,FP"]
+    assert not (tmp_path / "F" / KEYWORDS_FILE).exists()
     letters = FolderLetters(tmp_path)
     letters.assign(("$Forwarded", "x"))
-    assert file_name(1, 2, ("\\Flagged",), ("x", "$Forwarded"), ";", letters) == \
-        "1.2.archiver;2,FPab"
+    assert file_name(1, 2, ("\\Flagged",), ("x", "$Forwarded"), ":", letters) == \
+        "1.2.archiver:2,FPab"
 
 
 def test_lowercase_letters_are_not_flags() -> None:
