@@ -167,7 +167,8 @@ class MaildirStore:
         with self._letters_lock:  # the stage thread writes while the sync thread renames
             fl = self._letters.get(folder_path)
             if fl is None:
-                fl = self._letters[folder_path] = FolderLetters.load(self._dir(folder_path))
+                fl = self._letters[folder_path] = FolderLetters.load(
+                    self._dir(folder_path), self.existing(folder_path).values())
             for kws in keywords:
                 fl.assign(kws)
             fl.save()

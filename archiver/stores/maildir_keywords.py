@@ -91,11 +91,22 @@ class FolderLetters:
     dirty: bool = False
     overflow: list[str] = field(default_factory=list)  # keywords left without a letter
     warned: bool = False
+    # letters file names use but the file does not name (it was lost): never given again
+    reserved: set[int] = field(default_factory=set)
 
     @classmethod
-    def load(cls, folder_dir: Path) -> FolderLetters:
+    def load(cls, folder_dir: Path, names: Iterable[str] = ()) -> FolderLetters:
+        """The folder's letters; ``names`` (its message file names) guard a lost file.
+
+        A letter a file name carries that ``dovecot-keywords`` does not name
+        (the file was deleted or is from elsewhere) is reserved, so it is never
+        given to another keyword: its old meaning is unknown, not changed.
+        """
         mapping = read_letters(folder_dir)
-        return cls(folder_dir, mapping, {n.lower(): i for i, n in mapping.items()})
+        used = {ord(ch) - FIRST for name in names for ch in _info(name)
+                if is_keyword_letter(ch)}
+        return cls(folder_dir, mapping, {n.lower(): i for i, n in mapping.items()},
+                   reserved=used - set(mapping))
 
     def assign(self, keywords: Iterable[str]) -> None:
         """Give each keyword not yet known the lowest free letter (none past the 26th)."""
@@ -103,7 +114,8 @@ class FolderLetters:
             key = kw.lower()
             if key in self.by_name or not kw or any(c in kw for c in " \r\n"):
                 continue
-            free = next((i for i in range(MAX_LETTERS) if i not in self.by_index), None)
+            free = next((i for i in range(MAX_LETTERS)
+                         if i not in self.by_index and i not in self.reserved), None)
             if free is None:
                 if kw not in self.overflow:
                     self.overflow.append(kw)
@@ -132,6 +144,12 @@ class FolderLetters:
             return []
         self.warned = True
         return list(self.overflow)
+
+
+def _info(name: str) -> str:
+    """The info letters after ``:2,`` of a file name ("" if none)."""
+    at = name.find(":2,")
+    return name[at + 3:] if at >= 0 else ""
 
 
 def sort_info(info: str) -> str:

@@ -108,3 +108,12 @@ def test_reindex_recovers_keywords_from_the_letters() -> None:
     # a keyword past the 26th (no letter) comes only from the snapshot
     assert _keywords("S", letters, ["Junk", "k27"]) == ["k27"]
     assert _keywords("P", {}, []) == ["$Forwarded"]
+
+
+def test_letters_of_a_lost_keywords_file_are_never_given_again(
+        store: MaildirStore, tmp_path: Path) -> None:
+    _write(store, [(1, (), ("one", "two"))])
+    (tmp_path / "F" / KEYWORDS_FILE).unlink()
+    again = MaildirStore(tmp_path)
+    assert _write(again, [(2, (), ("three",))]) == ["7.2.archiver:2,c"]
+    assert read_letters(tmp_path / "F") == {2: "three"}
