@@ -130,6 +130,9 @@ class SyncJobs:
         """Sync thread: append records, preceded by the folder's pending folder record."""
         pending = self._folder_records.pop(name, None)
         self.archive.record(([pending] if pending else []) + records)
+        notes = getattr(self.store, "notes", None)  # Maildir: keywords past the 26th letter
+        while notes:
+            self.summary.notes.append(notes.pop(0))
 
     def _stage_batch(self, name: str, path: str, plan: FolderPlan,
                      items: list[Incoming]) -> _Staged:

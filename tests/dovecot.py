@@ -82,7 +82,7 @@ MASTER_SEPARATOR = "*"
 MAILDIR_FLAGS = {
     "D": "\\Draft",
     "F": "\\Flagged",
-    "P": "$Forwarded",  # "passed"; Dovecot maps P to $Forwarded
+    "P": "$Forwarded",  # "passed" (mutt); Dovecot 2.3 ignores P: its $Forwarded is a keyword letter
     "R": "\\Answered",
     "S": "\\Seen",
     "T": "\\Deleted",

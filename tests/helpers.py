@@ -119,3 +119,13 @@ def build_archive(dovecot: DovecotServer, base: Path) -> Path:
     code, _out, err = backup(dovecot, user, dest)
     assert code == 0, err
     return dest
+
+
+def keyword_letters(folder_dir: Path, flags: set[str] | tuple[str, ...]) -> str:
+    """The Dovecot keyword letters (a..z) a file in ``folder_dir`` carries for ``flags``,
+    read through the folder's ``dovecot-keywords`` (keywords are the flags without ``\\``)."""
+    from archiver.stores.maildir_keywords import read_letters
+
+    index = {name.lower(): i for i, name in read_letters(folder_dir).items()}
+    return "".join(sorted(chr(ord("a") + index[f.lower()]) for f in flags
+                          if not f.startswith("\\") and f.lower() in index))

@@ -7,10 +7,11 @@ be recovered from it:
   the folder name is the path with each component's escapes reversed
   (:func:`archiver.names.decode_component`);
 * messages: ``<uidvalidity>.<uid>.archiver:2,<info>`` (or ``;2,``) gives UIDVALIDITY, UID
-  and the flags (``P`` is the keyword ``$Forwarded``); the bytes give size,
-  SHA-256 and the decoded headers; the file's mtime is the INTERNALDATE.
+  and the flags (``P`` is the keyword ``$Forwarded``), and the keywords
+  through the folder's ``dovecot-keywords`` (letters ``a``..``z``); the bytes
+  give size, SHA-256 and the decoded headers; the file's mtime is the INTERNALDATE.
 
-Only the index knows keywords other than ``$Forwarded``, the real name of a
+Only the index knows keywords past a folder's 26th letter, the real name of a
 folder whose path was cut (over 200 bytes) or suffixed, a folder's server
 name, separator and attributes (``\\Noselect`` folders have no ``cur/``), POP3
 UIDLs (a POP3 file is named by a hash of its UIDL), the IMAP/POP3 ``link``s
@@ -60,6 +61,7 @@ from archiver.snapshot import (
 )
 from archiver.state import IndexState
 from archiver.stores.maildir import flags_from_info
+from archiver.stores.maildir_keywords import keywords_of, read_letters
 
 BATCH = 1000  # records per index frame
 HEAD_BYTES = 256 * 1024
@@ -99,6 +101,18 @@ def folder_dirs(dest: Path) -> list[str]:
     return [f for f in found if f != "."]
 
 
+def _keywords(info: str, letters: dict[int, str], noted: list[Any]) -> list[str]:
+    """A message's keywords: its file name's letters (``dovecot-keywords``), ``P``, and
+    what the snapshot knows of keywords that have no letter (past the 26th)."""
+    out = keywords_of(info, letters)
+    lettered = {k.lower() for k in letters.values()}
+    out += [k for k in noted if isinstance(k, str) and k.lower() not in lettered
+            and k not in out]
+    if "P" in info and "$Forwarded" not in out:
+        out.insert(0, "$Forwarded")
+    return out
+
+
 def _msg_records(dest: Path, name: str, rel: str, notes: dict[tuple[int, int], dict[str, Any]],
                  report: ReindexReport) -> list[dict[str, Any]]:
     """The ``msg`` (and ``gone``) records of one folder directory."""
@@ -106,6 +120,7 @@ def _msg_records(dest: Path, name: str, rel: str, notes: dict[tuple[int, int], d
 
     out: list[dict[str, Any]] = []
     folder_dir = dest.joinpath(*rel.split("/"))
+    letters = read_letters(folder_dir)
     for sub in ("cur", "new"):
         try:
             names = sorted(os.listdir(folder_dir / sub))
@@ -125,9 +140,7 @@ def _msg_records(dest: Path, name: str, rel: str, notes: dict[tuple[int, int], d
             note = notes.get((uidvalidity, uid))
             if note is not None and note.get("sha256") not in (None, sha):
                 note = None  # the snapshot speaks of other bytes
-            keywords = list((note or {}).get("keywords") or [])
-            if "P" in info:
-                keywords.insert(0, "$Forwarded")
+            keywords = _keywords(info, letters, (note or {}).get("keywords") or [])
             pop3 = uidvalidity == POP3_UIDVALIDITY
             uidl = (note or {}).get("uidl") if pop3 else None
             if not (isinstance(uidl, str) and uid_for_uidl(uidl) == uid):

@@ -4,7 +4,9 @@ File names are ``<uidvalidity>.<uid>.archiver:2,<info>`` -- deterministic from
 (UIDVALIDITY, UID), so a rerun after a crash writes the same name again
 instead of a duplicate -- with the standard info letters for the flags
 (``D`` \\Draft, ``F`` \\Flagged, ``P`` $Forwarded, ``R`` \\Answered, ``S``
-\\Seen, ``T`` \\Deleted).  Bytes are exactly what the server sent.
+\\Seen, ``T`` \\Deleted), then Dovecot's keyword letters ``a``..``z`` named
+by the folder's ``dovecot-keywords`` file (:mod:`archiver.stores.maildir_keywords`).
+Bytes are exactly what the server sent.
 
 The info separator is the archive's (:mod:`archiver.naming`): ``:2,``, or
 ``;2,`` where the file system refuses ``:`` (Windows, exFAT) or the archive
@@ -17,6 +19,7 @@ import contextlib
 import errno
 import hashlib
 import os
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +42,7 @@ from archiver.stores.base import (
     Stored,
     open_spool,
 )
+from archiver.stores.maildir_keywords import FolderLetters, sort_info
 
 INFO_SEP = ":2,"  # the Maildir standard's; an archive may use ";2," (archiver.naming)
 _LETTERS = {"\\Draft": "D", "\\Flagged": "F", "$Forwarded": "P", "\\Answered": "R",
@@ -46,14 +50,24 @@ _LETTERS = {"\\Draft": "D", "\\Flagged": "F", "$Forwarded": "P", "\\Answered": "
 _FLAG_OF = {v: k for k, v in _LETTERS.items()}
 
 
-def info_letters(flags: tuple[str, ...], keywords: tuple[str, ...] = ()) -> str:
-    """Maildir info for IMAP flags (keywords other than $Forwarded live in the index)."""
+def info_letters(flags: tuple[str, ...], keywords: tuple[str, ...] = (),
+                 letters: Optional[FolderLetters] = None) -> str:
+    """Maildir info for IMAP flags, and the keyword letters ``letters`` gives (sorted).
+
+    ``$Forwarded`` is ``P`` (mutt's) and also its keyword letter (Dovecot's).
+    """
     present = set(flags) | {k for k in keywords if k == "$Forwarded"}
-    return "".join(sorted(_LETTERS[f] for f in present if f in _LETTERS))
+    info = "".join(_LETTERS[f] for f in present if f in _LETTERS)
+    if letters is not None:
+        info += letters.letters(keywords)
+    return sort_info(info)
 
 
 def flags_from_info(info: str) -> tuple[str, ...]:
-    """System flags back from info letters (for reindex and readers without the index)."""
+    """System flags back from info letters (for reindex and readers without the index).
+
+    Keyword letters (``a``..``z``) are not flags: :func:`maildir_keywords.keywords_of`.
+    """
     return tuple(sorted({_FLAG_OF[c] for c in info
                          if c in _FLAG_OF and _FLAG_OF[c] != "$Forwarded"}))
 
@@ -76,9 +90,11 @@ def base_name(uidvalidity: int, uid: int) -> str:
 
 
 def file_name(uidvalidity: int, uid: int, flags: tuple[str, ...],
-              keywords: tuple[str, ...] = (), delimiter: str = COLON) -> str:
+              keywords: tuple[str, ...] = (), delimiter: str = COLON,
+              letters: Optional[FolderLetters] = None) -> str:
     """The message's file name with ``delimiter`` (``:`` or ``;``) before ``2,<info>``."""
-    return base_name(uidvalidity, uid) + delimiter + "2," + info_letters(flags, keywords)
+    return base_name(uidvalidity, uid) + delimiter + "2," + info_letters(flags, keywords,
+                                                                         letters)
 
 
 def base_of(name: str) -> str:
@@ -131,6 +147,37 @@ class MaildirStore:
         # the separator new names get; read from archive.json unless given
         self.naming = naming if naming is not None else read_naming(root)
         self._existing: dict[str, dict[str, str]] = {}
+        self._letters: dict[str, FolderLetters] = {}
+        self._letters_lock = threading.Lock()
+        # keywords past the 26th letter, once per folder, for the run's notes (jobs drains it)
+        self.notes: list[str] = []
+
+    def letters(self, folder_path: str, keywords: Iterable[tuple[str, ...]]
+                ) -> Optional[FolderLetters]:
+        """The folder's keyword letters, extended by ``keywords`` and saved before use.
+
+        ``dovecot-keywords`` is written (durably, atomically) here, before any
+        file name with a new letter exists: a crash leaves at most a letter
+        no file uses yet, never a letter nobody can read.  None in a ``;2,``
+        archive: no Maildir reader sees letters there, and 26 more characters
+        would break the Windows path budget (archiver.names.PATH_BUDGET).
+        """
+        if self.naming.delimiter != COLON:
+            return None
+        with self._letters_lock:  # the stage thread writes while the sync thread renames
+            fl = self._letters.get(folder_path)
+            if fl is None:
+                fl = self._letters[folder_path] = FolderLetters.load(
+                    self._dir(folder_path), self.existing(folder_path).values())
+            for kws in keywords:
+                fl.assign(kws)
+            fl.save()
+            extra = fl.take_warning()
+        if extra:
+            self.notes.append(_("{folder}: more than 26 keywords; {keywords} stay in the index "
+                                "only (no Maildir letter for Dovecot)").format(
+                                folder=folder_path, keywords=", ".join(extra)))
+        return fl
 
     def close(self) -> None:
         self.sync.close()
@@ -263,6 +310,7 @@ class MaildirStore:
         results: list[Stored] = []
         existing = self.existing(folder_path)
         with translate_os_errors(_("writing into {path}").format(path=d)):
+            letters = self.letters(folder_path, (item.keywords for item in items))
             try:
                 for item in items:
                     base = base_name(item.uidvalidity, item.uid)
@@ -281,7 +329,7 @@ class MaildirStore:
                     staged.fds.append(fd)
                     set_mtime(tmp, item.internaldate)
                     name = file_name(item.uidvalidity, item.uid, item.flags, item.keywords,
-                                     self.naming.delimiter)
+                                     self.naming.delimiter, letters)
                     old = existing.get(base)
                     stale = d / old if old and old != f"cur/{name}" else None
                     staged.moves.append((tmp, d / "cur" / name, stale))
@@ -334,11 +382,12 @@ class MaildirStore:
         existing = self.existing(folder_path)
         out: list[str] = []
         with translate_os_errors(_("renaming in {path}").format(path=d)):
+            letters = self.letters(folder_path, (mv.keywords for mv in moves))
             for mv in moves:
                 new_base = base_name(mv.uidvalidity, mv.uid)
                 current = existing.get(mv.old_base) or existing.get(new_base)
                 name = file_name(mv.uidvalidity, mv.uid, mv.flags, mv.keywords,
-                                 self.naming.delimiter)
+                                 self.naming.delimiter, letters)
                 if current is None:
                     out.append("")
                     continue

@@ -23,7 +23,14 @@ from archiver.stores import open_store
 from archiver.stores.base import norm_hash
 from tests.dovecot import DovecotServer, MailUser
 from tests.fakeimap import FakeImap
-from tests.helpers import archived_files, backup, index_records, password_file, run_cli
+from tests.helpers import (
+    archived_files,
+    backup,
+    index_records,
+    keyword_letters,
+    password_file,
+    run_cli,
+)
 
 _INFO = {"\\Draft": "D", "\\Flagged": "F", "\\Answered": "R", "\\Seen": "S", "\\Deleted": "T",
          "$Forwarded": "P"}
@@ -56,6 +63,7 @@ def _assert_mirrors_server(dovecot: DovecotServer, user: MailUser, dest: Path, f
         assert set(m.flags) | set(m.keywords) == flags, (uid, m.flags, m.keywords, flags)
         if fmt == "maildir":
             letters = "".join(sorted(_INFO[f] for f in flags if f in _INFO))
+            letters += keyword_letters(dest / Path(m.path).parent.parent, flags)
             assert m.path.endswith(":2," + letters), (m.path, flags)
     if fmt == "maildir":
         files = [b for p, b in archived_files(dest).items() if p.startswith(folder + "/")]

@@ -159,6 +159,10 @@ def test_maildir_form_is_byte_exact_with_flags(archive_dir: Path, tmp_path: Path
         a, b = archive_dir / item.entry.path, out / item.entry.path
         assert abs(a.stat().st_mtime - b.stat().st_mtime) < 1
     assert (out / "Empty" / "cur").is_dir()
+    # the keyword letters come with their dovecot-keywords (same first-use order here)
+    kw = sorted(p.relative_to(archive_dir) for p in archive_dir.rglob("dovecot-keywords"))
+    assert kw and kw == sorted(p.relative_to(out) for p in out.rglob("dovecot-keywords"))
+    assert all((out / p).read_bytes() == (archive_dir / p).read_bytes() for p in kw)
     inbox = mailbox.Maildir(out / "INBOX", create=False)
     assert len(inbox) == len(list((archive_dir / "INBOX" / "cur").iterdir()))
 
