@@ -161,7 +161,7 @@ def test_python_mboxo_reader_finds_every_message_of_an_mbox_archive(
     quoted = 0
     for path, entries in by_path.items():
         box = mailbox.mbox(str(dest / path), create=False)
-        got = sorted(box.get_bytes(key).rstrip(b"\n") for key in box.keys())
+        got = sorted(box.get_bytes(key).rstrip(b"\n") for key in box.iterkeys())
         # an mboxo reader keeps the quoting: it shows the quoted bytes, ">From " and all
         want = sorted(quote(store.read_message(e)).rstrip(b"\n") for e in entries)
         assert got == want, path
