@@ -28,7 +28,7 @@ from archiver.archive import Archive
 from archiver.state import MessageEntry
 from archiver.stores.mbox import MboxStore, quote
 from tests.conftest import LoadedUser
-from tests.dovecot import DovecotServer
+from tests.dovecot import DovecotServer, MailUser
 from tests.helpers import backup, run_cli
 
 # notmuch's maildir.synchronize_flags: Maildir letter <-> tag (S is inverted: unread)
@@ -210,3 +210,25 @@ def test_neomutt_shows_every_folder_with_its_counts_and_leaves_the_files_alone(
         else:  # an mbox has no flags (they live in the index): all unread, none flagged
             assert got == (want[0], want[0], 0), folder.name
     assert run_cli(["verify", str(dest)])[0] == 0  # read-only (-R): nothing rewritten
+
+
+def test_neomutt_reads_mboxo_so_quoted_from_lines_keep_their_extra_quote(
+        dovecot: DovecotServer, mail_user: MailUser, tmp_path: Path) -> None:
+    """What docs/READING.md says of mboxrd vs mboxo, seen in neomutt itself."""
+    need("neomutt")
+    need("script")
+    body = b"From the start\r\n>From quoted\r\nend\r\n"
+    dovecot.append(mail_user, "INBOX", b"Subject: From lines\r\n\r\n" + body)
+    dest = tmp_path / "a"
+    assert backup(dovecot, mail_user, dest, "--format", "mbox")[0] == 0
+    home = tmp_path / "home"
+    home.mkdir()
+    piped = tmp_path / "piped"
+    cmd = shlex.join(["neomutt", "-R", "-n", "-F", "/dev/null", "-e",
+                      f'set folder="{home}" wait_key=no', "-f", str(dest / "INBOX"), "-e",
+                      f'push "<pipe-message>cat > {piped}<enter><quit>"'])
+    subprocess.run(["script", "-qc", cmd, "/dev/null"], capture_output=True, timeout=60,
+                   env=dict(os.environ, HOME=str(home), TERM="xterm"), cwd=home)
+    shown = piped.read_bytes().replace(b"\r\n", b"\n")
+    assert b"\n>From the start\n>>From quoted\nend\n" in shown  # one ">" more than sent
+    assert run_cli(["verify", str(dest)])[0] == 0
