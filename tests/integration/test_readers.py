@@ -116,6 +116,8 @@ def test_notmuch_counts_tags_and_japanese_search_match_the_index(
     hits = _notmuch(tmp_path, "search", "--output=files", "subject:講義")
     assert any(by_file[f].path.startswith("INBOX/") for f in hits.split("\n") if f)
     assert _notmuch(tmp_path, "count", "ゼミ").strip() != "0"
+    assert (dest / ".notmuch").is_dir()  # its database, inside DEST: not mail to verify
+    assert run_cli(["verify", str(dest)])[0] == 0
 
 
 def _flatten(node: object) -> list[dict[str, object]]:
