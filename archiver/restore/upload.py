@@ -116,6 +116,7 @@ class Restore:
         self._mapper_lock = threading.Lock()
         self._stop = threading.Event()
         self._creating: dict[bytes, threading.Event] = {}
+        self._parent_names: Optional[frozenset[tuple[str, ...]]] = None  # see _ensure
         self._would_create: set[bytes] = set()  # dry run: "created" without asking the server
         self._busy: dict[str, threading.Lock] = {}  # target folder -> held while restoring into it
         self._keywords_noted = False
@@ -340,27 +341,22 @@ class Restore:
         target that refuses the child without its parent gets the parent created.
         """
         mapper = self.mapper()
-        skip = self._parents_only()
+        if self._parent_names is None:  # worked out once (a race only builds it twice)
+            self._parent_names = frozenset(mapper.target(f.name) for f in
+                                           self.archive.state().folders.values() if f.parent_only)
+        left_out = [comps[:i] for i in range(1, len(comps)) if comps[:i] in self._parent_names]
         refusal: Optional[str] = None
-        for attempt in (0, 1):
+        for leave in ([left_out, []] if left_out else [[]]):
             for i in range(1, len(comps) + 1):
-                if i == 1 and comps[0].upper() == "INBOX":
-                    continue
-                if attempt == 0 and i < len(comps) and comps[:i] in skip:
+                if (i == 1 and comps[0].upper() == "INBOX") or comps[:i] in leave:
                     continue
                 refusal = self._create(encode_mutf7(mapper.server_name(comps[:i])),
                                        "/".join(comps[:i]), target)
                 if refusal is not None:
                     break
-            if refusal is None or not any(comps[:i] in skip for i in range(1, len(comps))):
-                return refusal
+            if refusal is None:
+                return None
         return refusal
-
-    def _parents_only(self) -> set[tuple[str, ...]]:
-        """Target names of the archive's parent-only folders."""
-        mapper = self.mapper()
-        return {mapper.target(f.name) for f in self.archive.state().folders.values()
-                if f.parent_only}
 
     def _create(self, raw: bytes, name: str, target: ImapTarget) -> Optional[str]:
         """Create one target folder unless it exists; the refusal text if the server says no.
