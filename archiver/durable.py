@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Optional, Protocol
 
 from archiver import platform
-from archiver.fsutil import open_new, write_all
+from archiver.fsutil import FILE_MODE, open_new, write_all
 
 log = logging.getLogger("archiver.durable")
 
@@ -105,6 +105,21 @@ def create_empty(path: Path) -> None:
     """Create an empty file whose name is durable (its directory fsynced)."""
     os.close(open_new(path))
     fsync_dir(path.parent)
+
+
+def create_if_missing(path: Path) -> bool:
+    """Create an empty file unless one is there, its name durable; True if it was made.
+
+    Never truncates (``O_EXCL``, unlike :func:`create_empty`): another thread may
+    be appending to the file at that name, and never follows a planted symlink.
+    """
+    try:
+        fd = os.open(path, platform.file_flags(os.O_WRONLY | os.O_CREAT | os.O_EXCL), FILE_MODE)
+    except FileExistsError:
+        return False
+    os.close(fd)
+    fsync_dir(path.parent)
+    return True
 
 
 def truncate_durably(path: Path, length: int) -> None:

@@ -114,6 +114,7 @@ class Backup(SyncJobs):
         pipeline = Pipeline()
         self._pipeline = pipeline
         self._counters = self.archive.folder_counters()
+        self._prepare_parents()
         try:
             try:
                 self._run_folders()
@@ -134,6 +135,15 @@ class Backup(SyncJobs):
                               "to go on"))
         self.summary.notes.extend(alert_notes(self.source))
         return self.summary
+
+    def _prepare_parents(self) -> None:
+        """mbox: the empty files of parent-only folders (MboxStore.prepare_parents) for
+        every recorded folder, also those skipped below as unchanged."""
+        prepare = getattr(self.store, "prepare_parents", None)
+        if prepare is None:
+            return
+        folders = self.archive.state().folders.values()
+        prepare([(f.path, not f.parent_only) for f in folders if f.path])
 
     def _run_folders(self) -> None:
         conn = Connection(self.source)

@@ -78,6 +78,12 @@ class FolderEntry:
     def current(self, uidvalidity: int) -> dict[int, MessageEntry]:
         return {uid: m for (uv, uid), m in self.messages.items() if uv == uidvalidity}
 
+    @property
+    def parent_only(self) -> bool:
+        """Listed ``\\Noselect`` or ``\\NonExistent`` (RFC 5258: Dovecot's answer for a
+        parent that is only a name above its children): no mail folder of its own."""
+        return any(a.lower() in ("\\noselect", "\\nonexistent") for a in self.attributes)
+
 
 def record_key(rec: Record) -> tuple[int, int]:
     """(uidvalidity, uid) a record speaks of; POP3 sights by a number from their UIDL.

@@ -52,6 +52,7 @@ from archiver.index import (
     uid_for_uidl,
 )
 from archiver.names import decode_component
+from archiver.sidefiles import is_side_file
 from archiver.snapshot import (
     emit_folders,
     emit_links,
@@ -127,6 +128,8 @@ def _msg_records(dest: Path, name: str, rel: str, notes: dict[tuple[int, int], d
         except FileNotFoundError:
             continue
         for fname in names:
+            if is_side_file(fname):
+                continue  # a desktop's or mail program's file, not mail (archiver.sidefiles)
             path = folder_dir / sub / fname
             match = _FILE_RE.match(fname)
             if match is None or not path.is_file():

@@ -36,7 +36,7 @@ from __future__ import annotations
 import hashlib
 import mmap
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
@@ -46,6 +46,7 @@ from archiver.headers import summarize
 from archiver.i18n import _
 from archiver.index import POP3_UIDVALIDITY, gone_record, message_key, msg_record, uid_for_uidl
 from archiver.names import decode_component
+from archiver.sidefiles import is_side_file
 from archiver.snapshot import emit_folders, emit_links, folders_by_dir, name_folders
 from archiver.stores.base import norm_hash
 from archiver.stores.mbox import tail_for, unquote
@@ -54,11 +55,13 @@ HEAD_BYTES = 256 * 1024
 SBD = ".sbd"
 
 
-def mbox_tree(dest: Path) -> tuple[list[str], set[str]]:
+def mbox_tree(dest: Path, known: Container[str] = ()) -> tuple[list[str], set[str]]:
     """(mbox files, ``.sbd`` directories) under DEST, relative, '/'-separated, sorted.
 
     Only ``.sbd`` directories are descended into; Thunderbird's ``.msf``
-    summaries are not mbox files.
+    summaries, mutt's locks and the like (:mod:`archiver.sidefiles`) are not
+    mbox files -- unless the snapshot names the file (``known``): a folder may
+    be called ``x.lock``.
     """
     files: list[str] = []
     sbds: set[str] = set()
@@ -70,7 +73,7 @@ def mbox_tree(dest: Path) -> tuple[list[str], set[str]]:
             sbds.add(rel.as_posix())
         dirs[:] = sorted(d for d in dirs if d.lower().endswith(SBD))
         for name in sorted(names):
-            if name.lower().endswith(".msf"):
+            if is_side_file(name) and (rel / name).as_posix() not in known:
                 continue
             path = Path(root, name)
             if path.is_file() and not path.is_symlink():
@@ -235,6 +238,16 @@ def _from_note(mm: mmap.mmap, size: int, name: str, rel: str, offset: int, note:
         return None, 0
 
 
+def _parent_file(dest: Path, rel: str, sbds: set[str],
+                 by_dir: dict[str, dict[str, Any]]) -> bool:
+    """An empty file beside its ``.sbd`` that the snapshot does not name: the file
+    archiver writes for a parent only implied by its children (MboxStore.prepare_folder),
+    not a folder -- recording it would make a restore create a folder the server
+    never had.  (Without a snapshot an empty selectable parent is skipped too.)"""
+    return (rel + SBD in sbds and rel not in by_dir
+            and dest.joinpath(*rel.split("/")).stat().st_size == 0)
+
+
 def write_mbox_records(archive: Archive, snap: Optional[dict[str, Any]],
                        emit: Callable[[list[dict[str, Any]]], None],
                        report: Any) -> None:
@@ -247,7 +260,8 @@ def write_mbox_records(archive: Archive, snap: Optional[dict[str, Any]],
             if isinstance(note, dict) and isinstance(note.get("path"), str) \
                     and isinstance(note.get("offset"), int):
                 notes_at[(note["path"], note["offset"])] = note
-    files, sbds = mbox_tree(dest)
+    files, sbds = mbox_tree(dest, by_dir)
+    files = [rel for rel in files if not _parent_file(dest, rel, sbds, by_dir)]
     names, taken = name_folders(files, by_dir, folder_name)
     # \Noselect folders (a .sbd directory without its own file) only from the snapshot.
     for rel, frec in by_dir.items():

@@ -1,7 +1,8 @@
 """``archiver verify``: re-hash every archived message against the index.
 
 Reports files that are missing, changed (hash differs) or extra (a message
-file the index does not know).  Read-only: it never repairs.  A backup does not
+file the index does not know; files mail programs and desktops put beside
+mail, :mod:`archiver.sidefiles`, are not extra).  Read-only: it never repairs.  A backup does not
 either (the index says those messages are archived); ``verify --repair``
 (archiver/repair.py) fetches them again, using :func:`check_message` and the
 report's ``damaged`` list.
@@ -19,6 +20,7 @@ from typing import Optional
 from archiver.archive import Archive
 from archiver.fsutil import hash_file
 from archiver.i18n import _
+from archiver.sidefiles import is_side_file
 from archiver.state import MessageEntry
 
 MISSING = "missing"
@@ -115,7 +117,8 @@ def _message_files(root: Path, folder_path: str) -> Iterator[str]:
         except FileNotFoundError:
             continue
         for name in names:
-            yield f"{folder_path}/{sub}/{name}"
+            if not is_side_file(name):
+                yield f"{folder_path}/{sub}/{name}"
 
 
 def verify_archive(archive: Archive) -> VerifyReport:
@@ -165,12 +168,12 @@ def _unknown_folders(archive: Archive, report: VerifyReport) -> None:
         if archive.format == "mbox":
             for name in filenames:
                 path = f"{rel}/{name}" if rel else name
-                if path not in known and os.path.getsize(os.path.join(dirpath, name)) > 0:
+                if (path not in known and not is_side_file(name)
+                        and os.path.getsize(os.path.join(dirpath, name)) > 0):
                     report.extra.append(_("{path}: an mbox file the index does not know").format(
                                           path=path))
         elif os.path.basename(rel) in ("cur", "new") and os.path.dirname(rel) not in known:
-            for name in filenames:
-                report.extra.append(f"{rel}/{name}")
+            report.extra.extend(f"{rel}/{name}" for name in filenames if not is_side_file(name))
 
 
 def _verify_mbox(archive: Archive, report: VerifyReport) -> None:

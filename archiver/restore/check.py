@@ -60,7 +60,7 @@ def verify_target(restore: Restore, limit: int = 50, content: bool = True) -> Ta
     missing_total = flags_total = 0
     for entry in restore.selected_folders():
         messages, _deleted = wanted(entry, restore.options.include_deleted)
-        if any(a.lower() == "\\noselect" for a in entry.attributes) and not messages:
+        if entry.parent_only and not messages:
             continue
         report.folders += 1
         report.checked += len(messages)

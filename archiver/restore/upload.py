@@ -116,6 +116,7 @@ class Restore:
         self._mapper_lock = threading.Lock()
         self._stop = threading.Event()
         self._creating: dict[bytes, threading.Event] = {}
+        self._parent_names: Optional[frozenset[tuple[str, ...]]] = None  # see _ensure
         self._would_create: set[bytes] = set()  # dry run: "created" without asking the server
         self._busy: dict[str, threading.Lock] = {}  # target folder -> held while restoring into it
         self._keywords_noted = False
@@ -158,8 +159,8 @@ class Restore:
     def finish(self) -> None:
         """Put what the run left out on purpose, and the target's alerts, in the summary."""
         folders = self.archive.state().folders
-        n = sum(1 for name in self._not_ours if name in folders and not any(
-            a.lower() == "\\noselect" for a in folders[name].attributes))
+        n = sum(1 for name in self._not_ours if name in folders
+                and not folders[name].parent_only)
         if n:
             self.summary.notes.append(
                 ngettext("{n} folder from other users' or shared namespaces was not restored: "
@@ -332,16 +333,30 @@ class Restore:
     # ------------------------------------------------------------ one folder
 
     def _ensure(self, comps: tuple[str, ...], target: ImapTarget) -> Optional[str]:
-        """Create the folder and missing parents; the refusal text if the server says no."""
+        """Create the folder and missing parents; the refusal text if the server says no.
+
+        A parent the archive knows only as a parent (\\Noselect, \\NonExistent) is
+        not created first: CREATE of the child makes it a parent on the target as it
+        was on the source, where creating it would make it a mail folder.  Only a
+        target that refuses the child without its parent gets the parent created.
+        """
         mapper = self.mapper()
-        for i in range(1, len(comps) + 1):
-            if i == 1 and comps[0].upper() == "INBOX":
-                continue
-            refusal = self._create(encode_mutf7(mapper.server_name(comps[:i])),
-                                   "/".join(comps[:i]), target)
-            if refusal is not None:
-                return refusal
-        return None
+        if self._parent_names is None:  # worked out once (a race only builds it twice)
+            self._parent_names = frozenset(mapper.target(f.name) for f in
+                                           self.archive.state().folders.values() if f.parent_only)
+        left_out = [comps[:i] for i in range(1, len(comps)) if comps[:i] in self._parent_names]
+        refusal: Optional[str] = None
+        for leave in ([left_out, []] if left_out else [[]]):
+            for i in range(1, len(comps) + 1):
+                if (i == 1 and comps[0].upper() == "INBOX") or comps[:i] in leave:
+                    continue
+                refusal = self._create(encode_mutf7(mapper.server_name(comps[:i])),
+                                       "/".join(comps[:i]), target)
+                if refusal is not None:
+                    break
+            if refusal is None:
+                return None
+        return refusal
 
     def _create(self, raw: bytes, name: str, target: ImapTarget) -> Optional[str]:
         """Create one target folder unless it exists; the refusal text if the server says no.
@@ -379,8 +394,7 @@ class Restore:
         tname = "/".join(comps)
         messages, deleted = wanted(entry, opts.include_deleted)
         count.deleted = deleted
-        noselect = any(a.lower() == "\\noselect" for a in entry.attributes)
-        if noselect and not messages:
+        if entry.parent_only and not messages:
             return  # created as a parent of its children, if it has any
         raw = encode_mutf7(mapper.server_name(comps))
         existed = raw in self._existing

@@ -14,12 +14,22 @@ its index frame is written; bytes past the last recorded message (a crash
 between the two) are cut off when the folder is next opened (:meth:`repair`).
 Written over bytes by hand: the stdlib ``mailbox`` module writes mboxo,
 rescans whole files and invents ``From `` dates.
+
+Every folder that is only a parent -- listed ``\\Noselect``, or not listed at
+all but implied by a child ``A/B`` -- gets an empty file beside its ``.sbd``
+directory (:func:`parent_files`): Thunderbird and other readers of this layout
+show a ``.sbd`` directory only under a file of the same name, so without it a
+whole subtree of mail stayed invisible.  Such a file holds no messages and no
+index record names it unless the folder itself is recorded (\\Noselect);
+``verify`` passes over empty mbox files and ``reindex`` over an empty one
+beside its ``.sbd`` that the snapshot does not name.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import re
 import time
@@ -33,6 +43,7 @@ from archiver.durable import (
     PerFileSync,
     SyncStrategy,
     create_empty,
+    create_if_missing,
     fsync_parents,
     truncate_durably,
 )
@@ -53,6 +64,8 @@ from archiver.stores.base import (
 from archiver.stores.mboxrd import StreamQuoter
 from archiver.stores.mboxrd import quote as quote  # re-exported: the mbox format's quoting
 from archiver.stores.mboxrd import unquote as unquote
+
+log = logging.getLogger("archiver.stores.mbox")
 
 _RETURN_PATH = re.compile(rb"(?im)^return-path:[ \t]*<?([^>\r\n]*)>?")
 _APPEND = os.O_WRONLY | os.O_APPEND | platform.O_NOFOLLOW | platform.O_BINARY
@@ -99,6 +112,20 @@ def mbox_path(components: Iterable[str]) -> str:
     return "/".join([n + ".sbd" for n in names[:-1]] + names[-1:])
 
 
+def parent_files(folder_path: str, mailbox: bool = True) -> list[str]:
+    """The mbox files a folder's parents need: ``A`` and ``A.sbd/B`` for ``A.sbd/B.sbd/C``.
+
+    With ``mailbox=False`` (a \\Noselect folder) the folder's own file too: it may
+    hold children now or later, and an empty file costs nothing.
+    """
+    parts = folder_path.split("/")
+    out = ["/".join(parts[:i] + [parts[i][: -len(".sbd")]])
+           for i in range(len(parts) - 1) if parts[i].lower().endswith(".sbd")]
+    if not mailbox:
+        out.append(folder_path)
+    return out
+
+
 class MboxStore:
     """Appends batches to per-folder mboxrd files, fsynced before they are recorded."""
 
@@ -119,7 +146,8 @@ class MboxStore:
         return self.root.joinpath(*folder_path.split("/"))
 
     def prepare_folder(self, folder_path: str, mailbox: bool = True) -> None:
-        """Create the parent ``.sbd`` directories and the (empty) mbox file, durably."""
+        """Create the parent ``.sbd`` directories, the (empty) mbox file and an empty
+        file for every parent (:func:`parent_files`), durably."""
         f = self._file(folder_path)
         with translate_os_errors(_("creating {path}").format(path=f)):
             created = ensure_dir(f.parent, self.root) if f.parent != self.root else []
@@ -129,6 +157,30 @@ class MboxStore:
                 create_empty(f)
             elif f.is_symlink():
                 raise OSError(40, "refusing to write through a symlink", str(f))
+            self._parent_files(parent_files(folder_path, mailbox))
+
+    def prepare_parents(self, folders: Iterable[tuple[str, bool]]) -> None:
+        """The parents' empty files for every recorded ``(path, mailbox)``, at the start
+        of a run: a folder skipped as unchanged is not prepared again, and an archive
+        written before these files existed gets them this way.  A stat per parent."""
+        wanted: set[str] = set()
+        for folder_path, mailbox in folders:
+            wanted.update(parent_files(folder_path, mailbox))
+        with translate_os_errors(_("creating {path}").format(path=self.root)):
+            self._parent_files(sorted(wanted))
+
+    def _parent_files(self, rels: Iterable[str]) -> None:
+        """Create each missing file empty; a file there (maybe being appended to by
+        another connection) is left as it is, never truncated.  Something else at the
+        name (a directory, a symlink) is left too: these files only help readers."""
+        for rel in rels:
+            f = self._file(rel)
+            if f.is_file() and not f.is_symlink():
+                continue
+            if f.parent != self.root:
+                fsync_parents(ensure_dir(f.parent, self.root))
+            if not create_if_missing(f):
+                log.info("%s exists and is not a plain file: no empty parent mbox there", f)
 
     def recorded_end(self, folder_path: str, entries: Iterable[MessageEntry]) -> int:
         """Where the recorded messages end in the file: no recorded byte lies beyond it.
