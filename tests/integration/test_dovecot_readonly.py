@@ -107,7 +107,7 @@ def _serve(tmp_path: Path, place: Path, dest: Path) -> DovecotServer:
 
 def _own(server: DovecotServer, *paths: Path) -> None:
     """Dovecot's mail user owns the archive, as when it is the user the backups run as
-    (docs/dovecot-readonly.md: archiver's files are 0600)."""
+    (docs/READING.md, "Dovecot": archiver's files are 0600)."""
     for path in paths:
         subprocess.run(["chown", "-R", f"{server.mail_uid}:{server.mail_gid}", str(path)],
                        check=True)
