@@ -64,8 +64,8 @@ def _notmuch_run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def _notmuch_setup(home: Path, dest: Path) -> set[str]:
     """Index DEST; returns the files notmuch passed over as "non-mail"."""
     (home / "notmuch-config").write_text(
-        f"[database]\npath={dest}\n[new]\ntags=unread;inbox;\nignore=.archiver\n"
-        "[maildir]\nsynchronize_flags=true\n", encoding="utf-8")
+        f"[database]\npath={dest}\n[new]\ntags=unread;inbox;\n"
+        "ignore=.archiver;dovecot-keywords\n[maildir]\nsynchronize_flags=true\n", encoding="utf-8")
     out = _notmuch_run(home, "new")
     note = "Note: Ignoring non-mail file: "
     return {line[len(note):] for line in (out.stdout + out.stderr).splitlines()
