@@ -37,7 +37,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, BinaryIO, Optional
+from typing import IO, Any, Optional
 
 from archiver import durable, platform
 from archiver.archive import Archive
@@ -226,16 +226,14 @@ def _append(job: FolderJob, path: Path, record: Record, journal: Journal, store:
     items = _new_items(job, record, report)
     if not items:
         return
-    fd = os.open(path, platform.file_flags(os.O_RDWR))
-    try:
-        offset = os.lseek(fd, 0, os.SEEK_END)
+    done: list[str] = []
+    with open(path, "r+b", buffering=1 << 20, opener=_no_follow) as fh:
+        offset = fh.seek(0, os.SEEK_END)
         journal.add(t="begin", folder=job.name, offset=offset)
-        fh: BinaryIO = os.fdopen(fd, "r+b", buffering=1 << 20, closefd=False)
         if offset:
             fh.seek(offset - 1)
             if fh.read(1) != b"\n":
                 fh.write(b"\n")
-        done: list[str] = []
 
         def write(data: bytes) -> None:
             fh.write(data)
@@ -258,13 +256,14 @@ def _append(job: FolderJob, path: Path, record: Record, journal: Journal, store:
             report.messages += 1
             report.bytes += msg.copied
         fh.flush()
-        fh.close()
-        durable.fsync(fd)
-    finally:
-        os.close(fd)
+        durable.fsync(fh.fileno())
     _drop_summary(path)
     journal.add(t="done", folder=job.name, shas=done)
     record.shas.setdefault(job.name, Counter()).update(done)
+
+
+def _no_follow(path: str, flags: int) -> int:
+    return os.open(path, platform.file_flags(flags & ~os.O_CREAT & ~os.O_TRUNC))
 
 
 def _drop_summary(path: Path) -> None:
