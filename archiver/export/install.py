@@ -42,7 +42,14 @@ from typing import IO, Any, Optional
 from archiver import durable, platform
 from archiver.archive import Archive
 from archiver.export import ExportReport, plan
-from archiver.export.common import FolderJob, asctime_utc, fold, received, tree_names
+from archiver.export.common import (
+    FolderJob,
+    asctime_utc,
+    fold,
+    received,
+    safe_name,
+    tree_names,
+)
 from archiver.export.framing import Message, Unreadable, write_mbox_entry
 from archiver.export.thunderbird import folder_file, mozilla_headers
 from archiver.fsutil import hold_lock, translate_os_errors
@@ -129,6 +136,7 @@ class Journal:
 def install(archive: Archive, root: Path, name: str) -> InstallReport:
     """Export ``archive`` into ``root/<name>`` + ``root/<name>.sbd``, adding only what no
     former run there exported."""
+    name = safe_name(name)  # a user name or --name may hold '/', ':' ...
     report = InstallReport(wrapper=root / name)
     jobs = plan(archive, "thunderbird")
     from archiver.stores import open_store
