@@ -200,9 +200,12 @@ def _paths(jobs: list[FolderJob], record: Record, box: Path,
             base = [*out.get("/".join(parent), []), *fresh[job.name][-1:]] if parent \
                 else fresh[job.name]
             path, n = base, 1
-            while tuple(fold(c) for c in path) in taken:
+            # not a recorded folder, nor one the user made in Thunderbird meanwhile
+            while tuple(fold(c) for c in path) in taken or folder_file(box, path).exists():
                 n += 1
                 path = [*base[:-1], f"{base[-1]} ({n})"]
+            journal.add(t="folder", folder=job.name, path=path)  # recorded, then made
+            record.paths[job.name] = path
         taken.add(tuple(fold(c) for c in path))
         out[job.name] = path
         file = folder_file(box, path)
@@ -210,9 +213,6 @@ def _paths(jobs: list[FolderJob], record: Record, box: Path,
         file.parent.mkdir(mode=platform.DIR_MODE, parents=True, exist_ok=True)
         durable.fsync_parents(created)
         _touch(file)
-        if job.name not in record.paths:
-            journal.add(t="folder", folder=job.name, path=path)
-            record.paths[job.name] = path
     return out
 
 

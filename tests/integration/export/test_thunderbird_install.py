@@ -130,6 +130,22 @@ def test_a_rerun_adds_only_new_mail_and_drops_the_stale_msf(dovecot: DovecotServ
     assert not (box / "INBOX.msf").exists() and (box / "Sent.msf").exists()
 
 
+def test_a_new_folder_is_added_beside_the_users_own(dovecot: DovecotServer,
+                                                    tmp_path: Path) -> None:
+    user, dest = _user_archive(dovecot, tmp_path)
+    profile = _profile(tmp_path / "p")
+    assert _install(dest, profile)[0] == 0
+    box = _box(profile)
+    (box / "Notes").write_bytes(b"")  # a folder the user made in Thunderbird
+    dovecot.append(user, "Notes/2024", NEW)
+    assert backup(dovecot, user, dest)[0] == 0
+    code, err = _install(dest, profile)
+    assert code == 0 and "exported 1 message " in err, err
+    assert (box / "Notes").read_bytes() == b""
+    assert _count(box / "Notes (2).sbd" / "2024") == 1 and (box / "Notes (2)").is_file()
+    assert _install(dest, profile)[1].startswith("exported 0 messages")
+
+
 def test_a_message_deleted_in_thunderbird_is_not_added_again(dovecot: DovecotServer,
                                                              tmp_path: Path) -> None:
     """Thunderbird compacts a folder after a delete: the file is rewritten without the
