@@ -93,20 +93,20 @@ def _into_profile(archive: Archive, choice: Optional[str], name: Optional[str],
     from archiver.export.install import default_name, install
     from archiver.export.profile import (
         add_local_folders,
-        check_not_running,
         find_profile,
         local_folders,
+        thunderbird_kept_out,
     )
 
     prof = find_profile(choice)
-    check_not_running(prof.path)
-    lf = local_folders(prof.path)
-    if not lf.configured:
-        add_local_folders(prof.path)
-        if not quiet:
-            err(_("profile {profile} had no Local Folders yet: added them ({path})").format(
-                profile=prof.path, path=lf.path))
-    report = install(archive, lf.path, name or default_name(archive))
+    with thunderbird_kept_out(prof.path):
+        lf = local_folders(prof.path)
+        if not lf.configured:
+            add_local_folders(prof.path)
+            if not quiet:
+                err(_("profile {profile} had no Local Folders yet: added them ({path})").format(
+                    profile=prof.path, path=lf.path))
+        report = install(archive, lf.path, name or default_name(archive))
     for folder in report.repaired:
         err(_("{folder}: cut back a message a killed export left half written").format(
             folder=folder))

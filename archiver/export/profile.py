@@ -18,17 +18,22 @@ one step, so it has to find what a user would otherwise click through:
   Thunderbird exits, so the lock itself is tested, never the file's
   existence: the ``fcntl`` lock on ``.parentlock`` (Linux, macOS) and the
   ``lock`` symlink's process (Linux), or opening ``parent.lock``, which
-  Thunderbird holds open without sharing (Windows).
+  Thunderbird holds open without sharing (Windows).  While the export writes,
+  it holds that ``fcntl`` lock itself (:func:`thunderbird_kept_out`), so a
+  Thunderbird started meanwhile reports "already running" instead of reading
+  half-written folders.
 """
 
 from __future__ import annotations
 
 import configparser
+import contextlib
 import errno
 import json
 import os
 import re
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
@@ -271,12 +276,29 @@ def _windows_held(path: Path) -> bool:  # pragma: no cover - Windows
         return True
 
 
-def check_not_running(profile: Path) -> None:
-    if running(profile):
-        raise ProfileError(_("Thunderbird is running on profile {profile}: quit Thunderbird "
+@contextlib.contextmanager
+def thunderbird_kept_out(profile: Path, system: Optional[str] = None) -> Iterator[None]:
+    """Refuse if Thunderbird runs on ``profile``; else hold its lock while we write, so
+    a Thunderbird started meanwhile says "already running" instead of reading half a
+    folder.  (Windows: only checked; Thunderbird's lock there is an open file.)"""
+    system = system or sys.platform
+    refusal = ProfileError(_("Thunderbird is running on profile {profile}: quit Thunderbird "
                              "and run the export again").format(profile=profile))
+    if system == "win32" or (system.startswith("linux") and _symlink_held(profile / "lock")):
+        if running(profile, system):
+            raise refusal
+        yield
+        return
+    import fcntl
 
-
-__all__ = ["LocalFolders", "Profile", "ProfileError", "check_not_running",
-           "find_profile", "local_folders", "profile_roots", "read_prefs", "read_profiles",
-           "running"]
+    fd = os.open(profile / ".parentlock", os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.EACCES):
+                raise refusal from None
+            raise
+        yield
+    finally:
+        os.close(fd)  # releases the lock

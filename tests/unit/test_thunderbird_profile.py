@@ -20,6 +20,7 @@ from archiver.export.profile import (
     profile_roots,
     read_prefs,
     running,
+    thunderbird_kept_out,
 )
 
 LAYOUTS = [  # (sys.platform, where profiles.ini lives, relative to HOME or APPDATA)
@@ -201,3 +202,33 @@ def test_the_lock_symlink_counts_only_while_its_process_lives(tmp_path: Path) ->
     os.symlink(f"127.0.1.1:+{os.getpid()}", profile / "lock")
     assert running(profile, "linux")
     assert not running(profile, "darwin")  # macOS Thunderbird uses only .parentlock
+
+
+TRY = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY)
+try:
+    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+except OSError:
+    sys.exit(1)
+"""
+
+
+def test_the_export_holds_thunderbirds_lock_while_it_writes(tmp_path: Path) -> None:
+    profile = tmp_path / "p"
+    profile.mkdir()
+    (profile / ".parentlock").write_bytes(b"")  # stale: no refusal
+    lock = str(profile / ".parentlock")
+    with thunderbird_kept_out(profile, "linux"):
+        assert subprocess.run([sys.executable, "-c", TRY, lock], check=False).returncode == 1
+    assert subprocess.run([sys.executable, "-c", TRY, lock], check=False).returncode == 0
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, lock], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(ProfileError, match="Thunderbird is running"), \
+                thunderbird_kept_out(profile, "linux"):
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
