@@ -257,13 +257,18 @@ def _symlink_held(path: Path) -> bool:
     m = re.search(r":\+?(\d+)$", target)
     if not m:
         return False
+    pid = int(m.group(1))
     try:
-        os.kill(int(m.group(1)), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:  # a killed Thunderbird nobody has reaped yet is a zombie: it holds nothing
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+        return stat.rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def _windows_held(path: Path) -> bool:  # pragma: no cover - Windows

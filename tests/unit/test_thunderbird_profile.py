@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -202,6 +203,21 @@ def test_the_lock_symlink_counts_only_while_its_process_lives(tmp_path: Path) ->
     os.symlink(f"127.0.1.1:+{os.getpid()}", profile / "lock")
     assert running(profile, "linux")
     assert not running(profile, "darwin")  # macOS Thunderbird uses only .parentlock
+    killed = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (profile / "lock").unlink()
+        os.symlink(f"127.0.1.1:+{killed.pid}", profile / "lock")
+        assert running(profile, "linux")
+        killed.kill()
+        for _ in range(100):  # killed, not yet reaped: a zombie holds no lock
+            if Path(f"/proc/{killed.pid}/stat").read_text().rpartition(")")[2].split()[0] \
+                    == "Z":
+                break
+            time.sleep(0.05)
+        assert not running(profile, "linux")
+    finally:
+        killed.kill()
+        killed.wait()
 
 
 TRY = """
