@@ -108,6 +108,6 @@ def _into_profile(archive: Archive, choice: Optional[str], name: Optional[str],
                     profile=prof.path, path=lf.path))
         report = install(archive, lf.path, name or default_name(archive))
     for folder in report.repaired:
-        err(_("{folder}: cut back a message a killed export left half written").format(
-            folder=folder))
+        err(_("{folder}: took back what an interrupted export left unrecorded (written "
+              "again now)").format(folder=folder))
     return report

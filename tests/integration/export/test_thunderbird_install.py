@@ -218,18 +218,27 @@ def dying(write, from_line, msg, extra=()):
     write.__closure__[0].cell_contents.flush()  # the torn half reaches the file
     os._exit(9)  # killed: no finally, no cleanup
 
-install.write_mbox_entry = dying
+def dies_before_recording(path):  # appended and fsynced, not yet recorded as done
+    os._exit(9)
+
+if sys.argv[1] == "recorded":
+    install._drop_summary = dies_before_recording
+else:
+    install.write_mbox_entry = dying
 sys.exit(run(sys.argv[2:]))
 """
 
 
-@pytest.mark.parametrize("victim", [3, 12])
+@pytest.mark.parametrize("victim", ["3", "12", "recorded"])
 def test_a_killed_export_is_repaired_by_a_rerun(archive_dir: Path, tmp_path: Path,
-                                                victim: int) -> None:
+                                                victim: str) -> None:
+    """Killed half way through a message (3rd, 12th), or after a folder's messages were
+    appended and fsynced but before they were recorded: the rerun cuts the file back
+    to where that run began and writes them again."""
     clean = _profile(tmp_path / "clean")
     assert _install(archive_dir, clean)[0] == 0
     profile = _profile(tmp_path / "p")
-    proc = subprocess.run([sys.executable, "-c", KILL, str(victim), "export", str(archive_dir),
+    proc = subprocess.run([sys.executable, "-c", KILL, victim, "export", str(archive_dir),
                            "--to", "thunderbird", "--profile", str(profile), "--name", NAME],
                           env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True,
                           check=False)
@@ -237,6 +246,6 @@ def test_a_killed_export_is_repaired_by_a_rerun(archive_dir: Path, tmp_path: Pat
     torn = _files(_box(profile))
     assert torn != _files(_box(clean))
     code, err = _install(archive_dir, profile)
-    assert code == 0 and "cut back a message a killed export left half written" in err, err
+    assert code == 0 and "took back what an interrupted export left unrecorded" in err, err
     assert _files(_box(profile)) == _files(_box(clean))  # no duplicate, no torn message
     assert _install(archive_dir, profile)[1].startswith("exported 0 messages")
