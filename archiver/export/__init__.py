@@ -1,7 +1,8 @@
 """``archiver export``: copy an archive into another form, never changing it.
 
 Forms (one module each): ``thunderbird`` (a "Local Folders" tree of mbox
-files), ``mbox`` (mboxrd files in the same tree shape), ``maildir`` (a plain
+files wrapped in one folder, written by :mod:`~archiver.export.install`),
+``mbox`` (mboxrd files in the same tree shape), ``maildir`` (a plain
 Maildir tree) and ``eml`` (one ``.eml`` file per message).  Messages are read
 only through ``open_store(archive.dest, archive.format).message_chunks(entry)``,
 so every archive format exports the same way.
@@ -186,10 +187,6 @@ def export_archive(archive: Archive, out: Path, kind: str,
 
 
 def _writer(kind: str, out: Path, portable: bool = False) -> Writer:
-    if kind == "thunderbird":
-        from archiver.export.thunderbird import ThunderbirdWriter
-
-        return ThunderbirdWriter(out)
     if kind == "mbox":
         from archiver.export.mbox import MboxWriter
 
