@@ -1,7 +1,8 @@
 """``archiver export``: copy an archive into another form, never changing it.
 
 Forms (one module each): ``thunderbird`` (a "Local Folders" tree of mbox
-files), ``mbox`` (mboxrd files in the same tree shape), ``maildir`` (a plain
+files wrapped in one folder, written by :mod:`~archiver.export.install`),
+``mbox`` (mboxrd files in the same tree shape), ``maildir`` (a plain
 Maildir tree) and ``eml`` (one ``.eml`` file per message).  Messages are read
 only through ``open_store(archive.dest, archive.format).message_chunks(entry)``,
 so every archive format exports the same way.
@@ -28,7 +29,7 @@ from __future__ import annotations
 import gc
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from archiver import platform
 from archiver.archive import Archive
@@ -136,15 +137,24 @@ def _order(item: Item) -> tuple[int, str, int, int]:
 
 
 def export_archive(archive: Archive, out: Path, kind: str,
-                   portable: bool = False) -> ExportReport:
+                   portable: bool = False, name: Optional[str] = None) -> ExportReport:
     """Write every archived message of ``archive`` into ``out`` in form ``kind``.
 
     ``portable`` (maildir): name files with ``;2,`` even where OUT takes ``:``.
+    ``name`` (thunderbird): the wrapping folder (:mod:`archiver.export.install`).
     """
     if kind not in KINDS:
         raise UsageError(_("unknown export form '{kind}': choose one of {names}").format(
                            kind=kind, names=', '.join(KINDS)))
     from archiver.stores import open_store
+
+    if kind == "thunderbird":
+        from archiver.export.install import default_name, install
+
+        check_out(out, archive.dest)
+        wrapped = install(archive, out, name or default_name(archive))
+        platform.sync_tree(out)
+        return wrapped
 
     jobs = plan(archive, kind)
     check_out(out, archive.dest)
@@ -177,10 +187,6 @@ def export_archive(archive: Archive, out: Path, kind: str,
 
 
 def _writer(kind: str, out: Path, portable: bool = False) -> Writer:
-    if kind == "thunderbird":
-        from archiver.export.thunderbird import ThunderbirdWriter
-
-        return ThunderbirdWriter(out)
     if kind == "mbox":
         from archiver.export.mbox import MboxWriter
 

@@ -39,9 +39,7 @@ class FolderJob:
 
     @property
     def selectable(self) -> bool:
-        if self.entry is None:
-            return False
-        return not any(a.lower() == "\\noselect" for a in self.entry.attributes)
+        return self.entry is not None and not self.entry.parent_only
 
 
 class Writer(Protocol):

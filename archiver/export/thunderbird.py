@@ -9,6 +9,10 @@ one), ``X-Mozilla-Status2: 00000000`` and ``X-Mozilla-Keys`` (the keywords,
 padded to 80 characters so Thunderbird can rewrite them in place) at the top
 of the header, then the message mboxrd-quoted.  No ``.msf`` files:
 Thunderbird builds them on first open.
+
+``--to thunderbird`` itself is written by :mod:`archiver.export.install`
+(the tree wrapped in one folder, appended to by reruns) with these headers;
+:class:`ThunderbirdWriter` writes the plain tree the ``mbox`` form builds on.
 """
 
 from __future__ import annotations

@@ -70,8 +70,13 @@ def _same(got: bytes, original: bytes) -> bool:
 
 def test_thunderbird_tree_read_back_message_by_message(archive_dir: Path,
                                                        tmp_path: Path) -> None:
-    out = tmp_path / "tb"
-    _export(archive_dir, out, "thunderbird")
+    top = tmp_path / "tb"
+    _export(archive_dir, top, "thunderbird")
+    user = Archive.open_existing(archive_dir).meta["source"]["user"]
+    wrapper = top / f"old-mail ({user})"
+    assert sorted(p.name for p in top.iterdir()) == [wrapper.name, wrapper.name + ".sbd"]
+    assert wrapper.is_file() and wrapper.stat().st_size == 0
+    out = top / (wrapper.name + ".sbd")
     folders = _by_folder(archive_dir)
     state = Archive.open_existing(archive_dir).state()
     for name in state.folders:
