@@ -84,8 +84,10 @@ def mbox_tree(dest: Path, known: Container[str] = ()) -> tuple[list[str], set[st
 def folder_name(rel: str) -> str:
     """``A.sbd/B%2Esbd`` -> ``A/B.sbd`` (see :func:`archiver.stores.mbox.component_name`)."""
     parts = rel.split("/")
-    comps = [p[: -len(SBD)] for p in parts[:-1]] + parts[-1:]
-    return "/".join(decode_component(c) for c in comps)
+    comps = [decode_component(p) for p in [p[: -len(SBD)] for p in parts[:-1]] + parts[-1:]]
+    if comps[0].upper() == "INBOX":  # ``Inbox`` (Thunderbird's name) or an older ``INBOX``
+        comps[0] = "INBOX"
+    return "/".join(comps)
 
 
 def _from_line_date(envelope: bytes) -> Optional[str]:

@@ -106,9 +106,20 @@ def component_name(component: str) -> str:
     return name
 
 
+# Thunderbird's Local Folders call their inbox file ``Inbox`` and, on a
+# case-sensitive disk, pass over a file named ``INBOX`` (they make an empty
+# ``Inbox`` of their own): the server's INBOX is kept as ``Inbox`` so that the
+# archive opened directly shows it.  Archives made before keep their ``INBOX``
+# (a folder's path is fixed once recorded).
+INBOX_FILE = "Inbox"
+
+
 def mbox_path(components: Iterable[str]) -> str:
-    """Relative path of a folder's mbox file: ``A.sbd/B`` for ``A/B``."""
-    names = [component_name(c) for c in components]
+    """Relative path of a folder's mbox file: ``A.sbd/B`` for ``A/B``; the
+    top-level INBOX is ``Inbox`` (:data:`INBOX_FILE`)."""
+    comps = list(components)
+    names = [INBOX_FILE if i == 0 and c == "INBOX" else component_name(c)
+             for i, c in enumerate(comps)]
     return "/".join([n + ".sbd" for n in names[:-1]] + names[-1:])
 
 

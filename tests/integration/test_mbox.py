@@ -36,7 +36,9 @@ def test_mboxrd_quoting_round_trips(parts: list[bytes]) -> None:
 
 
 def test_thunderbird_layout_and_reserved_suffixes() -> None:
-    assert mbox_path(("INBOX",)) == "INBOX"
+    assert mbox_path(("INBOX",)) == "Inbox"  # Thunderbird's name for it
+    assert mbox_path(("INBOX", "x")) == "Inbox.sbd/x"
+    assert mbox_path(("a", "INBOX")) == "a.sbd/INBOX"
     assert mbox_path(("受信箱", "講義")) == "受信箱.sbd/講義"
     assert mbox_path(("a.sbd",)) == "a%2Esbd"
     assert mbox_path(("x", "y.msf")) == "x.sbd/y%2Emsf"
@@ -83,13 +85,13 @@ def test_mbox_flags_live_in_the_index_and_formats_do_not_mix(
     uid = dovecot.append(mail_user, "INBOX", b"Subject: x\r\n\r\nFrom here\r\n")
     dest = tmp_path / "a"
     assert backup(dovecot, mail_user, dest, "--format", "mbox")[0] == 0
-    size = (dest / "INBOX").stat().st_size
+    size = (dest / "Inbox").stat().st_size
     dovecot.set_flags(mail_user, "INBOX", uid, ["\\Seen", "$Junk"])
     assert backup(dovecot, mail_user, dest, "--format", "mbox")[0] == 0
-    assert (dest / "INBOX").stat().st_size == size
+    assert (dest / "Inbox").stat().st_size == size
     flags = [r for r in index_records(dest) if r["type"] == "flags"]
     assert flags and flags[-1]["flags"] == ["\\Seen"] and flags[-1]["keywords"] == ["$Junk"]
-    assert b"\n>From here" in (dest / "INBOX").read_bytes()
+    assert b"\n>From here" in (dest / "Inbox").read_bytes()
     code, _, err = backup(dovecot, mail_user, dest, "--format", "maildir")
     assert code == 6 and "mbox format" in err and "leave out --format" in err
     assert not (dest / "INBOX" / "cur").exists()

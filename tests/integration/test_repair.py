@@ -130,7 +130,7 @@ def test_mbox_repair_appends_a_good_copy_and_a_later_backup_neither_cuts_nor_dup
     dest = tmp_path / "a"
     assert backup(dovecot, u, dest, "--format", "mbox")[0] == 0
     served = {m[0]: m[1] for m in dovecot.fetch_all(u)["INBOX"]}
-    mbox_file = dest / "INBOX"
+    mbox_file = dest / "Inbox"
     data = mbox_file.read_bytes()
     at = data.index(b"From the middle")  # quoted as ">From the middle" inside the file
     damaged = data[:at] + b"From THE middle" + data[at + 15:]
@@ -169,7 +169,7 @@ def test_mbox_file_cut_inside_its_last_message_is_repaired_and_readable(
     _load(dovecot, u)
     dest = tmp_path / "a"
     assert backup(dovecot, u, dest, "--format", "mbox")[0] == 0
-    mbox_file = dest / "INBOX"
+    mbox_file = dest / "Inbox"
     size = mbox_file.stat().st_size
     with open(mbox_file, "r+b") as fh:
         fh.truncate(size - 10)  # inside the last message ("no final newline")
@@ -451,5 +451,5 @@ def test_a_deleted_mbox_file_is_rebuilt_and_an_expunged_message_stays_reported(
     assert {uid: MboxStore(dest).read_message(state.messages[(uv, uid)])
             for (uv, uid) in state.messages if uid in served} == served
     assert backup(dovecot, u, dest, "--format", "mbox")[0] == 0
-    assert (dest / "INBOX").stat().st_size == size
-    assert len(mailbox.mbox(str(dest / "INBOX"), create=False)) == 2
+    assert (dest / "Inbox").stat().st_size == size
+    assert len(mailbox.mbox(str(dest / "Inbox"), create=False)) == 2

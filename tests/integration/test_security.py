@@ -181,7 +181,7 @@ def test_planted_symlinks_are_not_followed_for_writing(dovecot: DovecotServer,
     outside = tmp_path / "outside"
     outside.mkdir()
     for fmt, plant in (("maildir", "INBOX/tmp"), ("maildir", "INBOX/cur"),
-                       ("mbox", "INBOX")):
+                       ("mbox", "Inbox")):
         dest = tmp_path / f"{fmt}-{plant.replace('/', '_')}"
         assert backup(dovecot, mail_user, dest, "--format", fmt, "--quiet")[0] == 0
         dovecot.append(mail_user, "INBOX", b"Subject: more\r\n\r\nmore\r\n")
