@@ -141,7 +141,7 @@ def test_mbox_crash_before_index_frame_leaves_no_duplicate_or_torn_message(
     assert backup(dovecot, mail_user, dest, "--format", "mbox")[0] == 0
     served = Counter(m[1] for m in dovecot.fetch_all(mail_user)["INBOX"])
     assert Counter(_messages_from_mbox(dest, "INBOX")) == served
-    assert len(mailbox.mbox(str(dest / "INBOX"), create=False)) == 40
+    assert len(mailbox.mbox(str(dest / "Inbox"), create=False)) == 40
     assert run_cli(["verify", str(dest)])[0] == 0
 
 

@@ -227,7 +227,7 @@ def test_neomutt_reads_mboxo_so_quoted_from_lines_keep_their_extra_quote(
     home.mkdir()
     piped = tmp_path / "piped"
     cmd = shlex.join(["neomutt", "-R", "-n", "-F", "/dev/null", "-e",
-                      f'set folder="{home}" wait_key=no', "-f", str(dest / "INBOX"), "-e",
+                      f'set folder="{home}" wait_key=no', "-f", str(dest / "Inbox"), "-e",
                       f'push "<pipe-message>cat > {piped}<enter><quit>"'])
     subprocess.run(["script", "-qc", cmd, "/dev/null"], capture_output=True, timeout=60,
                    env=dict(os.environ, HOME=str(home), TERM="xterm"), cwd=home)

@@ -438,14 +438,14 @@ def test_a_deleted_mbox_file_is_rebuilt_and_an_expunged_message_stays_reported(
     uids = _load(dovecot, u)
     dest = tmp_path / "a"
     assert backup(dovecot, u, dest, "--format", "mbox")[0] == 0
-    (dest / "INBOX").unlink()
+    (dest / "Inbox").unlink()
     dovecot.expunge(u, "INBOX", uids[0])
     code, out, err = _repair(dovecot, u, dest, "--json")
     assert code == 1, (out, err)
     report = json.loads(out)
     assert len(report["repair"]["repaired"]) == 2 and len(report["changed"]) == 1
     assert "expunged" in report["repair"]["cannot_repair"][0]["reason"]
-    size = (dest / "INBOX").stat().st_size
+    size = (dest / "Inbox").stat().st_size
     state = Archive.open_existing(dest).state().folders["INBOX"]
     served = {m[0]: m[1] for m in dovecot.fetch_all(u)["INBOX"]}
     assert {uid: MboxStore(dest).read_message(state.messages[(uv, uid)])

@@ -122,7 +122,7 @@ def test_quoted_from_lines_across_1mib_read_boundaries_restore_exactly(
     entry = next(Archive.open_existing(dest).state().messages())
     assert entry.offset is not None
     assert entry.size == len(message) > archiver.restore.items.WHOLE_MAX  # it is streamed
-    raw = (dest / "INBOX").read_bytes()[entry.offset:]
+    raw = (dest / "Inbox").read_bytes()[entry.offset:]
     for k, (before, line) in enumerate(cuts, start=1):  # the archive's reads cut these lines
         assert raw[k * CHUNK - before:k * CHUNK - before + len(line)] == line
     new = dovecot_new.new_user()
