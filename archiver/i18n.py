@@ -29,6 +29,11 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Optional
 
+# ``_`` is gettext's own name for "translate this" (xgettext and every
+# translator know it), so it is public here despite the underscore.
+__all__ = ["_", "ngettext", "set_language", "current_language", "language_from_env",
+           "normalise", "speaking"]
+
 DOMAIN = "archiver"
 LOCALE_DIR = Path(__file__).resolve().parent / "locale"
 LANG_ENV = "ARCHIVER_LANG"

@@ -17,8 +17,8 @@ from archiver.units import human_size
 
 if TYPE_CHECKING:
     from archiver.archive import Archive
-    from archiver.export import ExportReport
     from archiver.export.install import InstallReport
+    from archiver.export.plan import ExportReport
 
 
 @click.command(cls=TranslatedCommand)

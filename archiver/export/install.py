@@ -41,7 +41,6 @@ from typing import IO, Any, Optional
 
 from archiver import durable, platform
 from archiver.archive import Archive
-from archiver.export import ExportReport, plan
 from archiver.export.common import (
     FolderJob,
     asctime_utc,
@@ -51,6 +50,7 @@ from archiver.export.common import (
     tree_names,
 )
 from archiver.export.framing import Message, Unreadable, write_mbox_entry
+from archiver.export.plan import ExportReport, plan
 from archiver.export.thunderbird import folder_file, mozilla_headers
 from archiver.fsutil import hold_lock, translate_os_errors
 from archiver.i18n import _
