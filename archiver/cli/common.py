@@ -18,20 +18,12 @@ import click
 
 from archiver.i18n import _
 
-PASSWORD_ENV = "ARCHIVER_PASSWORD"
-TARGET_PASSWORD_ENV = "ARCHIVER_TARGET_PASSWORD"
-
 Decorator = Callable[[Any], Any]
 
 
 def err(text: str) -> None:
     """One line on stderr (stdout is kept for --json and listings)."""
     click.echo(text, err=True)
-
-
-def plural(n: int, word: str) -> str:
-    """Untranslated ``1 folder``/``2 folders``: for texts not yet given to ngettext."""
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def apply_options(options: list[Decorator]) -> Decorator:
