@@ -217,10 +217,22 @@ def measure_rate(source: Any, new: Sequence[FolderNew], folders: Sequence[Folder
 
 
 def space_needed(source: Any, pre: Preflight, archive: Any, fmt: str,
-                 dest: Any) -> tuple[Any, Any]:
-    """(SpaceNeed, Volume): what the mail not yet archived takes on DEST, and DEST's room."""
-    from archiver.space import disk_need, volume_of
+                 dest: Any, quick: bool = False) -> tuple[Any, Any]:
+    """(SpaceNeed, Volume): what the mail not yet archived takes on DEST, and DEST's room.
+
+    ``quick`` (backup): when the STATUS answers give every selected folder's size
+    and even the worst case of all of it being new fits, that bound is returned
+    without listing each message's size (``SpaceNeed.folders`` is then empty).
+    """
+    from archiver.space import SpaceNeed, disk_need, upper_bound, volume_of
 
     volume = volume_of(dest)
+    if quick:
+        sizes = [pre.statuses.get(f.name) for f in pre.selected if f.selectable]
+        if all(st is not None and st.size is not None for st in sizes):
+            bound = upper_bound([(st.messages, st.size or 0) for st in sizes if st is not None],
+                                fmt, volume.cluster)
+            if bound <= volume.free:
+                return SpaceNeed(needed_bytes=bound, cluster=volume.cluster), volume
     fresh = archive is None or not archive.meta_path.exists()
     return disk_need(new_mail(source, pre, archive), fmt, volume.cluster, fresh), volume

@@ -115,6 +115,24 @@ def disk_need(new: Sequence[FolderNew], fmt: str, cluster: int,
     return need
 
 
+def upper_bound(folders: Sequence[tuple[int, int]], fmt: str, cluster: int) -> int:
+    """Bytes on disk that ``folders`` ((messages, bytes) each, from STATUS) can take at
+    most if every message were new: a file wastes less than one cluster.
+
+    Why: a first backup would otherwise list every message's size before the
+    backup lists them again; when even this bound fits, no listing is needed.
+    """
+    total = 0
+    messages = 0
+    for count, size in folders:
+        messages += count
+        if fmt == "mbox":
+            total += size + MBOX_PER_MESSAGE * count + 3 * cluster
+        else:
+            total += size + count * (cluster - 1) + MAILDIR_DIRS * cluster
+    return total + round_up(METADATA_FIXED + METADATA_PER_MESSAGE * messages, cluster)
+
+
 def too_big(need: SpaceNeed, volume: Volume, dest: Path) -> str:
     """The one-line refusal of a backup that would not fit (exit 6)."""
     return _("the mail not yet archived needs {needed} on {dest} ({messages}, {cluster} "

@@ -126,7 +126,7 @@ def start_checks(src: Any, archive: Any, dest: Path, fmt: str, source: str,
     pre = select(src, archive, include, exclude, all_namespaces,
                  listing_hint="archiver folders " + source)
     if space_check:
-        need, volume = space_needed(src, pre, archive, fmt, dest)
+        need, volume = space_needed(src, pre, archive, fmt, dest, quick=True)
         if need.needed_bytes > volume.free:
             raise DestinationError(too_big(need, volume, dest))
     return pre

@@ -343,6 +343,22 @@ def test_noop_rerun_asks_the_server_nothing_extra(
     assert calls == ["folders", "status_many"]
 
 
+def test_first_backup_with_room_lists_no_sizes_before_the_backup(
+        dovecot: DovecotServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """STATUS=SIZE bounds a first backup's need: when even the worst case fits, the
+    space check does not list every message's size ahead of the backup's own listing."""
+    from archiver.sources.imap import ImapSource
+
+    user = few_messages(dovecot)
+    calls: list[str] = []
+    real = ImapSource.message_sizes
+    monkeypatch.setattr(ImapSource, "message_sizes", lambda self, *a, **k: (
+        calls.append("message_sizes"), real(self, *a, **k))[1])
+    code, out, err = backup(dovecot, user, tmp_path / "archive", "--json")
+    assert code == 0 and json.loads(out)["new"] > 0, err
+    assert calls == []
+
+
 def test_check_over_pop3_counts_and_times_the_inbox(
         dovecot: DovecotServer, tmp_path: Path) -> None:
     user = few_messages(dovecot)

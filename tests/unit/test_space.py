@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from archiver.errors import UsageError
 from archiver.patterns import Candidate, check_patterns, nearest
@@ -16,6 +18,7 @@ from archiver.space import (
     FolderNew,
     disk_need,
     nearest_existing,
+    upper_bound,
 )
 
 KIB = 1024
@@ -72,3 +75,14 @@ def test_include_and_map_must_match_exclude_only_notes() -> None:
     with pytest.raises(UsageError, match="--map 'Archive/2004'"):
         check_patterns(FOLDERS, maps=["Archive/2004"], where="archive")
     assert check_patterns(FOLDERS, include=["inbox"], maps=["Archive"]) == []
+
+
+@given(st.lists(st.lists(st.integers(0, 3 * EXFAT), max_size=30), max_size=6),
+       st.sampled_from(["maildir", "mbox"]), st.sampled_from([512, 4 * KIB, EXFAT]))
+def test_status_bound_is_never_below_the_exact_need(
+        folders: list[list[int]], fmt: str, cluster: int) -> None:
+    """The quick check may only skip the size listing when the truth fits too."""
+    exact = disk_need([FolderNew(f"f{i}", dict(enumerate(sizes, 1)))
+                       for i, sizes in enumerate(folders)], fmt, cluster)
+    bound = upper_bound([(len(s), sum(s)) for s in folders], fmt, cluster)
+    assert bound >= exact.needed_bytes
