@@ -253,3 +253,21 @@ def remote_listener() -> Iterator[Listener]:
     listener = Listener()
     yield listener
     listener.close()
+
+
+@pytest.fixture(scope="session")
+def ui_archive(dovecot: Any, tmp_path_factory: pytest.TempPathFactory,
+               remote_listener: Listener) -> Any:
+    """A real backup of tests/integration/ui/mail.py's messages (mail.UIArchive)."""
+    from tests.integration.ui import mail
+
+    return mail.build(dovecot, tmp_path_factory.mktemp("ui"), remote_listener.address)
+
+
+@pytest.fixture(scope="session")
+def archive_server(ui_archive: Any, tmp_path_factory: pytest.TempPathFactory
+                   ) -> Iterator[UIServer]:
+    """``archiver ui DEST --lang ja`` on :func:`ui_archive`, for the whole session."""
+    running = start_ui([str(ui_archive.dest), "--lang", "ja"], tmp_path_factory.mktemp("home"))
+    yield running
+    stop_ui(running)

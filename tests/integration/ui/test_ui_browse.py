@@ -8,7 +8,6 @@ screenshot of every page goes to the artefact directory (conftest.shot).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,32 +15,10 @@ import pytest
 
 from archiver.archive import Archive
 from archiver.offline.catalog import load
-from tests.dovecot import DovecotServer
 from tests.integration.ui import mail
-from tests.integration.ui.conftest import (
-    Browser,
-    Listener,
-    UIServer,
-    shot,
-    start_ui,
-    stop_ui,
-)
+from tests.integration.ui.conftest import Browser, UIServer, shot
 
 pytestmark = pytest.mark.timeout(300)
-
-
-@pytest.fixture(scope="module")
-def ui_archive(dovecot: DovecotServer, tmp_path_factory: pytest.TempPathFactory,
-               remote_listener: Listener) -> mail.UIArchive:
-    return mail.build(dovecot, tmp_path_factory.mktemp("ui"), remote_listener.address)
-
-
-@pytest.fixture(scope="module")
-def server(ui_archive: mail.UIArchive, tmp_path_factory: pytest.TempPathFactory
-           ) -> Iterator[UIServer]:
-    running = start_ui([str(ui_archive.dest), "--lang", "ja"], tmp_path_factory.mktemp("home"))
-    yield running
-    stop_ui(running)
 
 
 def _by(kind: str) -> Any:
@@ -56,16 +33,16 @@ def _stored(dest: Path, subject: str) -> bytes:
     return (dest / item.entry.path).read_bytes()
 
 
-def _signed_in(browser: Browser, server: UIServer) -> None:
-    browser.open(server.url)
+def _signed_in(browser: Browser, archive_server: UIServer) -> None:
+    browser.open(archive_server.url)
     assert "token=" not in browser.driver.current_url  # the redirect took it out of the URL
 
 
 def test_the_printed_url_opens_the_archive_and_lists_its_japanese_folders(
-        browser: Browser, server: UIServer) -> None:
-    _signed_in(browser, server)
+        browser: Browser, archive_server: UIServer) -> None:
+    _signed_in(browser, archive_server)
     d = browser.driver
-    assert d.current_url == f"{server.base}/a/1/"
+    assert d.current_url == f"{archive_server.base}/a/1/"
     links = [a.text for a in d.find_elements(_by("CSS_SELECTOR"), "table.folders a")]
     assert "講義" in links and "ゼミ 資料" in links and "INBOX" in links
     parents = [s.text for s in d.find_elements(_by("CSS_SELECTOR"), "table.folders td.name")]
@@ -75,8 +52,8 @@ def test_the_printed_url_opens_the_archive_and_lists_its_japanese_folders(
 
 
 def test_a_japanese_folder_lists_its_messages_decoded_with_read_and_flagged_state(
-        browser: Browser, server: UIServer) -> None:
-    _signed_in(browser, server)
+        browser: Browser, archive_server: UIServer) -> None:
+    _signed_in(browser, archive_server)
     d = browser.driver
     d.find_element(_by("LINK_TEXT"), "ゼミ 資料").click()
     assert d.find_element(_by("TAG_NAME"), "h1").text == mail.SEMINAR
@@ -92,8 +69,8 @@ def test_a_japanese_folder_lists_its_messages_decoded_with_read_and_flagged_stat
 
 
 def test_a_japanese_search_finds_by_substring_and_by_words_with_a_space(
-        browser: Browser, server: UIServer) -> None:
-    _signed_in(browser, server)
+        browser: Browser, archive_server: UIServer) -> None:
+    _signed_in(browser, archive_server)
     d = browser.driver
     box = d.find_element(_by("NAME"), "q")
     box.send_keys("議事録")
@@ -101,19 +78,19 @@ def test_a_japanese_search_finds_by_substring_and_by_words_with_a_space(
     subjects = [e.text for e in d.find_elements(_by("CSS_SELECTOR"), "td.subject")]
     assert subjects == [mail.HTML_SUBJECT]
     shot(browser, "03-search-japanese")
-    browser.open(f"{server.base}/a/1/search?q=講義 資料")  # a space between Japanese words
+    browser.open(f"{archive_server.base}/a/1/search?q=講義 資料")  # a space between Japanese words
     subjects = [e.text for e in d.find_elements(_by("CSS_SELECTOR"), "td.subject")]
     assert subjects == [mail.LECTURE_SUBJECT]
-    browser.open(f"{server.base}/a/1/search?q=ダメ文字&body=1")  # in the Shift_JIS body
+    browser.open(f"{archive_server.base}/a/1/search?q=ダメ文字&body=1")  # in the Shift_JIS body
     subjects = [e.text for e in d.find_elements(_by("CSS_SELECTOR"), "td.subject")]
     assert subjects == ["ゼミの日程"]
 
 
 def test_an_html_mail_renders_sanitised_with_its_inline_image_and_decoded_headers(
-        browser: Browser, server: UIServer) -> None:
-    _signed_in(browser, server)
+        browser: Browser, archive_server: UIServer) -> None:
+    _signed_in(browser, archive_server)
     d = browser.driver
-    browser.open(f"{server.base}/a/1/search?q=議事録")
+    browser.open(f"{archive_server.base}/a/1/search?q=議事録")
     d.find_element(_by("LINK_TEXT"), mail.HTML_SUBJECT).click()
     assert d.find_element(_by("CSS_SELECTOR"), "h1.subject").text == mail.HTML_SUBJECT
     headers = d.find_element(_by("CSS_SELECTOR"), "table.headers").text
@@ -137,10 +114,10 @@ def test_an_html_mail_renders_sanitised_with_its_inline_image_and_decoded_header
 
 
 def test_the_attachment_downloads_with_its_decoded_name_and_exact_bytes(
-        browser: Browser, server: UIServer) -> None:
-    _signed_in(browser, server)
+        browser: Browser, archive_server: UIServer) -> None:
+    _signed_in(browser, archive_server)
     d = browser.driver
-    browser.open(f"{server.base}/a/1/search?q=議事録")
+    browser.open(f"{archive_server.base}/a/1/search?q=議事録")
     d.find_element(_by("LINK_TEXT"), mail.HTML_SUBJECT).click()
     d.find_element(_by("LINK_TEXT"), mail.ATTACHMENT_NAME).click()
     got = browser.wait_download(".pdf")
@@ -149,10 +126,10 @@ def test_the_attachment_downloads_with_its_decoded_name_and_exact_bytes(
 
 
 def test_save_as_eml_gives_the_stored_message_byte_for_byte(
-        browser: Browser, server: UIServer, ui_archive: mail.UIArchive) -> None:
-    _signed_in(browser, server)
+        browser: Browser, archive_server: UIServer, ui_archive: mail.UIArchive) -> None:
+    _signed_in(browser, archive_server)
     d = browser.driver
-    browser.open(f"{server.base}/a/1/search?q=講義資料")
+    browser.open(f"{archive_server.base}/a/1/search?q=講義資料")
     d.find_element(_by("LINK_TEXT"), mail.LECTURE_SUBJECT).click()
     shot(browser, "05-message-iso2022jp")
     assert "来週の講義の資料を送ります。" in d.find_element(
@@ -164,8 +141,8 @@ def test_save_as_eml_gives_the_stored_message_byte_for_byte(
     assert got.read_bytes() == ui_archive.messages["lecture"]
 
 
-def test_the_page_speaks_english_when_asked(browser: Browser, server: UIServer) -> None:
-    _signed_in(browser, server)
+def test_the_page_speaks_english_when_asked(browser: Browser, archive_server: UIServer) -> None:
+    _signed_in(browser, archive_server)
     d = browser.driver
     d.find_element(_by("LINK_TEXT"), "English").click()
     assert "Folders" in d.find_element(_by("TAG_NAME"), "main").text
