@@ -151,9 +151,8 @@ def test_an_html_part_is_served_sandboxed_with_only_data_images(
 
 def test_an_attachment_is_always_a_download(archive_server: UIServer,
                                             ui_archive: object) -> None:
-    from tests.integration.ui import mail
-
     from archiver.ui.render import view
+    from tests.integration.ui import mail
 
     sha = _html_sha(ui_archive.dest, mail.HTML_SUBJECT)  # type: ignore[attr-defined]
     part = view(mail.html_message()).attachments[0].index
