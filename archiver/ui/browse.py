@@ -156,7 +156,7 @@ def archive_page(ctx: UIContext, request: Request) -> Response:
         "verify": f"archiver verify {_quoted(dest)}",
     }
     total = len(b.catalog.items)
-    size = human_size(sum(i.entry.size for i in b.catalog.items))
+    size = human_size(b.total_bytes)
     return ctx.render(request, "archive.html", key=key, dest=dest, folders=b.folder_rows(),
                       total=total, size=size, commands=commands, folder_url=_folder_url)
 
