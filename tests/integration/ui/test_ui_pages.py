@@ -115,3 +115,26 @@ def test_the_language_links_set_a_cookie_and_come_back(
     page = get(server, "/a/1/", {"Cookie": f"archiver_ui_{server.port}={server.token}; "
                                            "archiver_lang=ja"})[1]
     assert '<html lang="ja">' in page
+
+
+def test_an_mbox_archive_gives_the_same_bytes_for_eml_and_attachment(
+        dovecot: Any, tmp_path: Path, ui_server: Callable[..., UIServer]) -> None:
+    from archiver.offline.catalog import load
+    from archiver.ui.render import view
+    from tests.integration.ui import mail
+
+    built = mail.build(dovecot, tmp_path, "127.0.0.1:9", "--format", "mbox")
+    server = ui_server(built.dest)
+    items = {i.text("subject"): i.entry.sha256
+             for i in load(Archive.open_existing(built.dest)).items}
+    sha = items[mail.HTML_SUBJECT]
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    cookie = {"Cookie": f"archiver_ui_{server.port}={server.token}"}
+    conn.request("GET", f"/a/1/m/{sha}/eml", headers=cookie)
+    assert conn.getresponse().read() == built.messages["html"]
+    part = view(built.messages["html"]).attachments[0].index
+    conn.request("GET", f"/a/1/m/{sha}/part/{part}", headers=cookie)
+    assert conn.getresponse().read() == mail.ATTACHMENT
+    conn.request("GET", f"/a/1/m/{items[mail.LECTURE_SUBJECT]}", headers=cookie)
+    assert "来週の講義の資料を送ります。" in conn.getresponse().read().decode()
+    conn.close()
