@@ -34,6 +34,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
 
+from archiver.account import same_account
 from archiver.archive import Archive
 from archiver.durable import fsync_dir, fsync_parents, replace
 from archiver.engine import BackupOptions, Source
@@ -96,8 +97,7 @@ def check_account(archive: Archive, source: dict[str, str]) -> None:
     POP3 of one account are one account), so the same exit code (6).
     """
     have = archive.meta.get("source") or {}
-    if (str(have.get("host", "")).lower() != source.get("host", "").lower()
-            or str(have.get("user", "")) != source.get("user", "")):
+    if not same_account(have, source):
         raise DestinationError(
             _("{dest} is the archive of {have_user}@{have_host}, not "
               "{source_user}@{source_host}: give that account as SOURCE to repair it").format(
