@@ -21,7 +21,7 @@ from typing import IO, Any, Callable, Optional
 
 from archiver.account import same_account
 from archiver.durable import atomic_write, fsync_dir
-from archiver.errors import DestinationError, UsageError
+from archiver.errors import OTHER_ACCOUNT, DestinationError, UsageError
 from archiver.fsutil import DIR_MODE, hold_lock, translate_os_errors
 from archiver.i18n import _, ngettext
 from archiver.index import (
@@ -184,7 +184,8 @@ class Archive:
                 _("{dest} is the archive of {have_user}@{have_host}, not "
                   "{source_user}@{source_host}: use one directory per account").format(
                   dest=self.dest, have_user=have.get('user'), have_host=have.get('host'),
-                  source_user=source.get('user'), source_host=source.get('host')))
+                  source_user=source.get('user'), source_host=source.get('host')),
+                OTHER_ACCOUNT)
         if fmt is not None and self.format != fmt:
             raise DestinationError(
                 _("{dest} is an archive in {have} format, not {want}: leave out --format (a rerun "

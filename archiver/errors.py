@@ -87,6 +87,11 @@ class DestinationError(ArchiverError):
 class LockedError(DestinationError):
     """Another archiver process is working on the same DEST."""
 
+    reason: str | None = "locked"
+
+
+OTHER_ACCOUNT = "other-account"  # DestinationError.reason: DEST is another account's archive
+
 
 class Interrupted(ArchiverError):
     """Ctrl-C: the batch in flight was finished and recorded."""

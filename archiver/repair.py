@@ -38,7 +38,7 @@ from archiver.account import same_account
 from archiver.archive import Archive
 from archiver.durable import fsync_dir, fsync_parents, replace
 from archiver.engine import BackupOptions, Source
-from archiver.errors import ArchiverError, DestinationError
+from archiver.errors import OTHER_ACCOUNT, ArchiverError, DestinationError
 from archiver.fsutil import ensure_dir, translate_os_errors
 from archiver.i18n import _
 from archiver.index import POP3_UIDVALIDITY, damaged_record, message_key
@@ -102,7 +102,8 @@ def check_account(archive: Archive, source: dict[str, str]) -> None:
             _("{dest} is the archive of {have_user}@{have_host}, not "
               "{source_user}@{source_host}: give that account as SOURCE to repair it").format(
               dest=archive.dest, have_user=have.get('user'), have_host=have.get('host'),
-              source_user=source.get('user'), source_host=source.get('host')))
+              source_user=source.get('user'), source_host=source.get('host')),
+                OTHER_ACCOUNT)
 
 
 def unrepairable_reason(entry: MessageEntry, uidvalidity: int,

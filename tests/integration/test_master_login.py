@@ -182,7 +182,7 @@ def test_another_users_login_is_still_refused_for_that_archive(dovecot: DovecotS
         code, out, err = run()
         assert code == 6, err
         assert alice.name in err and "Traceback" not in err
-        assert json.loads(out) == {"status": "error", "exit": 6,
+        assert json.loads(out) == {"status": "error", "exit": 6, "reason": "other-account",
                                    "error": err.strip().removeprefix("archiver: error: ")}
 
 
