@@ -253,3 +253,21 @@ def test_admin_password_never_reaches_the_trace_or_log(dovecot: DovecotServer,
         text = err + out + log.read_text()
         for secret in secrets:
             assert secret not in text, mode
+
+
+def test_migrate_reads_the_source_through_the_admin_login(
+        dovecot: DovecotServer, dovecot_new: DovecotServer, tmp_path: Path) -> None:
+    old = dovecot.new_user("mig")
+    dovecot.append(old, "INBOX", b"Subject: m\r\nMessage-ID: <m@t>\r\n\r\nm\r\n")
+    new = dovecot_new.new_user("mig")
+    via = tmp_path / "via"
+    code, out, err = run_cli([
+        "migrate", _url(dovecot, old.name), f"imaps://{new.name}@127.0.0.1:{dovecot_new.imaps_port}",
+        "--via", str(via), "--cafile", str(dovecot.cafile), "--master-user", MASTER_USER,
+        "--master-password-file", str(_admin_pw(tmp_path / "pw")),
+        "--target-cafile", str(dovecot_new.cafile),
+        "--target-password-file", str(password_file(new, tmp_path / "pw-new")), "--json"])
+    assert code == 0, err
+    assert json.loads(out)["status"] == "ok"
+    assert _source(via)["user"] == old.name
+    assert _served(dovecot_new, new) == _served(dovecot, old)
