@@ -39,9 +39,8 @@ from archiver.sources.connection import (
     connect_error,
     dropped,
     is_imap_greeting,
-    login_fixes,
+    login_refused,
     read_greeting,
-    refused_login,
     retry_dropped,
     unencrypted,
     wrong_protocol,
@@ -62,6 +61,8 @@ _NETWORK_ERRORS = (OSError, imaplib.IMAP4.abort, EOFError, ssl.SSLError)
 class ServerUnavailable(ConnectionFailed):
     """Temporary refusal (too many connections, [UNAVAILABLE]): worth a retry later."""
 
+    reason: str | None = "unavailable"
+
 
 @contextlib.contextmanager
 def network(what: str) -> Iterator[None]:
@@ -75,6 +76,13 @@ def network(what: str) -> Iterator[None]:
                             what=what, exc=as_text(exc))) from exc
     except _NETWORK_ERRORS as exc:
         raise ConnectionLost(f"{what}: {exc.__class__.__name__}: {exc}") from exc
+
+
+def _unquoted(text: str) -> str:
+    """The server's words out of imaplib's ``b'[AUTHENTICATIONFAILED] ...'`` (a repr)."""
+    if len(text) >= 3 and text[0] == "b" and text[1] in "'\"" and text[-1] == text[1]:
+        return text[2:-1]
+    return text
 
 
 class ImapSession:
@@ -242,24 +250,25 @@ class ImapSession:
     def _login(self, client: imapclient.IMAPClient) -> None:
         ep = self.endpoint
         try:
-            client.login(ep.user, self._password)
+            master = ep.master
+            if master is not None and master.mode == "authzid":
+                # SASL PLAIN (RFC 4616): act as ep.user, authenticated as the admin
+                client.plain_login(master.name, self._password,
+                                   authorization_identity=ep.user)
+            else:
+                client.login(ep.login, self._password)
         except imapclient.exceptions.LoginError as exc:
             # imapclient turns *any* error during LOGIN into LoginError, a dead
             # line included: that is not a refusal of the password.
             if isinstance(exc.__context__, DROPS + _NETWORK_ERRORS):
                 raise dropped(ep, "the login", exc.__context__) from None
-            text = as_text(exc)
+            text = _unquoted(as_text(exc))
             if "UNAVAILABLE" in text.upper() or "TOO MANY" in text.upper():
                 raise ServerUnavailable(_("{host} refused the login for now ({text}); wait a "
                                           "moment and rerun").format(host=ep.host, text=text)
                                         ) from None
             alert = "; ".join(self.alert_watch.since_connect())
-            if alert:  # e.g. "Password expired": the server's reason is the fix
-                raise LoginError(_("{host} refused the login for user '{user}' with the alert "
-                                   "\"{alert}\": do what it says, or check the user name "
-                                   "and password ({fixes})").format(
-                    host=ep.host, user=ep.user, alert=alert, fixes=login_fixes(ep))) from None
-            raise LoginError(refused_login(ep)) from None
+            raise login_refused(ep, text, alert) from None
         except DROPS as exc:
             raise dropped(ep, "the login", exc) from None
         except _NETWORK_ERRORS as exc:
