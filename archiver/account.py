@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 import ssl
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 from urllib.parse import SplitResult, unquote, urlsplit
 
 from archiver.errors import UsageError
@@ -71,18 +71,54 @@ class OptionNames:
     insecure: str = "--insecure"
     plaintext: Optional[str] = "--plaintext"
     timeout: str = "--timeout"
+    master_user: Optional[str] = "--master-user"  # None: no admin login on this end
+    master_separator: str = "--master-separator"
+    master_password_file: str = "--master-password-file"
+    master_password_env: str = "ARCHIVER_MASTER_PASSWORD"
 
 
 SOURCE_OPTIONS = OptionNames()
 TARGET_OPTIONS = OptionNames(user="--target-user", password_file="--target-password-file",
                              password_env="ARCHIVER_TARGET_PASSWORD",
                              cafile="--target-cafile", insecure="--target-insecure",
-                             plaintext=None)
+                             plaintext=None, master_user=None)
+
+
+DEFAULT_MASTER_SEPARATOR = "*"
+MASTER_MODES = ("separator", "authzid")
+
+
+@dataclass(frozen=True)
+class MasterLogin:
+    """An administrator ("master user") logging in to someone else's mailbox.
+
+    Dovecot's master users (https://doc.dovecot.org/, "Master users") reach
+    user ``alice`` either as login name ``alice*admin`` with admin's password
+    (``separator``), or with SASL PLAIN whose authorization identity is
+    ``alice`` and authentication identity ``admin`` (``authzid``, RFC 4616).
+    The mailbox -- and so the archive's identity -- is alice's either way.
+    ``from_user`` is True when the master came written into the user name
+    (``--user 'alice*admin'``): the password is then read like a user's.
+    """
+
+    name: str
+    separator: str = DEFAULT_MASTER_SEPARATOR
+    mode: str = "separator"  # separator | authzid
+    from_user: bool = False
+
+    def login_name(self, user: str) -> str:
+        """What goes into LOGIN / USER in separator mode: ``alice*admin``."""
+        return f"{user}{self.separator}{self.name}"
 
 
 @dataclass(frozen=True)
 class Endpoint:
-    """A parsed SOURCE/TARGET: protocol, host, port and login name."""
+    """A parsed SOURCE/TARGET: protocol, host, port and login name.
+
+    ``user`` is always the MAILBOX user (alice), also when an administrator
+    logs in for her (``master``): the archive's identity must not depend on
+    who opened the mailbox.
+    """
 
     scheme: str  # imaps | imap | pop3s | pop3
     host: str
@@ -91,6 +127,14 @@ class Endpoint:
     tls: TLSOptions = field(default_factory=TLSOptions)
     notes: tuple[str, ...] = ()
     options: OptionNames = SOURCE_OPTIONS  # what this end's errors tell the user to add
+    master: Optional[MasterLogin] = None
+
+    @property
+    def login(self) -> str:
+        """The name sent in LOGIN / USER (separator mode: ``alice*admin``)."""
+        if self.master is not None and self.master.mode == "separator":
+            return self.master.login_name(self.user)
+        return self.user
 
     @property
     def implicit_tls(self) -> bool:
@@ -110,15 +154,72 @@ def parse_endpoint(
     ask_user: Optional[Callable[[], str]] = None,
     tls: Optional[TLSOptions] = None,
     options: OptionNames = SOURCE_OPTIONS,
+    master: Optional[MasterLogin] = None,
 ) -> Endpoint:
     """Parse ``imaps://USER@HOST[:PORT]`` (or imap/pop3s/pop3) or a preset name.
 
     ``user`` (``--user``) overrides or supplies the login; with a preset and
     no user, ``ask_user`` is called (a prompt).  A preset's login rule is
     applied and any correction is returned in ``notes`` for the CLI to print.
-    ``options`` are the option names this end's errors suggest.
+    ``options`` are the option names this end's errors suggest.  ``master``
+    (``--master-user``) logs in as an administrator for that user; a user name
+    written the Dovecot way, ``alice*admin``, is split into the two as well.
     """
-    tls = tls or TLSOptions()
+    ep = _parse_endpoint(spec, user, ask_user, tls or TLSOptions(), options)
+    return with_master(ep, master)
+
+
+def with_master(ep: Endpoint, master: Optional[MasterLogin]) -> Endpoint:
+    """``ep`` with its administrator login: ``--master-user``, or the one written
+    into the user name (``alice*admin``), which becomes user ``alice``."""
+    separator = master.separator if master is not None else DEFAULT_MASTER_SEPARATOR
+    user, written = split_master(ep.user, separator)
+    if master is not None:
+        if written is not None:
+            raise UsageError(
+                _("the user name '{login}' already names an admin after '{sep}': give the "
+                  "mailbox user alone ('{user}') with {option} {name}").format(
+                    login=ep.user, sep=separator, user=user, option=ep.options.master_user,
+                    name=master.name))
+        return replace(ep, master=master)
+    if written is None:
+        return ep
+    master = MasterLogin(written, separator, "separator", from_user=True)
+    if ep.options.master_user is None:  # a restore target: log in as written, say nothing
+        return replace(ep, user=user, master=master)
+    note = _("'{login}' is the Dovecot admin (master user) login for mailbox user '{user}': "
+             "the archive belongs to '{user}'; next time write {option} {name} with the "
+             "mailbox user alone").format(login=ep.user, user=user,
+                                          option=ep.options.master_user, name=written)
+    return replace(ep, user=user, notes=ep.notes + (note,), master=master)
+
+
+def split_master(login: str, separator: str = DEFAULT_MASTER_SEPARATOR
+                 ) -> tuple[str, Optional[str]]:
+    """``alice*admin`` -> (``alice``, ``admin``); a plain name -> (name, None)."""
+    if separator and separator in login:
+        user, _sep, name = login.partition(separator)
+        if user and name:
+            return user, name
+    return login, None
+
+
+def same_account(have: dict[str, Any], source: dict[str, str],
+                 separator: str = DEFAULT_MASTER_SEPARATOR) -> bool:
+    """Is the archive recorded as ``have`` the account ``source`` (host, mailbox user)?
+
+    The host compares without case.  The user compares as the mailbox user:
+    an archive that an older archiver recorded under the admin login
+    (``alice*admin``) is alice's.
+    """
+    if str(have.get("host", "")).lower() != str(source.get("host", "")).lower():
+        return False
+    recorded = str(have.get("user", ""))
+    return split_master(recorded, separator)[0] == source.get("user", "")
+
+
+def _parse_endpoint(spec: str, user: Optional[str], ask_user: Optional[Callable[[], str]],
+                    tls: TLSOptions, options: OptionNames) -> Endpoint:
     if spec in PRESETS:
         preset = PRESETS[spec]
         login = user or (ask_user() if ask_user else "")

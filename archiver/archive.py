@@ -19,8 +19,9 @@ import os
 from pathlib import Path
 from typing import IO, Any, Callable, Optional
 
+from archiver.account import same_account
 from archiver.durable import atomic_write, fsync_dir
-from archiver.errors import DestinationError, UsageError
+from archiver.errors import OTHER_ACCOUNT, DestinationError, UsageError
 from archiver.fsutil import DIR_MODE, hold_lock, translate_os_errors
 from archiver.i18n import _, ngettext
 from archiver.index import (
@@ -112,6 +113,8 @@ class Archive:
                     arc.meta = arc._read_meta()
                     arc._check_identity(fmt, source)
                     arc._check_naming(portable)
+                    if arc._lock_fh is not None:
+                        arc._correct_identity(source)
                 except BaseException:
                     arc.close()
                     raise
@@ -144,6 +147,7 @@ class Archive:
                     self.meta = self._read_meta()
                     self._check_identity(fmt, source)
                     self._check_naming(portable)
+                self._correct_identity(source)
                 self.repaired_tail = cut_torn_tail(self.index_path)
 
     @classmethod
@@ -175,18 +179,35 @@ class Archive:
 
     def _check_identity(self, fmt: Optional[str], source: dict[str, str]) -> None:
         have = self.meta.get("source") or {}
-        if (str(have.get("host", "")).lower() != source.get("host", "").lower()
-                or str(have.get("user", "")) != source.get("user", "")):
+        if not same_account(have, source):
             raise DestinationError(
                 _("{dest} is the archive of {have_user}@{have_host}, not "
                   "{source_user}@{source_host}: use one directory per account").format(
                   dest=self.dest, have_user=have.get('user'), have_host=have.get('host'),
-                  source_user=source.get('user'), source_host=source.get('host')))
+                  source_user=source.get('user'), source_host=source.get('host')),
+                OTHER_ACCOUNT)
         if fmt is not None and self.format != fmt:
             raise DestinationError(
                 _("{dest} is an archive in {have} format, not {want}: leave out --format (a rerun "
                   "reads it from the archive) or choose another directory").format(
                     dest=self.dest, have=self.format, want=fmt))
+
+    def _correct_identity(self, source: dict[str, str]) -> None:
+        """Record the mailbox user where an older archiver wrote the admin login.
+
+        Before ``--master-user``, a backup through ``--user 'alice*admin'``
+        recorded "alice*admin"; :meth:`_check_identity` already takes it as
+        alice's, and from now on archive.json says so (atomically: a crash
+        leaves the old or the new file).  Called with the lock held.
+        """
+        have = self.meta.get("source") or {}
+        user = source.get("user")
+        if not user or not isinstance(have, dict) or have.get("user") == user:
+            return
+        self.meta = dict(self.meta, source=dict(have, user=user))
+        with translate_os_errors(_("updating {path}").format(path=self.meta_path)):
+            atomic_write(self.meta_path, json.dumps(self.meta, indent=1,
+                                                    ensure_ascii=False).encode())
 
     def _check_naming(self, portable: bool) -> None:
         if portable and self.naming.delimiter != PORTABLE:

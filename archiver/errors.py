@@ -20,13 +20,21 @@ EXIT_INTERRUPTED = 130
 
 
 class ArchiverError(Exception):
-    """Base class: a problem we explain to the user in one line."""
+    """Base class: a problem we explain to the user in one line.
+
+    ``reason`` is a short machine-readable word where a script needs more than
+    the exit code (``--json`` prints it): e.g. a :class:`LoginError`'s
+    ``admin-refused`` or ``user-unknown``.  None where there is nothing to add.
+    """
 
     exit_code = EXIT_USAGE
+    reason: str | None = None
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, reason: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        if reason is not None:
+            self.reason = reason
 
     def __str__(self) -> str:
         return self.message
@@ -38,10 +46,22 @@ class UsageError(ArchiverError):
     exit_code = EXIT_USAGE
 
 
+# LoginError.reason: why the server said no, as far as it tells (Dovecot does):
+LOGIN_REFUSED = "refused"  # the user's own login: wrong user name or password
+LOGIN_ADMIN_REFUSED = "admin-refused"  # an admin (master user) login: its name or password
+LOGIN_USER_UNKNOWN = "user-unknown"  # the admin login worked; the mailbox user did not
+
+
 class LoginError(ArchiverError):
-    """The server refused the user name or password."""
+    """The server refused the user name or password.
+
+    ``reason`` tells a script (``archiver batch``) what to do next: an
+    ``admin-refused`` repeated means a wrong admin password (stop before the
+    admin account is locked), a ``user-unknown`` concerns one account only.
+    """
 
     exit_code = EXIT_LOGIN
+    reason: str | None = LOGIN_REFUSED
 
 
 class ConnectionFailed(ArchiverError):
@@ -66,6 +86,11 @@ class DestinationError(ArchiverError):
 
 class LockedError(DestinationError):
     """Another archiver process is working on the same DEST."""
+
+    reason: str | None = "locked"
+
+
+OTHER_ACCOUNT = "other-account"  # DestinationError.reason: DEST is another account's archive
 
 
 class Interrupted(ArchiverError):

@@ -34,10 +34,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
 
+from archiver.account import same_account
 from archiver.archive import Archive
 from archiver.durable import fsync_dir, fsync_parents, replace
 from archiver.engine import BackupOptions, Source
-from archiver.errors import ArchiverError, DestinationError
+from archiver.errors import OTHER_ACCOUNT, ArchiverError, DestinationError
 from archiver.fsutil import ensure_dir, translate_os_errors
 from archiver.i18n import _
 from archiver.index import POP3_UIDVALIDITY, damaged_record, message_key
@@ -96,13 +97,13 @@ def check_account(archive: Archive, source: dict[str, str]) -> None:
     POP3 of one account are one account), so the same exit code (6).
     """
     have = archive.meta.get("source") or {}
-    if (str(have.get("host", "")).lower() != source.get("host", "").lower()
-            or str(have.get("user", "")) != source.get("user", "")):
+    if not same_account(have, source):
         raise DestinationError(
             _("{dest} is the archive of {have_user}@{have_host}, not "
               "{source_user}@{source_host}: give that account as SOURCE to repair it").format(
               dest=archive.dest, have_user=have.get('user'), have_host=have.get('host'),
-              source_user=source.get('user'), source_host=source.get('host')))
+              source_user=source.get('user'), source_host=source.get('host')),
+                OTHER_ACCOUNT)
 
 
 def unrepairable_reason(entry: MessageEntry, uidvalidity: int,

@@ -106,19 +106,49 @@ def _lang_in(argv: list[str]) -> Optional[str]:
     return None
 
 
+def _json_in(argv: list[str]) -> bool:
+    """Did the command line ask for ``--json``?  Read from the words themselves, so
+    that an error click raises before any option is parsed (a misspelt option,
+    a missing argument) is reported as JSON too."""
+    for arg in argv:
+        if arg == "--":
+            return False
+        if arg == "--json":
+            return True
+    return False
+
+
 def run(argv: Optional[list[str]] = None) -> int:
-    """Run the CLI and return its exit code: every error becomes a short text on stderr."""
+    """Run the CLI and return its exit code: every error becomes a short text on stderr
+    (and, with ``--json``, one JSON object on stdout: :func:`json_error`)."""
     args = list(sys.argv[1:] if argv is None else argv)
     with speaking(_lang_in(args)), click_speaks():
-        return _run(argv)
+        return _run(argv, _json_in(args))
 
 
-def _run(argv: Optional[list[str]]) -> int:
+def json_error(code: int, message: str, reason: Optional[str] = None) -> None:
+    """The ``--json`` form of a failure, one line on stdout (README, "Exit codes"):
+    ``{"status": "error", "exit": N, "error": "the one-line message", "reason": ...}``
+    -- ``reason`` only where the error has one (a refused login's ``admin-refused``)."""
+    import json
+
+    out: dict[str, Any] = {"status": "error", "exit": code, "error": message}
+    if reason:
+        out["reason"] = reason
+    try:
+        click.echo(json.dumps(out, ensure_ascii=False))
+    except (BrokenPipeError, OSError):
+        pass
+
+
+def _run(argv: Optional[list[str]], as_json: bool = False) -> int:
     state: dict[str, Any] = {"debug": bool(os.environ.get(DEBUG_ENV))}
     try:
         cli.main(args=argv, prog_name="archiver", standalone_mode=False, obj=state)
     except click.exceptions.Abort:
         err(_("archiver: interrupted"))
+        if as_json:
+            json_error(EXIT_INTERRUPTED, _("interrupted"), "interrupted")
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         _silence_stdout()
@@ -127,22 +157,34 @@ def _run(argv: Optional[list[str]]) -> int:
         return int(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
-        return EXIT_USAGE if exc.exit_code == 2 else int(exc.exit_code)
+        code = EXIT_USAGE if exc.exit_code == 2 else int(exc.exit_code)
+        if as_json:
+            json_error(code, exc.format_message(), "usage")
+        return code
     except ArchiverError as exc:
         template = (_("archiver: stopped: {message}") if exc.exit_code == EXIT_INTERRUPTED
                     else _("archiver: error: {message}"))
         err(template.format(message=exc))
+        if as_json:
+            json_error(exc.exit_code, str(exc), exc.reason)
         return exc.exit_code
     except KeyboardInterrupt:
         err(_("archiver: interrupted; run the same command to go on"))
+        if as_json:
+            json_error(EXIT_INTERRUPTED, _("interrupted; run the same command to go on"),
+                       "interrupted")
         return EXIT_INTERRUPTED
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except Exception as exc:  # noqa: BLE001 - the last line of defence: a bug report
         from archiver.crash import report_crash
 
-        return report_crash(exc, argv if argv is not None else sys.argv[1:],
+        code = report_crash(exc, argv if argv is not None else sys.argv[1:],
                             debug=bool(state.get("debug")), echo=err)
+        if as_json:
+            json_error(code, _("internal error ({kind}); see the crash report on "
+                               "stderr").format(kind=type(exc).__name__), "internal")
+        return code
     return 0
 
 

@@ -75,8 +75,14 @@ def check(source: str, dest: Path, include: tuple[str, ...], exclude: tuple[str,
     seconds = rate.estimate(need.bytes, need.messages, len(need.folders))
     fits = need.needed_bytes <= volume.free
     if as_json:
+        # exit 6 keeps the JSON error form (status, exit, error, reason) with the figures
+        verdict_json: dict[str, object] = {"status": "ok"} if fits else {
+            "status": "error", "exit": EXIT_DESTINATION,
+            "error": _("the mail not yet archived does not fit on {where}").format(
+                where=volume.path), "reason": "no-space"}
         click.echo(json.dumps({
-            "needed_bytes": need.needed_bytes, "free_bytes": volume.free, "fits": fits,
+            **verdict_json, "needed_bytes": need.needed_bytes, "free_bytes": volume.free,
+            "fits": fits,
             "estimated_seconds": None if seconds is None else round(seconds, 6),
             "messages": need.messages, "bytes": need.bytes, "cluster_bytes": need.cluster,
             "format": chosen, "notes": pre.notes}, ensure_ascii=False))

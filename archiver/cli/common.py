@@ -142,6 +142,20 @@ source_options = apply_options([
     click.option("--password-file", type=click.Path(path_type=Path),
                  help="Read the password from the first line of FILE (else $ARCHIVER_PASSWORD,"
                       " else a prompt)."),
+    click.option("--master-user", metavar="NAME",
+                 help="Log in as administrator NAME for the mailbox user of SOURCE (Dovecot "
+                      "master user: USER*NAME); the user's own password is not needed, and "
+                      "the archive stays the user's."),
+    click.option("--master-separator", default="*", show_default=True, metavar="SEP",
+                 help="What joins user and admin in the master login (the server's "
+                      "auth_master_user_separator)."),
+    click.option("--master-login", type=click.Choice(["separator", "authzid"]),
+                 default="separator", show_default=True,
+                 help="How the admin logs in: as USER*NAME, or with SASL PLAIN and the user as "
+                      "authorization identity (RFC 4616)."),
+    click.option("--master-password-file", type=click.Path(path_type=Path),
+                 help="Read the admin's password from the first line of FILE (else "
+                      "$ARCHIVER_MASTER_PASSWORD, else a prompt)."),
     click.option("--cafile", type=click.Path(path_type=Path),
                  help="Trust this CA certificate (PEM) for the server's TLS certificate."),
     click.option("--insecure", is_flag=True,
@@ -256,13 +270,50 @@ class SourceArgs:
     timeout: float = 60.0
     compress: str = "auto"
     connections: int = 0  # 0: auto
+    master_user: Optional[str] = None
+    master_separator: str = "*"
+    master_login: str = "separator"
+    master_password_file: Optional[Path] = None
 
     @classmethod
     def from_params(cls, spec: str, params: dict[str, Any]) -> SourceArgs:
         return cls(spec, params["user"], params["password_file"], params["cafile"],
                    params["insecure"], params["plaintext"], params["allow_seen"],
                    params["timeout"], params.get("compress", "auto"),
-                   params.get("connections", 0))
+                   params.get("connections", 0), params.get("master_user"),
+                   params.get("master_separator") or "*",
+                   params.get("master_login") or "separator",
+                   params.get("master_password_file"))
+
+    def master(self) -> Optional[Any]:
+        """The admin login asked for (``--master-user``), checked; None without one."""
+        from archiver.account import SOURCE_OPTIONS as opts
+        from archiver.account import MasterLogin
+        from archiver.errors import UsageError
+
+        if not self.master_separator:
+            raise UsageError(_("{option} is empty: give the server's master user separator "
+                               "(e.g. '*')").format(option=opts.master_separator))
+        if self.master_user is None:
+            for given, option in ((self.master_password_file, opts.master_password_file),
+                                  (self.master_login != "separator" or None, "--master-login")):
+                if given is not None:
+                    raise UsageError(_("{option} is for an admin login: add {master} NAME "
+                                       "(the admin's name)").format(option=option,
+                                                                   master=opts.master_user))
+            return None
+        name = self.master_user.strip()
+        if not name or self.master_separator in name:
+            raise UsageError(_("'{name}' is not an admin name for {option}: give the admin's "
+                               "login name alone").format(name=self.master_user,
+                                                          option=opts.master_user))
+        if self.password_file is not None:
+            raise UsageError(_("{option} is the user's own password, not needed with {master}: "
+                               "give the admin's password with {master_file} (or "
+                               "${master_env})").format(
+                option=opts.password_file, master=opts.master_user,
+                master_file=opts.master_password_file, master_env=opts.master_password_env))
+        return MasterLogin(name, self.master_separator, self.master_login)
 
 
 def shout(line: str) -> None:
@@ -332,11 +383,7 @@ def open_source(args: SourceArgs, trace: bool, connect: bool = True,
     checks DEST and its lock there, so nobody types a password for a run that
     cannot start).
     """
-    from archiver.account import SOURCE_OPTIONS, TLSOptions, parse_endpoint, read_password
-
-    tls = TLSOptions(cafile=args.cafile, insecure=args.insecure, plaintext=args.plaintext)
-    endpoint = parse_endpoint(args.spec, user=args.user, tls=tls,
-                              ask_user=lambda: ask_user(args.spec, SOURCE_OPTIONS.user))
+    endpoint = source_endpoint(args)
     for note in endpoint.notes:
         err(_("note: {note}").format(note=note))
     if args.insecure:
@@ -344,9 +391,7 @@ def open_source(args: SourceArgs, trace: bool, connect: bool = True,
               "network path could read your mail and password"))
     if before_password is not None:
         before_password(endpoint)
-    password = read_password(args.password_file, SOURCE_OPTIONS,
-                             lambda p: click.prompt(p, hide_input=True, err=True),
-                             endpoint.display())
+    password = source_password(args, endpoint)
     src: Any
     if endpoint.protocol == "pop3":
         from archiver.sources.pop3 import Pop3Source
@@ -361,6 +406,38 @@ def open_source(args: SourceArgs, trace: bool, connect: bool = True,
     if connect:
         src.connect()
     return src
+
+
+def source_endpoint(args: SourceArgs) -> Any:
+    """SOURCE parsed with its options (user, TLS, admin login), not yet connected."""
+    from archiver.account import SOURCE_OPTIONS, TLSOptions, parse_endpoint
+
+    tls = TLSOptions(cafile=args.cafile, insecure=args.insecure, plaintext=args.plaintext)
+    master = args.master()
+    return parse_endpoint(args.spec, user=args.user, tls=tls,
+                          ask_user=lambda: ask_user(args.spec, SOURCE_OPTIONS.user),
+                          master=master)
+
+
+def source_password(args: SourceArgs, endpoint: Any) -> str:
+    """The password for SOURCE's login: the admin's with ``--master-user``
+    (``--master-password-file``, ``$ARCHIVER_MASTER_PASSWORD``, a prompt; the
+    user's own ``$ARCHIVER_PASSWORD`` is not looked at), else the user's."""
+    from dataclasses import replace
+
+    from archiver.account import SOURCE_OPTIONS, read_password
+
+    prompt = lambda p: click.prompt(p, hide_input=True, err=True)  # noqa: E731
+    master = endpoint.master
+    if master is not None and not master.from_user:
+        admin = replace(SOURCE_OPTIONS, password_file=SOURCE_OPTIONS.master_password_file,
+                        password_env=SOURCE_OPTIONS.master_password_env)
+        return read_password(args.master_password_file, admin, prompt,
+                             _("admin {name}").format(name=master.name))
+    what = endpoint.display()
+    if master is not None:  # alice*admin written as the user: the admin's password
+        what = _("admin {name} ({where})").format(name=master.name, where=what)
+    return read_password(args.password_file, SOURCE_OPTIONS, prompt, what)
 
 
 def source_identity(src: Any) -> dict[str, str]:

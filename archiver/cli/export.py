@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import click
 
@@ -38,8 +39,9 @@ if TYPE_CHECKING:
               help="--to maildir: name files with ';2,' instead of ':2,' even where OUT "
                    "allows ':' (for a copy on Windows or an exFAT stick).")
 @click.option("--quiet", "-q", is_flag=True, help="No summary.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 def export(dest: Path, out: Optional[Path], kind: str, name: Optional[str],
-           profile: Optional[str], portable_names: bool, quiet: bool) -> None:
+           profile: Optional[str], portable_names: bool, quiet: bool, as_json: bool) -> None:
     """Copy every message of DEST into OUT (a new or empty directory) in another form.
 
     With --to thunderbird and no OUT, install into the Local Folders of your
@@ -60,13 +62,15 @@ def export(dest: Path, out: Optional[Path], kind: str, name: Optional[str],
     require_index(archive, dest)
     report: ExportReport
     if out is None:
-        report = _into_profile(archive, profile, name, quiet)
+        report = _into_profile(archive, profile, name, quiet or as_json)
         where = str(report.wrapper)
     else:
         report = export_archive(archive, out.expanduser(), kind, portable_names, name)
         where = str(out)
     warn_skipped(archive)
-    if not quiet:
+    if as_json:
+        click.echo(json.dumps(_summary(report, kind, where), ensure_ascii=False))
+    elif not quiet:
         err(ngettext("exported {n} message ({size}) from {folders} to {out} ({kind})",
                      "exported {n} messages ({size}) from {folders} to {out} ({kind})",
                      report.messages).format(n=report.messages, size=human_size(report.bytes),
@@ -84,6 +88,18 @@ def export(dest: Path, out: Optional[Path], kind: str, name: Optional[str],
     if report.problems:
         err(_("some messages could not be read from the archive: run 'archiver verify'"))
         sys.exit(EXIT_PARTIAL)
+
+
+def _summary(report: ExportReport, kind: str, where: str) -> dict[str, Any]:
+    """``export --json``: what was written where (status partial: exit 3)."""
+    out: dict[str, Any] = {
+        "status": "partial" if report.problems else "ok", "format": kind, "out": where,
+        "folders": report.folders, "messages": report.messages, "bytes": report.bytes,
+        "problems": list(report.problems)}
+    for extra in ("already", "repaired"):
+        if hasattr(report, extra):
+            out[extra] = getattr(report, extra)
+    return out
 
 
 def _into_profile(archive: Archive, choice: Optional[str], name: Optional[str],

@@ -65,7 +65,8 @@ def verify(dest: Path, repair_source: Optional[str], quiet: bool,
             if not as_json:
                 _print_repair(repaired, quiet)
     if as_json:
-        click.echo(json.dumps(payload, ensure_ascii=False))
+        status = "ok" if report.ok else "problems"  # exit 1
+        click.echo(json.dumps({"status": status, **payload}, ensure_ascii=False))
     else:
         for kind, items in (("missing", report.missing), ("changed", report.changed),
                             ("extra", report.extra), ("index", report.index_problems)):

@@ -17,7 +17,14 @@ import time
 from typing import Callable, Optional
 
 from archiver.account import Endpoint
-from archiver.errors import ConnectionFailed, TLSError
+from archiver.errors import (
+    LOGIN_ADMIN_REFUSED,
+    LOGIN_REFUSED,
+    LOGIN_USER_UNKNOWN,
+    ConnectionFailed,
+    LoginError,
+    TLSError,
+)
 from archiver.i18n import _
 
 log = logging.getLogger("archiver.connection")
@@ -176,6 +183,9 @@ def unencrypted(endpoint: Endpoint, command: str, tls_scheme: str, tls_port: int
 def login_fixes(endpoint: Endpoint) -> str:
     """Where this end's user name and password come from: ``--user, --password-file``."""
     opts = endpoint.options
+    master = endpoint.master
+    if master is not None and not master.from_user:
+        return f"{opts.master_user}, {opts.master_password_file}, {opts.master_password_env}"
     return f"{opts.user}, {opts.password_file}"
 
 
@@ -184,3 +194,53 @@ def refused_login(endpoint: Endpoint) -> str:
     return _("{host} refused the login for user '{user}': check the user name and password "
              "({fixes})").format(host=endpoint.host, user=endpoint.user,
                                  fixes=login_fixes(endpoint))
+
+
+def authorization_failed(text: str) -> bool:
+    """Did the server accept the credentials but not the user they were for?
+
+    Dovecot 2.3 answers a master login for an unknown mailbox user with
+    ``NO [AUTHORIZATIONFAILED] Authorization failed`` (IMAP, RFC 5530) and
+    ``-ERR [AUTH] Authorization failed`` (POP3); a wrong admin password or an
+    unknown admin name get ``[AUTHENTICATIONFAILED] Authentication failed.``
+    / ``-ERR [AUTH] Authentication failed.``, as a wrong user password does.
+    """
+    upper = text.upper()
+    return "AUTHORIZATIONFAILED" in upper or "AUTHORIZATION FAILED" in upper
+
+
+def login_refused(endpoint: Endpoint, text: str, alert: str = "") -> LoginError:
+    """The :class:`LoginError` for a refused login, with its reason (errors.LOGIN_*).
+
+    Under an admin login the two refusals Dovecot tells apart get their own
+    message: the admin's own name or password (``admin-refused``: a batch
+    stops after a few in a row, before the admin account is locked), or the
+    mailbox user (``user-unknown``: that account only).
+    """
+    ep = endpoint
+    master = ep.master
+    if master is None:
+        if alert:  # e.g. "Password expired": the server's reason is the fix
+            return LoginError(_("{host} refused the login for user '{user}' with the alert "
+                                "\"{alert}\": do what it says, or check the user name "
+                                "and password ({fixes})").format(
+                host=ep.host, user=ep.user, alert=alert, fixes=login_fixes(ep)),
+                LOGIN_REFUSED)
+        return LoginError(refused_login(ep), LOGIN_REFUSED)
+    said = excerpt(text.encode("utf-8", "replace"))
+    if authorization_failed(text):
+        return LoginError(
+            _("{host} has no mailbox '{user}' that admin '{admin}' may open (the admin login "
+              "worked; the server said {said}): check the user name").format(
+                host=ep.host, user=ep.user, admin=master.name, said=said),
+            LOGIN_USER_UNKNOWN)
+    if master.from_user:
+        fixes = f"{ep.options.user}, {ep.options.password_file}"
+    else:
+        fixes = f"{ep.options.master_user}, {ep.options.master_password_file}, " \
+                f"{ep.options.master_password_env}"
+    return LoginError(
+        _("{host} refused the admin login '{admin}' (for user '{user}'; the server said "
+          "{said}): check the admin name and password ({fixes})").format(
+            host=ep.host, admin=master.name, user=ep.user, said=said, fixes=fixes),
+        LOGIN_ADMIN_REFUSED)

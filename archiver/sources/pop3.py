@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from typing import Callable, Optional
 
 from archiver.account import Endpoint, ssl_context
-from archiver.errors import ConnectionFailed, LoginError, ServerError, TLSError, UsageError
+from archiver.errors import ConnectionFailed, ServerError, TLSError, UsageError
 from archiver.i18n import _
 from archiver.index import POP3_UIDVALIDITY, uid_for_uidl
 from archiver.sources.base import (
@@ -34,7 +34,7 @@ from archiver.sources.connection import (
     DROPS,
     connect_error,
     dropped,
-    refused_login,
+    login_refused,
     retry_dropped,
     unencrypted,
     wrong_protocol,
@@ -46,6 +46,14 @@ TOP_ALL_LINES = 2**31 - 1
 _CHUNK = 1 << 20
 _MAX_LINE = 64 * 1024
 _MAX_PENDING = 4 * _CHUNK  # bytes of one message line held before passing them on
+
+
+class ErrReply(ServerError):
+    """A ``-ERR`` answer, with the server's own words (a refused login's reason)."""
+
+    def __init__(self, message: str, reply: str) -> None:
+        super().__init__(message)
+        self.reply = reply
 
 
 class _Reader:
@@ -210,9 +218,9 @@ class Pop3Source:
         self._send(text)
         reply = self._line(what or text.split(" ", 1)[0])
         if not reply.startswith(b"+OK"):
-            raise ServerError(_("{command}: the server said {reply}").format(
-                command=what or text.split(' ', 1)[0],
-                reply=reply.decode('utf-8', 'replace')[:200]))
+            said = reply.decode('utf-8', 'replace')[:200]
+            raise ErrReply(_("{command}: the server said {reply}").format(
+                command=what or text.split(' ', 1)[0], reply=said), said)
         return reply
 
     def _multiline(self, text: str) -> list[bytes]:
@@ -254,16 +262,34 @@ class Pop3Source:
 
     def _login(self) -> None:
         ep = self.endpoint
+        master = ep.master
         try:
-            self._command(f"USER {ep.user}", "USER")
-            self._command(f"PASS {self._password}", "PASS")
+            if master is not None and master.mode == "authzid":
+                self._auth_plain(ep.user, master.name)
+            else:
+                self._command(f"USER {ep.login}", "USER")
+                self._command(f"PASS {self._password}", "PASS")
         except ServerError as exc:
             text = str(exc)
             if "IN-USE" in text.upper() or "SYS/TEMP" in text.upper():
                 raise ConnectionFailed(_("{host} refused the login for now ({text}); wait a "
                                          "moment and rerun").format(host=ep.host, text=text)
                                        ) from None
-            raise LoginError(refused_login(ep)) from None
+            raise login_refused(ep, exc.reply if isinstance(exc, ErrReply) else text) from None
+
+    def _auth_plain(self, authorization: str, authentication: str) -> None:
+        """``AUTH PLAIN`` (RFC 5034) with an authorization identity: the admin's
+        login for another user's mailbox.  The credentials go after the server's
+        ``+`` (not as an initial response), which every POP3 SASL server takes."""
+        import base64
+
+        blob = f"{authorization}\0{authentication}\0{self._password}".encode()
+        self._send("AUTH PLAIN")
+        reply = self._line("AUTH")
+        if not reply.startswith(b"+") or reply.startswith(b"+OK"):
+            raise ServerError(_("{command}: the server said {reply}").format(
+                command="AUTH PLAIN", reply=reply.decode("utf-8", "replace")[:200]))
+        self._command(base64.b64encode(blob).decode("ascii"), "AUTH PLAIN")
 
     def _choose_fetch(self) -> None:
         if "TOP" in self.capabilities:

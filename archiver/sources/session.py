@@ -39,9 +39,8 @@ from archiver.sources.connection import (
     connect_error,
     dropped,
     is_imap_greeting,
-    login_fixes,
+    login_refused,
     read_greeting,
-    refused_login,
     retry_dropped,
     unencrypted,
     wrong_protocol,
@@ -242,7 +241,13 @@ class ImapSession:
     def _login(self, client: imapclient.IMAPClient) -> None:
         ep = self.endpoint
         try:
-            client.login(ep.user, self._password)
+            master = ep.master
+            if master is not None and master.mode == "authzid":
+                # SASL PLAIN (RFC 4616): act as ep.user, authenticated as the admin
+                client.plain_login(master.name, self._password,
+                                   authorization_identity=ep.user)
+            else:
+                client.login(ep.login, self._password)
         except imapclient.exceptions.LoginError as exc:
             # imapclient turns *any* error during LOGIN into LoginError, a dead
             # line included: that is not a refusal of the password.
@@ -254,12 +259,7 @@ class ImapSession:
                                           "moment and rerun").format(host=ep.host, text=text)
                                         ) from None
             alert = "; ".join(self.alert_watch.since_connect())
-            if alert:  # e.g. "Password expired": the server's reason is the fix
-                raise LoginError(_("{host} refused the login for user '{user}' with the alert "
-                                   "\"{alert}\": do what it says, or check the user name "
-                                   "and password ({fixes})").format(
-                    host=ep.host, user=ep.user, alert=alert, fixes=login_fixes(ep))) from None
-            raise LoginError(refused_login(ep)) from None
+            raise login_refused(ep, text, alert) from None
         except DROPS as exc:
             raise dropped(ep, "the login", exc) from None
         except _NETWORK_ERRORS as exc:
