@@ -293,10 +293,13 @@ class Runner:
         acc = item.account
         item.attempts += 1
         started = now_iso()
-        self.state.append(self._record(acc, "running", start=started, attempts=item.attempts))
         c = children.start(acc.user, self._server(acc), self._argv(acc), self.env,
                            self.layout.log(acc.user, "out"), self.layout.log(acc.user, "err"),
                            self.layout.log(acc.user, "log"), item.attempts, started)
+        # after the start, so the record names the process (an operator, or a rerun
+        # after a kill -9, can see whether it still runs)
+        self.state.append(self._record(acc, "running", start=started, attempts=item.attempts,
+                                       pid=c.pid))
         self.running[c.pid] = c
         self._items[c.pid] = item
         self.ran += 1

@@ -44,13 +44,14 @@ from archiver.i18n import _
               help="Log in to every account as this admin (Dovecot master user): no user "
                    "passwords needed.")
 @click.option("--master-separator", default="*", show_default=True, metavar="SEP",
-              help="Between the user and the admin name in the login (user*admin).")
+              help="What joins user and admin in the master login (the server's "
+                   "auth_master_user_separator).")
 @click.option("--master-login", type=click.Choice(["separator", "authzid"]),
               default="separator", show_default=True,
-              help="separator: log in as USER<SEP>ADMIN; authzid: SASL PLAIN with USER as "
-                   "the authorization identity.")
+              help="How the admin logs in: as USER*NAME, or with SASL PLAIN and the user as "
+                   "authorization identity (RFC 4616).")
 @click.option("--master-password-file", type=click.Path(path_type=Path),
-              help="The admin password from the first line of FILE (else "
+              help="Read the admin's password from the first line of FILE (else "
                    "$ARCHIVER_MASTER_PASSWORD, else a prompt).")
 @click.option("--cafile", type=click.Path(path_type=Path),
               help="Trust this CA certificate (PEM) for the server's TLS certificate.")
