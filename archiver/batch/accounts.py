@@ -106,14 +106,14 @@ def _csv_rows(path: Path, text: str) -> list[tuple[int, dict[str, str]]]:
 
 
 def _check_header(path: Path, line: int, header: list[str]) -> None:
+    if "user" not in header:
+        raise UsageError(_("{file}:{line}: no 'user' column: the first line names the "
+                           "columns, e.g. 'user,source,note'").format(file=path, line=line))
     unknown = [c for c in header if c not in COLUMNS]
     if unknown:
         raise UsageError(_("{file}:{line}: unknown column '{column}': the columns are "
                            "{columns}").format(file=path, line=line, column=unknown[0],
                                                columns=", ".join(COLUMNS)))
-    if "user" not in header:
-        raise UsageError(_("{file}:{line}: no 'user' column: the first line names the "
-                           "columns, e.g. 'user,source,note'").format(file=path, line=line))
     seen = set()
     for c in header:
         if c in seen:
