@@ -76,6 +76,13 @@ def network(what: str) -> Iterator[None]:
         raise ConnectionLost(f"{what}: {exc.__class__.__name__}: {exc}") from exc
 
 
+def _unquoted(text: str) -> str:
+    """The server's words out of imaplib's ``b'[AUTHENTICATIONFAILED] ...'`` (a repr)."""
+    if len(text) >= 3 and text[0] == "b" and text[1] in "'\"" and text[-1] == text[1]:
+        return text[2:-1]
+    return text
+
+
 class ImapSession:
     """One logged-in IMAP connection: TLS or STARTTLS, login, capabilities, namespace.
 
@@ -253,7 +260,7 @@ class ImapSession:
             # line included: that is not a refusal of the password.
             if isinstance(exc.__context__, DROPS + _NETWORK_ERRORS):
                 raise dropped(ep, "the login", exc.__context__) from None
-            text = as_text(exc)
+            text = _unquoted(as_text(exc))
             if "UNAVAILABLE" in text.upper() or "TOO MANY" in text.upper():
                 raise ServerUnavailable(_("{host} refused the login for now ({text}); wait a "
                                           "moment and rerun").format(host=ep.host, text=text)
