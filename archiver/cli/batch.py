@@ -47,9 +47,9 @@ from archiver.i18n import _
               help="What joins user and admin in the master login (the server's "
                    "auth_master_user_separator).")
 @click.option("--master-login", type=click.Choice(["separator", "authzid"]),
-              default="separator", show_default=True,
-              help="How the admin logs in: as USER*NAME, or with SASL PLAIN and the user as "
-                   "authorization identity (RFC 4616).")
+              default="separator", show_default=True, metavar="MODE",
+              help="How the admin logs in: separator (as USER*NAME) or authzid (SASL PLAIN "
+                   "with the user as authorization identity, RFC 4616).")
 @click.option("--master-password-file", type=click.Path(path_type=Path),
               help="Read the admin's password from the first line of FILE (else "
                    "$ARCHIVER_MASTER_PASSWORD, else a prompt).")
