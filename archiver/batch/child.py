@@ -37,8 +37,10 @@ from archiver.errors import (
     EXIT_PARTIAL,
 )
 
-# --json "reason"s (and, where a reason is missing, words of the server's answer in the
-# child's log) that mean "not now": the account is retried later, not failed.
+# --json "reason"s, and words of the server's answer (quoted in the error of an admin
+# login, or in the child's --log trace with --trace), that mean "not now": the account
+# is retried later, not failed.  Dovecot: "NO [LIMIT] Maximum number of connections
+# from user+IP exceeded (mail_max_userip_connections=N)".
 BUSY_REASONS = frozenset({"server-busy", "too-many-connections", "unavailable", "limit",
                           "locked"})
 BUSY_WORDS = (b"Maximum number of connections", b"[LIMIT]", b"[UNAVAILABLE]",
@@ -166,10 +168,11 @@ def outcome(child: Child, code: int, master: bool) -> Outcome:
     if code == EXIT_INTERRUPTED or child.interrupted:
         return Outcome("partial", code, error or "interrupted", reason or "interrupted",
                        summary)
-    busy = (reason in BUSY_REASONS or _log_says_busy(child)
+    busy = (reason in BUSY_REASONS or any(w.decode() in error for w in BUSY_WORDS)
+            or _log_says_busy(child)
             or (code == EXIT_DESTINATION and any(w in error for w in LOCKED_WORDS)))
     if busy:
-        return Outcome("failed", code, error, reason or "server-busy", summary, busy=True)
+        return Outcome("failed", code, error, "server-busy", summary, busy=True)
     admin = (master and code == EXIT_LOGIN and reason not in UNKNOWN_USER_REASONS
              and (not reason or reason in ADMIN_REASONS))
     return Outcome("failed", code, error or f"exit {code}", reason, summary,
@@ -210,6 +213,8 @@ def _last_error(path: Path) -> str:
 
 def _log_says_busy(child: Child) -> bool:
     """Did the server answer "too many connections" during this attempt (its --log trace)?"""
+    if not child.log_path.exists():
+        return False
     try:
         with open(child.log_path, "rb") as fh:
             size = fh.seek(0, os.SEEK_END)

@@ -8,8 +8,9 @@ the batch's own files sit beside the accounts in one hidden directory:
   one file system never write the same file;
 * ``reports/<time>[-shard-K-of-N].csv|.json`` -- one pair per run;
 * ``manifests/<user>.sha256`` -- the audit manifest of an account;
-* ``logs/<user>.log`` (the child's ``--log``), ``.out`` (its ``--json``
-  line) and ``.err`` (its stderr) of the account's last attempt.
+* ``logs/<user>.out`` (the child's ``--json`` line) and ``.err`` (its
+  stderr) of the account's last attempt, and with ``--trace``
+  ``logs/<user>.log`` (the child's ``--log``: notes and protocol trace).
 
 A user name becomes a file name with :func:`archiver.names.encode_component`
 (the folder rule): no separator, no ``..``, nothing Windows refuses, and

@@ -129,6 +129,9 @@ class BatchOptions:
     retry_cap: float = 120.0
     max_attempts: int = 8
     admin_refusals: int = 3
+    # --trace: each child's --log (notes and the full protocol trace).  Off by default:
+    # the trace costs about half again the CPU of a backup and holds message text.
+    trace: bool = False
     echo: Callable[[str], None] = lambda line: None
 
 
@@ -278,8 +281,9 @@ class Runner:
 
     def _argv(self, acc: Account) -> list[str]:
         dest = acc.dest_path(self.layout)
-        argv = ["backup", acc.source, str(dest), "--user", acc.user, "--json", "--quiet",
-                "--log", str(self.layout.log(acc.user, "log"))]
+        argv = ["backup", acc.source, str(dest), "--user", acc.user, "--json", "--quiet"]
+        if self.options.trace:
+            argv += ["--log", str(self.layout.log(acc.user, "log"))]
         argv += self.options.flags.argv(self.per_child)
         if acc.format and not self.options.flags.format:
             argv += ["--format", acc.format]

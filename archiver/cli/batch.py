@@ -81,6 +81,9 @@ from archiver.i18n import _
                    "for a new DEST.")
 @click.option("--no-space-check", is_flag=True,
               help="Start even if the mail not yet archived seems not to fit on DEST.")
+@click.option("--trace", is_flag=True,
+              help="Keep each account's notes and protocol trace in ROOT/.batch/logs/USER.log "
+                   "(slower, and the trace holds message text).")
 @click.option("--quiet", "-q", is_flag=True, help="No line per account and no table.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 def batch(accounts: Path, root: Path, source: Optional[str], jobs: int,
@@ -89,8 +92,8 @@ def batch(accounts: Path, root: Path, source: Optional[str], jobs: int,
           master_password_file: Optional[Path], cafile: Optional[Path], insecure: bool,
           plaintext: bool, timeout: float, connections: int, compress: str,
           include: tuple[str, ...], exclude: tuple[str, ...], all_namespaces: bool,
-          fmt: Optional[str], portable_names: bool, no_space_check: bool, quiet: bool,
-          as_json: bool) -> None:
+          fmt: Optional[str], portable_names: bool, no_space_check: bool, trace: bool,
+          quiet: bool, as_json: bool) -> None:
     """Archive every account listed in ACCOUNTS into ROOT/<user>, several at a time.
 
     \b
@@ -128,7 +131,7 @@ def batch(accounts: Path, root: Path, source: Optional[str], jobs: int,
                         include=include, exclude=exclude, all_namespaces=all_namespaces,
                         no_space_check=no_space_check, portable_names=portable_names)
     options = BatchOptions(jobs=jobs, max_connections=max_connections, refresh=refresh,
-                           flags=flags, master=master, master_password=password,
+                           flags=flags, master=master, master_password=password, trace=trace,
                            echo=(lambda line: None) if quiet or as_json else err)
     result = run_batch(rows, root.expanduser(), which, options)
     report = result.report

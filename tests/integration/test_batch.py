@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from archiver.batch.accounts import load_accounts
-from archiver.batch.runner import BatchOptions, run_batch
+from archiver.batch.runner import BackupFlags, BatchOptions, MasterLogin, run_batch
 from archiver.batch.state import read_records
 from tests.dovecot import (
     MASTER_PASSWORD,
@@ -468,25 +468,24 @@ def strict_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DovecotS
 def test_an_account_the_server_finds_too_busy_is_retried_later(
         strict_server: DovecotServer, tmp_path: Path) -> None:
     users = [strict_server.new_user("busy") for _ in range(2)]
-    lines = ["user,password_file"]
     for u in users:
         strict_server.append(u, "INBOX", b"Subject: hi\r\n\r\nhello\r\n")
-        (tmp_path / u.name).write_text(u.password + "\n")
-        lines.append(f"{u.name},{u.name}")
-    (tmp_path / "a.csv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "a.csv").write_text("user\n" + "".join(f"{u.name}\n" for u in users))
     held = strict_server.imap(users[0])  # the user is "still logged in" elsewhere
     timer = threading.Timer(2.0, held.logout)
     timer.start()
     try:
         accounts = load_accounts(tmp_path / "a.csv",
                                  f"imaps://127.0.0.1:{strict_server.imaps_port}")
-        from archiver.batch.runner import BackupFlags
-
         result = run_batch(accounts, tmp_path / "root", options=BatchOptions(
-            jobs=2, retry_base=0.5, flags=BackupFlags(cafile=strict_server.cafile)))
+            jobs=2, retry_base=0.5, flags=BackupFlags(cafile=strict_server.cafile),
+            master=MasterLogin(MASTER_USER), master_password=MASTER_PASSWORD))
     finally:
         timer.cancel()
     rows = {r.user: r for r in result.report.rows}
     assert result.exit_code == 0
     assert rows[users[0].name].status == "ok" and rows[users[0].name].attempts >= 2
     assert rows[users[1].name].attempts == 1
+    busy = [r for r in read_records(tmp_path / "root" / ".batch" / "state" / "all.jsonl")
+            if r["user"] == users[0].name and r.get("reason") == "server-busy"]
+    assert busy and "Maximum number of connections" in busy[0]["error"]
