@@ -42,6 +42,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -51,7 +52,7 @@ from archiver.batch import child as children
 from archiver.batch.accounts import Account
 from archiver.batch.layout import Layout
 from archiver.batch.manifest import write_manifest
-from archiver.batch.report import Report, archive_figures, rows_for
+from archiver.batch.report import Figures, Report, archive_figures, rows_for
 from archiver.batch.shard import ALL, Shard
 from archiver.batch.state import DONE, Record, StateFile, merged
 from archiver.errors import (
@@ -59,6 +60,7 @@ from archiver.errors import (
     EXIT_LOGIN,
     EXIT_OK,
     EXIT_PARTIAL,
+    ArchiverError,
     UsageError,
 )
 from archiver.i18n import _
@@ -168,6 +170,19 @@ class _Waiting:
     not_before: float = 0.0
 
 
+@dataclass
+class _Ending:
+    """An account whose backup ended, while its archive is examined (figures, manifest)."""
+
+    future: Future[tuple[Figures, str]]
+    child: children.Child
+    item: _Waiting
+    out: children.Outcome
+    rss: int
+    ended_iso: str
+    seconds: float
+
+
 class Runner:
     """One run of one shard (see the module docstring)."""
 
@@ -186,6 +201,9 @@ class Runner:
         self.ran = 0
         self.finished = 0
         self._items: dict[int, _Waiting] = {}
+        self._servers: dict[str, str] = {}
+        self.finishing: list[_Ending] = []
+        self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="batch-examine")
         self.env = children.child_env(options.master_password)
         k = options.flags.connections
         if options.max_connections is not None and not k:
@@ -203,8 +221,12 @@ class Runner:
             self.state = state
             queue = self._prepare()
             skipped = len(self.mine) - len(queue)
-            with self._signals():
-                self._loop(queue)
+            try:
+                with self._signals():
+                    self._loop(queue)
+            finally:
+                self._record_ended(wait=True)
+                self.pool.shutdown()
             records = {a.user: state.records[a.user] for a in self.mine}
         report = Report(rows_for(records, self.layout),
                         shard=None if self.shard == ALL else self.shard.describe())
@@ -235,7 +257,7 @@ class Runner:
 
     def _loop(self, queue: deque[_Waiting]) -> None:
         waiting: list[_Waiting] = list(queue)
-        while waiting or self.running:
+        while waiting or self.running or self.finishing:
             if self.stop_signal is not None and self.stopped is None:
                 self.stopped = "interrupted"
             if self.stopped is not None:
@@ -246,17 +268,19 @@ class Runner:
             else:
                 waiting = self._launch(waiting)
             self._reap(waiting)
-            if self.running or waiting:
+            if self.running or waiting or self.finishing:
                 time.sleep(POLL)
 
     # ---------------------------------------------------------------- launching
 
     def _launch(self, waiting: list[_Waiting]) -> list[_Waiting]:
         now = time.monotonic()
-        left = []
-        for item in waiting:
-            if len(self.running) >= self._capacity() or item.not_before > now \
-                    or not self._server_free(self._server(item.account)):
+        capacity = self._capacity()
+        left: list[_Waiting] = []
+        for i, item in enumerate(waiting):
+            if len(self.running) >= capacity:
+                return left + waiting[i:]
+            if item.not_before > now or not self._server_free(self._server(item.account)):
                 left.append(item)
                 continue
             self._start(item)
@@ -268,10 +292,14 @@ class Runner:
         return max(1, self.options.jobs)
 
     def _server(self, acc: Account) -> str:
-        from archiver.account import parse_endpoint
+        """``host:port`` of an account's server (what --max-connections counts by)."""
+        server = self._servers.get(acc.user)
+        if server is None:
+            from archiver.account import parse_endpoint
 
-        ep = parse_endpoint(acc.source, user=acc.user)
-        return f"{ep.host.lower()}:{ep.port}"
+            ep = parse_endpoint(acc.source, user=acc.user)
+            server = self._servers[acc.user] = f"{ep.host.lower()}:{ep.port}"
+        return server
 
     def _server_free(self, server: str) -> bool:
         if self.per_server is None:
@@ -330,45 +358,72 @@ class Runner:
                                     "{seconds:.0f} s").format(user=c.user, error=out.error,
                                                              seconds=delay))
                 continue
-            self._finish(c, item, out, rss)
+            self._judge(out)
+            ended_iso, seconds = now_iso(), round(time.monotonic() - c.started, 3)
+            future = self.pool.submit(self._examine, item.account, out.status == "ok")
+            self.finishing.append(_Ending(future, c, item, out, rss, ended_iso, seconds))
+        self._record_ended()
 
-    def _finish(self, c: children.Child, item: _Waiting, out: children.Outcome,
-                rss: int) -> None:
-        acc = item.account
-        if out.status in ("ok", "partial"):
+    def _judge(self, out: children.Outcome) -> None:
+        """The admin gate and refusal count: a login that worked (also to an unknown
+        mailbox user: the admin's own login was accepted) opens the gate and resets the
+        count; a refusal that may be the admin's adds to it."""
+        if out.status in ("ok", "partial") or out.reason in children.UNKNOWN_USER_REASONS:
             self.logged_in = True
             self.admin_refusals = 0
         elif out.admin_refused:
             self.admin_refusals += 1
             if self.admin_refusals >= self.options.admin_refusals and self.stopped is None:
                 self.stopped = "admin"
+
+    def _examine(self, acc: Account, ok: bool) -> tuple[Figures, str]:
+        """In a worker thread (hashing a big account must not hold up the scheduler):
+        the archive's figures and, for an account that ended ok, its manifest -- written
+        before the state says ok, so an ok account always has one."""
         dest = acc.dest_path(self.layout)
         figures = archive_figures(dest)
-        fields: dict[str, Any] = {
-            "start": c.start_iso, "end": now_iso(), "exit": out.exit, "error": out.error,
-            "reason": out.reason, "folders": figures.folders, "messages": figures.messages,
-            "bytes": figures.bytes, "new": int(out.summary.get("new") or 0),
-            "new_bytes": int(out.summary.get("new_bytes") or 0),
-            "seconds": round(time.monotonic() - c.started, 3), "peak_rss_kb": rss,
-            "attempts": item.attempts}
-        if out.status == "ok":
+        if not ok:
+            return figures, ""
+        try:
             write_manifest(dest, self.layout.manifest(acc.user))
-        self.state.append(self._record(acc, out.status, **fields))
-        self.finished += 1
-        self.options.echo(self._line(acc, out, fields))
+        except (OSError, ArchiverError) as exc:
+            return figures, _("the archive is complete but its manifest could not be "
+                              "written ({reason}); run the same command again").format(
+                reason=getattr(exc, "strerror", None) or exc)
+        return figures, ""
 
-    def _line(self, acc: Account, out: children.Outcome, fields: dict[str, Any]) -> str:
+    def _record_ended(self, wait: bool = False) -> None:
+        for end in list(self.finishing):
+            if not (wait or end.future.done()):
+                continue
+            self.finishing.remove(end)
+            figures, problem = end.future.result()
+            out = end.out
+            status, error = (("partial", problem) if problem else (out.status, out.error))
+            fields: dict[str, Any] = {
+                "start": end.child.start_iso, "end": end.ended_iso, "exit": out.exit,
+                "error": error, "reason": out.reason, "folders": figures.folders,
+                "messages": figures.messages, "bytes": figures.bytes,
+                "new": int(out.summary.get("new") or 0),
+                "new_bytes": int(out.summary.get("new_bytes") or 0),
+                "seconds": end.seconds, "peak_rss_kb": end.rss, "attempts": end.item.attempts}
+            acc = end.item.account
+            self.state.append(self._record(acc, status, **fields))
+            self.finished += 1
+            self.options.echo(self._line(acc, status, error, fields))
+
+    def _line(self, acc: Account, status: str, error: str, fields: dict[str, Any]) -> str:
         from archiver.units import human_size
 
         where = f"[{self.finished}/{len(self.mine)}]"
-        if out.status == "ok":
+        if status == "ok":
             return _("{where} {user}: ok, {messages} messages ({size}), {new} new, in "
                      "{seconds:.1f} s").format(where=where, user=acc.user,
                                                messages=fields["messages"],
                                                size=human_size(fields["bytes"]),
                                                new=fields["new"], seconds=fields["seconds"])
         return _("{where} {user}: {status}: {error}").format(
-            where=where, user=acc.user, status=out.status, error=out.error)
+            where=where, user=acc.user, status=status, error=error)
 
     # ---------------------------------------------------------------- the end
 
