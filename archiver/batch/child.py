@@ -92,6 +92,13 @@ class Child:
         ``ru_maxrss``) together with its status; the Popen is then told the
         status so it never waits again.
         """
+        if not hasattr(os, "wait4"):  # Windows: no rusage; the status alone
+            code = self.process.poll()
+            if code is None:
+                return None
+            for fh in self.files:
+                fh.close()
+            return code, 0
         try:
             pid, status, usage = os.wait4(self.pid, os.WNOHANG)
         except ChildProcessError:

@@ -200,6 +200,12 @@ def test_report_counts_and_bytes_match_the_server(staff: Staff, full_run: Run) -
     assert report_rows(full_run.root) == sorted(
         (r["user"], r["status"], r["folders"], r["messages"], r["bytes"])
         for r in report["rows"])
+    code, out, _err = archiver("batch-report", str(full_run.root), "--csv", "-")
+    rebuilt = {r["user"]: r for r in csv.DictReader(out.splitlines())}
+    assert code == 3 and len(rebuilt) == N_USERS + 1
+    assert rebuilt[staff.users[0].name]["manifest"].startswith(".batch/manifests/")
+    code, _out, err = archiver("batch-report", str(staff.base))
+    assert code == 2 and "has no batch state" in err
 
 
 def test_unknown_user_fails_alone_and_the_batch_exits_3(full_run: Run) -> None:
