@@ -97,3 +97,4 @@ class Interrupted(ArchiverError):
     """Ctrl-C: the batch in flight was finished and recorded."""
 
     exit_code = EXIT_INTERRUPTED
+    reason: str | None = "interrupted"

@@ -277,11 +277,12 @@ class SourceArgs:
 
     @classmethod
     def from_params(cls, spec: str, params: dict[str, Any]) -> SourceArgs:
+        separator = params.get("master_separator")
         return cls(spec, params["user"], params["password_file"], params["cafile"],
                    params["insecure"], params["plaintext"], params["allow_seen"],
                    params["timeout"], params.get("compress", "auto"),
                    params.get("connections", 0), params.get("master_user"),
-                   params.get("master_separator") or "*",
+                   "*" if separator is None else separator,  # "" is refused by master()
                    params.get("master_login") or "separator",
                    params.get("master_password_file"))
 

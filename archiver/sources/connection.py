@@ -38,6 +38,8 @@ class ConnectionDropped(ConnectionFailed):
     try (and must never read as "wrong password").
     """
 
+    reason: str | None = "dropped"
+
 
 # Errors that mean "the line went dead", as opposed to "wrong place" or "not trusted".
 DROPS = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionResetError,

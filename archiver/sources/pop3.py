@@ -273,8 +273,8 @@ class Pop3Source:
             text = str(exc)
             if "IN-USE" in text.upper() or "SYS/TEMP" in text.upper():
                 raise ConnectionFailed(_("{host} refused the login for now ({text}); wait a "
-                                         "moment and rerun").format(host=ep.host, text=text)
-                                       ) from None
+                                         "moment and rerun").format(host=ep.host, text=text),
+                                       "unavailable") from None
             raise login_refused(ep, exc.reply if isinstance(exc, ErrReply) else text) from None
 
     def _auth_plain(self, authorization: str, authentication: str) -> None:

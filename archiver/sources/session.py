@@ -61,6 +61,8 @@ _NETWORK_ERRORS = (OSError, imaplib.IMAP4.abort, EOFError, ssl.SSLError)
 class ServerUnavailable(ConnectionFailed):
     """Temporary refusal (too many connections, [UNAVAILABLE]): worth a retry later."""
 
+    reason: str | None = "unavailable"
+
 
 @contextlib.contextmanager
 def network(what: str) -> Iterator[None]:

@@ -7,6 +7,7 @@ form it can parse, not only a human line on stderr (which still comes).
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,10 @@ def test_source_commands_report_each_failure_as_one_json_object(
     pw = password_file(user, tmp_path / "pw")
     tls = ["--cafile", str(dovecot.cafile), "--timeout", "10", "--json"]
     url = f"imaps://{user.name}@127.0.0.1:{dovecot.imaps_port}"
-    fresh = tmp_path / "fresh" if cmd != "verify" else dest
+    fresh = tmp_path / "fresh"
+    if cmd == "verify":  # --repair connects only for damage: a copy with a message gone
+        fresh = dest = Path(shutil.copytree(dest, tmp_path / "damaged"))
+        next(p for p in (dest / "INBOX" / "cur").iterdir()).unlink()
     # 2: a bad URL
     got = _error_object(*run_cli(_source_command(cmd, "imaps://", fresh, *tls,
                                                  "--password-file", str(pw))), 2)

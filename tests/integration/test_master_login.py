@@ -253,3 +253,92 @@ def test_admin_password_never_reaches_the_trace_or_log(dovecot: DovecotServer,
         text = err + out + log.read_text()
         for secret in secrets:
             assert secret not in text, mode
+
+
+def test_migrate_reads_the_source_through_the_admin_login(
+        dovecot: DovecotServer, dovecot_new: DovecotServer, tmp_path: Path) -> None:
+    old = dovecot.new_user("mig")
+    dovecot.append(old, "INBOX", b"Subject: m\r\nMessage-ID: <m@t>\r\n\r\nm\r\n")
+    new = dovecot_new.new_user("mig")
+    via = tmp_path / "via"
+    code, out, err = run_cli([
+        "migrate", _url(dovecot, old.name), f"imaps://{new.name}@127.0.0.1:{dovecot_new.imaps_port}",
+        "--via", str(via), "--cafile", str(dovecot.cafile), "--master-user", MASTER_USER,
+        "--master-password-file", str(_admin_pw(tmp_path / "pw")),
+        "--target-cafile", str(dovecot_new.cafile),
+        "--target-password-file", str(password_file(new, tmp_path / "pw-new")), "--json"])
+    assert code == 0, err
+    assert json.loads(out)["status"] == "ok"
+    assert _source(via)["user"] == old.name
+    assert _served(dovecot_new, new) == _served(dovecot, old)
+
+
+def test_admin_password_is_asked_on_a_terminal_and_the_users_never(
+        dovecot: DovecotServer, tmp_path: Path) -> None:
+    """On a terminal the only question is the admin's password ("Password for admin admin")."""
+    import os
+    import select
+    import subprocess
+    import sys
+    import time
+
+    from tests.helpers import REPO
+
+    user = dovecot.new_user("tty")
+    dovecot.append(user, "INBOX", b"Subject: t\r\n\r\nt\r\n")
+    master_fd, slave_fd = os.openpty()
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("ARCHIVER_PASSWORD", "ARCHIVER_MASTER_PASSWORD")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "archiver", "backup", _url(dovecot, user.name),
+         str(tmp_path / "a"), "--cafile", str(dovecot.cafile), "--master-user", MASTER_USER,
+         "--quiet"], stdin=slave_fd, stdout=slave_fd, stderr=slave_fd,
+        env=dict(env, PYTHONPATH=str(REPO)), start_new_session=True)
+    os.close(slave_fd)
+    seen = b""
+    asked = 0
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master_fd], [], [], 0.5)
+            if ready:
+                try:
+                    chunk = os.read(master_fd, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+                if seen.count(b"Password for") > asked:
+                    asked += 1
+                    os.write(master_fd, MASTER_PASSWORD.encode() + b"\n")
+            elif proc.poll() is not None:
+                break
+        code = proc.wait(timeout=60)
+    finally:
+        os.close(master_fd)
+        if proc.poll() is None:
+            proc.kill()
+    text = seen.decode(errors="replace")
+    assert code == 0, text
+    assert asked == 1 and f"Password for admin {MASTER_USER}" in text, text
+    assert MASTER_PASSWORD not in text
+    assert _source(tmp_path / "a")["user"] == user.name
+
+
+def test_admin_options_are_checked_before_anything_else(tmp_path: Path) -> None:
+    url = "imaps://alice@127.0.0.1:1"
+    pw = tmp_path / "pw"
+    pw.write_text("x\n")
+    cases = [
+        (["--master-password-file", str(pw)], "--master-user"),
+        (["--master-login", "authzid"], "--master-user"),
+        (["--master-user", "ad*min"], "admin name"),
+        (["--master-user", "admin", "--master-separator", ""], "--master-separator"),
+        (["--user", "alice*admin", "--master-user", "admin"], "already names an admin"),
+    ]
+    for extra, words in cases:
+        code, out, err = run_cli(["backup", url, str(tmp_path / "a"), *extra, "--json"])
+        assert code == 2 and words in err and "Traceback" not in err, (extra, err)
+        assert json.loads(out)["exit"] == 2
+        assert not (tmp_path / "a").exists()
