@@ -247,6 +247,21 @@ def test_rerun_skips_the_finished_accounts_and_retries_the_failed(
     assert {u.name: logins(staff, u.name) for u in staff.users} == before
 
 
+def test_an_unusable_dest_fails_that_account_alone(staff: Staff, tmp_path: Path) -> None:
+    users = staff.users[:3]
+    accounts = staff.subset("dest.csv", users)
+    root = tmp_path / "root"
+    (root / users[1].name).mkdir(parents=True)
+    (root / users[1].name / "thesis.pdf").write_bytes(b"not mail")  # someone else's files
+    code, out, err = batch(staff, accounts, root, "--jobs", "3", "--json")
+    assert code == 3, err
+    final = states(root)
+    assert (final[users[1].name]["status"], final[users[1].name]["exit"]) == ("failed", 6)
+    assert "already holds other files" in final[users[1].name]["error"]
+    assert [final[u.name]["status"] for u in (users[0], users[2])] == ["ok", "ok"]
+    assert (root / users[1].name / "thesis.pdf").read_bytes() == b"not mail"
+
+
 # ---------------------------------------------------------------- crash and resume
 
 
