@@ -63,6 +63,7 @@ from archiver.errors import (
     ArchiverError,
     UsageError,
 )
+from archiver.fsutil import translate_os_errors
 from archiver.i18n import _
 
 POLL = 0.05
@@ -216,7 +217,8 @@ class Runner:
     # ---------------------------------------------------------------- top level
 
     def run(self) -> BatchResult:
-        self.layout.make()
+        with translate_os_errors(_("preparing {path}").format(path=self.layout.batch_dir)):
+            self.layout.make()
         with StateFile(self.layout.state_file(self.shard.tag)) as state:
             self.state = state
             queue = self._prepare()
@@ -230,7 +232,8 @@ class Runner:
             records = {a.user: state.records[a.user] for a in self.mine}
         report = Report(rows_for(records, self.layout),
                         shard=None if self.shard == ALL else self.shard.describe())
-        report.write(self.layout, self.shard.tag)
+        with translate_os_errors(_("writing {path}").format(path=self.layout.reports_dir)):
+            report.write(self.layout, self.shard.tag)
         return BatchResult(report, self._exit_code(report), self.ran, skipped, self.stopped,
                            self._stop_message())
 
