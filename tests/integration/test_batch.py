@@ -391,17 +391,19 @@ def test_slurm_array_and_indexed_job_variables_pick_the_shard(
 # ---------------------------------------------------------------- the admin login
 
 
-def _admin_accounts(staff: Staff, name: str, users: list[str]) -> Path:
+def _admin_accounts(staff: Staff, name: str, users: list[str], mbox: str = "") -> Path:
     path = staff.base / name
     rows = [f'[defaults]\nsource = "{staff.source}"\nnote = "departed 2026"\n']
-    rows += [f'[[account]]\nuser = "{u}"\n' for u in users]
+    rows += [f'[[account]]\nuser = "{u}"\n' + ('format = "mbox"\n' if u == mbox else "")
+             for u in users]
     path.write_text("\n".join(rows), encoding="utf-8")
     return path
 
 
 def test_admin_login_batch_archives_as_the_users(staff: Staff, tmp_path: Path) -> None:
     users = staff.users[:5]
-    accounts = _admin_accounts(staff, "admin.toml", [u.name for u in users])
+    accounts = _admin_accounts(staff, "admin.toml", [u.name for u in users],
+                               mbox=users[1].name)
     pw = tmp_path / "admin.pw"
     pw.write_text(MASTER_PASSWORD + "\n")
     root = tmp_path / "root"
@@ -420,6 +422,18 @@ def test_admin_login_batch_archives_as_the_users(staff: Staff, tmp_path: Path) -
                               "--password-file", str(staff.base / "pw" / own.name), "--json")
     assert code == 0, err
     assert json.loads(out)["new"] == 0
+    meta = json.loads((root / users[1].name / ".archiver" / "archive.json").read_text())
+    assert meta["format"] == "mbox"
+    r = subprocess.run(["sha256sum", "-c", "--quiet", str(
+        root / ".batch" / "manifests" / f"{users[1].name}.sha256")], cwd=root / users[1].name,
+        capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout
+    # --refresh runs the accounts already ok again (new mail), and finds nothing new
+    code, out, err = batch(staff, accounts, root, "--master-user", MASTER_USER,
+                           "--master-password-file", str(pw), "--refresh", "--json")
+    assert code == 0, err
+    assert (json.loads(out)["ran"], json.loads(out)["skipped"]) == (len(users), 0)
+    assert all(r["new"] == 0 for r in states(root).values())
 
 
 def test_three_admin_refusals_stop_the_batch_with_exit_4(staff: Staff, tmp_path: Path) -> None:
