@@ -28,7 +28,7 @@ from archiver.i18n import _
 @click.option("--source", metavar="URL",
               help="Server for the rows without a source (imaps://HOST[:PORT] or a preset); "
                    "each row's user is the login.")
-@click.option("--jobs", "-j", type=click.IntRange(1, 64), default=4, show_default=True,
+@click.option("--jobs", "-j", type=click.IntRange(1, 64), default=4, show_default=True, metavar="N",
               help="Accounts archived at the same time (one process each).")
 @click.option("--max-connections", type=click.IntRange(1, 1000), metavar="M",
               help="At most M connections to one server across all jobs (each job gets "
