@@ -31,6 +31,7 @@ from typing import Any, Optional
 from archiver.batch.layout import BATCH_DIR, Layout, user_file_name
 from archiver.errors import UsageError
 from archiver.i18n import _
+from archiver.names import fold_key
 
 COLUMNS = ("user", "source", "password_file", "dest", "format", "note")
 DEFAULT_KEYS = ("source", "password_file", "format", "note")
@@ -207,7 +208,7 @@ def _check(path: Path, rows: list[tuple[int, dict[str, str]]],
             raise UsageError(_("{where}: format '{value}' is not maildir or mbox").format(
                 where=where, value=fmt))
         dest = _dest(where, row.get("dest") or None)
-        key = (dest or user_file_name(user)).casefold()
+        key = fold_key(dest or user_file_name(user))  # one directory on macOS/Windows
         if key in dests:
             raise UsageError(_("{where}: the directory '{dest}' is already used on line "
                                "{line}: give each account its own dest").format(

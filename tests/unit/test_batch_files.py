@@ -96,6 +96,8 @@ def test_two_accounts_in_one_directory_are_refused(tmp_path: Path) -> None:
     assert "lies inside 'alice'" in _error(path)
     path = _write(tmp_path, "b.csv", "user,dest\nalice,shared\nbob,SHARED\n")
     assert "already used on line 2" in _error(path)
+    path = _write(tmp_path, "c.csv", "user\nJos\u00e9\nJose\u0301\n")  # NFC and NFD
+    assert "already used on line 2" in _error(path)
 
 
 def test_bad_files_give_one_line_errors(tmp_path: Path) -> None:
