@@ -41,6 +41,8 @@ COMMANDS = {
     "reindex": "archiver.cli.reindex:reindex",
     "restore": "archiver.cli.restore:restore",
     "migrate": "archiver.cli.migrate:migrate",
+    "batch": "archiver.cli.batch:batch",
+    "batch-report": "archiver.cli.batch:batch_report",
     "ui": "archiver.cli.ui:ui",
 }
 
