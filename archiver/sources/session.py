@@ -263,7 +263,9 @@ class ImapSession:
             if isinstance(exc.__context__, DROPS + _NETWORK_ERRORS):
                 raise dropped(ep, "the login", exc.__context__) from None
             text = _unquoted(as_text(exc))
-            if "UNAVAILABLE" in text.upper() or "TOO MANY" in text.upper():
+            # [LIMIT] (RFC 5530): Dovecot's "Maximum number of connections from user+IP
+            # exceeded" -- the user is busy elsewhere, not refused
+            if any(word in text.upper() for word in ("UNAVAILABLE", "TOO MANY", "[LIMIT]")):
                 raise ServerUnavailable(_("{host} refused the login for now ({text}); wait a "
                                           "moment and rerun").format(host=ep.host, text=text)
                                         ) from None

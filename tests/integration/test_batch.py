@@ -524,3 +524,24 @@ def test_an_account_the_server_finds_too_busy_is_retried_later(
     busy = [r for r in read_records(tmp_path / "root" / ".batch" / "state" / "all.jsonl")
             if r["user"] == users[0].name and r.get("reason") == "server-busy"]
     assert busy and "Maximum number of connections" in busy[0]["error"]
+
+
+def test_a_users_own_login_refused_for_too_many_connections_is_busy_not_refused(
+        strict_server: DovecotServer, tmp_path: Path) -> None:
+    """Dovecot's NO [LIMIT] at LOGIN is a temporary refusal (exit 5, reason unavailable),
+    so a batch retries the account instead of failing it as a wrong password."""
+    user = strict_server.new_user("own")
+    strict_server.append(user, "INBOX", b"Subject: hi\r\n\r\nhello\r\n")
+    held = strict_server.imap(user)
+    try:
+        r = subprocess.run(
+            [sys.executable, "-m", "archiver", "backup",
+             f"imaps://{user.name}@127.0.0.1:{strict_server.imaps_port}",
+             str(tmp_path / "a"), "--cafile", str(strict_server.cafile), "--json"],
+            env=_env({"ARCHIVER_PASSWORD": user.password}), capture_output=True, text=True,
+            timeout=120)
+    finally:
+        held.logout()
+    answer = json.loads(r.stdout)
+    assert (r.returncode, answer["reason"]) == (5, "unavailable"), r.stderr
+    assert "Maximum number of connections" in answer["error"]
