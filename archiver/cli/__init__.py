@@ -41,6 +41,8 @@ COMMANDS = {
     "reindex": "archiver.cli.reindex:reindex",
     "restore": "archiver.cli.restore:restore",
     "migrate": "archiver.cli.migrate:migrate",
+    "pack": "archiver.cli.pack:pack",
+    "unpack": "archiver.cli.pack:unpack",
 }
 
 
