@@ -9,14 +9,10 @@ compared with its recorded SHA-256, as ``verify`` does for a directory.
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING
 
 from archiver.errors import DestinationError
 from archiver.offline.verify import CHANGED, MISSING, Check, VerifyReport
 from archiver.pack.view import PackedArchive, PackStore
-
-if TYPE_CHECKING:
-    pass
 
 
 def verify_pack(archive: PackedArchive, report: VerifyReport) -> None:

@@ -162,7 +162,7 @@ def decode_footer(data: bytes, file_size: int) -> Footer:
     if version > VERSION:
         raise PackFormatError(f"container version {version} is newer than this reader")
     body_end = file_size - FOOTER_SIZE
-    if not (HEADER_SIZE <= ioff and ioff + ilen == body_end and ilen > 0
+    if not (ioff >= HEADER_SIZE and ioff + ilen == body_end and ilen > 0
             and (dlen == 0 or (doff == HEADER_SIZE and doff + dlen <= ioff))):
         raise PackFormatError("the footer's offsets do not fit the file (it was cut or "
                               "damaged)")

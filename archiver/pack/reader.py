@@ -9,7 +9,6 @@ damage (:class:`PackDamaged`, exit 6), never wrong bytes.
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 import os
 import threading
@@ -253,6 +252,8 @@ def open_pack(path: Path) -> PackReader:
     reader = _OPEN.get(key)
     if reader is None:
         reader = PackReader(path)
+        for old in _OPEN.values():  # the pack was replaced: its old reader is done with
+            old.close()
         _OPEN.clear()
         _OPEN[key] = reader
     return reader

@@ -20,7 +20,7 @@ from archiver.durable import fsync, fsync_dir
 from archiver.errors import DestinationError
 from archiver.fsutil import DIR_MODE, FILE_MODE, open_new, translate_os_errors, write_all
 from archiver.i18n import _
-from archiver.pack.reader import PackDamaged, open_pack
+from archiver.pack.reader import PackDamaged, PackReader, open_pack
 
 
 @dataclass
@@ -67,7 +67,7 @@ def unpack(pack: Path, dest: Path) -> UnpackReport:
     return report
 
 
-def _write_tree(reader, stage: Path, report: UnpackReport) -> None:  # type: ignore[no-untyped-def]
+def _write_tree(reader: PackReader, stage: Path, report: UnpackReport) -> None:
     index = reader.index
     for d in index.dirs:
         path = stage.joinpath(*_safe_rel(d.path))

@@ -24,7 +24,7 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import zstandard
 
@@ -155,7 +155,7 @@ def train(files: list[_Entry], size: int = DICT_SIZE) -> Optional[zstandard.Zstd
     if len(samples) < 16 or sum(map(len, samples)) < size * 4:
         return None
     try:
-        return zstandard.train_dictionary(size, samples, level=LEVEL, threads=-1)
+        return zstandard.train_dictionary(size, list[Any](samples), level=LEVEL, threads=-1)
     except zstandard.ZstdError:
         return None
 
