@@ -21,7 +21,10 @@ import hashlib
 import os
 import re
 import stat
-from collections.abc import Iterator
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -161,17 +164,27 @@ def train(files: list[_Entry], size: int = DICT_SIZE) -> Optional[zstandard.Zstd
 
 
 class _FrameWriter:
-    """Cuts the logical stream into frames, compresses and writes them."""
+    """Cuts the logical stream into frames, compresses them (on every core) and writes
+    them in order.
 
-    def __init__(self, fd: int, offset: int, cctx: zstandard.ZstdCompressor,
-                 frame_size: int) -> None:
+    zstd releases the GIL, so frames are compressed by a few threads at once, each
+    with its own compressor; at most ``2 * workers`` frames are in flight, so memory
+    stays a few MiB whatever the archive's size.
+    """
+
+    def __init__(self, fd: int, offset: int, make: Callable[[], zstandard.ZstdCompressor],
+                 frame_size: int, workers: int) -> None:
         self.fd = fd
         self.offset = offset  # next write position in the pack file
-        self.cctx = cctx
         self.frame_size = frame_size
         self.buf = bytearray()
         self.start = 0  # stream position of buf[0]
         self.frames: list[Frame] = []
+        self._local = threading.local()
+        self._make = make
+        self._pool = ThreadPoolExecutor(max_workers=workers)
+        self._limit = 2 * workers
+        self._pending: deque[tuple[int, int, str, Future[bytes]]] = deque()
 
     @property
     def position(self) -> int:
@@ -188,12 +201,35 @@ class _FrameWriter:
             self._emit(bytes(self.buf))
             self.buf.clear()
 
+    def finish(self) -> None:
+        """Cut the last frame and write every frame still being compressed."""
+        self.cut()
+        while self._pending:
+            self._write_one()
+        self._pool.shutdown()
+
+    def abandon(self) -> None:
+        self._pool.shutdown(cancel_futures=True)
+
+    def _compress(self, raw: bytes) -> bytes:
+        cctx = getattr(self._local, "cctx", None)
+        if cctx is None:
+            cctx = self._local.cctx = self._make()
+        return bytes(cctx.compress(raw))
+
     def _emit(self, raw: bytes) -> None:
-        comp = self.cctx.compress(raw)
-        write_all(self.fd, comp)
-        self.frames.append(Frame(self.offset, len(comp), self.start, len(raw), sha256(raw)))
-        self.offset += len(comp)
+        self._pending.append((self.start, len(raw), sha256(raw),
+                              self._pool.submit(self._compress, raw)))
         self.start += len(raw)
+        while len(self._pending) > self._limit:
+            self._write_one()
+
+    def _write_one(self) -> None:
+        start, length, digest, future = self._pending.popleft()
+        comp = future.result()
+        write_all(self.fd, comp)
+        self.frames.append(Frame(self.offset, len(comp), start, length, digest))
+        self.offset += len(comp)
 
 
 def write_pack(src: Path, pack: Path, *, force: bool = False, level: int = LEVEL,
@@ -229,6 +265,7 @@ def _write(fmt: str, dirs: list[_Entry], files: list[_Entry],
            frame_size: int) -> PackReport:
     tmp = pack.with_name(pack.name + ".tmp")
     fd = open_new(tmp)
+    frames: Optional[_FrameWriter] = None
     done = False
     try:
         write_all(fd, encode_header())
@@ -236,9 +273,12 @@ def _write(fmt: str, dirs: list[_Entry], files: list[_Entry],
         dict_bytes = zdict.as_bytes() if zdict is not None else b""
         write_all(fd, dict_bytes)
         offset += len(dict_bytes)
-        cctx = zstandard.ZstdCompressor(level=level, dict_data=zdict, write_checksum=True,
-                                        write_content_size=True)
-        frames = _FrameWriter(fd, offset, cctx, frame_size)
+
+        def make() -> zstandard.ZstdCompressor:
+            return zstandard.ZstdCompressor(level=level, dict_data=zdict, write_checksum=True,
+                                            write_content_size=True)
+
+        frames = _FrameWriter(fd, offset, make, frame_size, max(1, os.cpu_count() or 1))
         members: list[Member] = []
         for f in files:
             if frames.buf and len(frames.buf) + f.st.st_size > frame_size:
@@ -250,7 +290,7 @@ def _write(fmt: str, dirs: list[_Entry], files: list[_Entry],
                 frames.add(chunk)
             members.append(Member(f.rel, start, frames.position - start, digest.hexdigest(),
                                   stat.S_IMODE(f.st.st_mode), f.st.st_mtime_ns))
-        frames.cut()
+        frames.finish()
         index = PackIndex(fmt, [Directory(d.rel, stat.S_IMODE(d.st.st_mode), d.st.st_mtime_ns)
                                 for d in dirs], members, frames.frames,
                           sha256(dict_bytes) if dict_bytes else "")
@@ -267,6 +307,8 @@ def _write(fmt: str, dirs: list[_Entry], files: list[_Entry],
                             frames=len(frames.frames), dict_bytes=len(dict_bytes))
         done = True
     finally:
+        if not done and frames is not None:
+            frames.abandon()
         os.close(fd)
         if not done:
             tmp.unlink(missing_ok=True)
