@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from archiver.index import IndexWriter
+from archiver.index import IndexWriter, folder_record, msg_record
 from archiver.pack.reader import PackReader
 from archiver.pack.writer import write_pack
 from archiver.stores.mboxrd import quote
@@ -52,7 +52,8 @@ def make_archive(root: Path, fmt: str, msgs: list[bytes]) -> None:
     meta.mkdir(parents=True)
     (meta / "archive.json").write_text(json.dumps(
         {"v": 1, "format": fmt, "source": {"host": "h", "user": "u"}, "created": "x"}))
-    records = []
+    records = [folder_record("INBOX", "INBOX" if fmt == "maildir" else "Inbox", "INBOX", "/",
+                             [])]
     if fmt == "maildir":
         (root / "INBOX" / "cur").mkdir(parents=True)
         (root / "INBOX" / "new").mkdir()
@@ -60,18 +61,18 @@ def make_archive(root: Path, fmt: str, msgs: list[bytes]) -> None:
         for uid, data in enumerate(msgs, 1):
             path = f"INBOX/cur/9.{uid}.archiver:2,S"
             (root / path).write_bytes(data)
-            records.append({"v": 1, "type": "msg", "folder": "INBOX", "uidvalidity": 9,
-                            "uid": uid, "path": path, "size": len(data),
-                            "sha256": hashlib.sha256(data).hexdigest()})
+            records.append(msg_record("INBOX", {"uidvalidity": 9, "uid": uid}, path=path,
+                                      size=len(data), sha256=hashlib.sha256(data).hexdigest(),
+                                      internaldate=None, flags=["\\Seen"], keywords=[]))
     else:
         mbox = bytearray()
         for uid, data in enumerate(msgs, 1):
             mbox += b"From MAILER-DAEMON Thu Jan  1 00:00:00 1970\n"
             quoted = quote(data)
-            records.append({"v": 1, "type": "msg", "folder": "INBOX", "uidvalidity": 9,
-                            "uid": uid, "path": "Inbox", "offset": len(mbox),
-                            "length": len(quoted), "size": len(data),
-                            "sha256": hashlib.sha256(data).hexdigest()})
+            records.append(msg_record("INBOX", {"uidvalidity": 9, "uid": uid}, path="Inbox",
+                                      size=len(data), sha256=hashlib.sha256(data).hexdigest(),
+                                      internaldate=None, flags=[], keywords=[],
+                                      offset=len(mbox), length=len(quoted)))
             mbox += quoted + b"\n\n"
         (root / "Inbox").write_bytes(bytes(mbox))
     writer = IndexWriter(meta / "index.jsonl.zst", 0)
