@@ -102,7 +102,7 @@ class PackReader:
                                 "of it").format(pack=self.path, reason=exc)) from None
         self.files: dict[str, Member] = {m.path: m for m in self.index.files}
         self._starts = [f.start for f in self.index.frames]
-        self._dctx = zstandard.ZstdDecompressor(dict_data=self._dict)
+        self._local = threading.local()  # a decompressor per thread: they are not shareable
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -144,7 +144,7 @@ class PackReader:
         f = self.index.frames[n]
         try:
             comp = self._pread(f.offset, f.size)
-            raw = self._dctx.decompress(comp, max_output_size=f.length)
+            raw = self._decompressor().decompress(comp, max_output_size=f.length)
             ok = len(raw) == f.length and hashlib.sha256(raw).hexdigest() == f.sha256
         except (PackFormatError, zstandard.ZstdError):
             ok = False
@@ -158,6 +158,12 @@ class PackReader:
             while len(self._cache) > CACHE_FRAMES:
                 self._cache.popitem(last=False)
         return raw
+
+    def _decompressor(self) -> zstandard.ZstdDecompressor:
+        dctx = getattr(self._local, "dctx", None)
+        if dctx is None:
+            dctx = self._local.dctx = zstandard.ZstdDecompressor(dict_data=self._dict)
+        return dctx
 
     def iter_range(self, start: int, length: int) -> Iterator[bytes]:
         """Stream bytes [start, start+length), one frame's share at a time."""
