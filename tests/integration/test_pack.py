@@ -165,7 +165,9 @@ def test_restore_from_a_pack_equals_restore_from_the_tree(
     from_tree, from_pack = dovecot_new.new_user(), dovecot_new.new_user()
     code, _out, err = restore(dest, dovecot_new, from_tree, env=env)
     assert code in (0, 3), err  # 3: the empty message cannot be APPENDed to Dovecot
-    code_p, out, err = restore(pack, dovecot_new, from_pack, "--json", env=env)
+    # several connections: the pack is read from several threads at once
+    code_p, out, err = restore(pack, dovecot_new, from_pack, "--json", "--connections", "3",
+                               env=env)
     assert code_p == code, err
     summary = json.loads(out)
     assert str(tmp_path / "state") in summary["journal"]  # not inside the pack
@@ -201,6 +203,12 @@ def test_pack_refuses_an_existing_file_and_an_archive_in_use(
     dest, pack = archives["maildir"]
     code, _out, err = run_cli(["pack", str(dest), str(pack)])
     assert code == 6 and "--force" in err, err
+    again = tmp_path / "again.pack"
+    again.write_bytes(b"not a pack")
+    code, out, err = run_cli(["pack", str(dest), str(again), "--force", "--json"])
+    assert code == 0 and json.loads(out)["status"] == "ok", err
+    assert _cli("ls", str(again)) == _cli("ls", str(dest))
+    assert not list(tmp_path.glob("*.tmp"))
     with _locked(dest):
         code, _out, err = run_cli(["pack", str(dest), str(tmp_path / "x.pack")])
     assert code == 6 and "another archiver" in err, err
