@@ -29,7 +29,7 @@ def pack(dest: Path, pack: Path, force: bool, level: int, as_json: bool, quiet: 
     \b
     PACK holds every file of DEST (messages, index, archive.json, side files)
     and is read in place by ls, search, show, export, restore and verify;
-    'archiver unpack PACK DIR' gives back the same tree byte for byte.
+    'archiver unpack PACK DEST' gives back the same tree byte for byte.
     A DEST in use by a backup is refused (exit 6).
     """
     from archiver.pack.writer import write_pack
