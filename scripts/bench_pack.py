@@ -49,7 +49,7 @@ _DOVECOT_OWN = ("dovecot.", "dovecot-uidlist", "dovecot-uidvalidity")
 def copy_account(src: Path, dst: Path, uid: int, gid: int) -> int:
     """Copy a Maildir++ account's folders and messages (not Dovecot's indexes)."""
     n = 0
-    for dirpath, dirnames, filenames in os.walk(src):
+    for dirpath, _dirnames, filenames in os.walk(src):
         rel = Path(dirpath).relative_to(src)
         target = dst / rel
         target.mkdir(parents=True, exist_ok=True)
@@ -85,12 +85,16 @@ def tar_zstd(root: Path, out: Path) -> tuple[int, float]:
     return out.stat().st_size, time.monotonic() - t0
 
 
-def run(args: list[str]) -> float:
+def run(args: list[str]) -> tuple[float, int]:
+    """(seconds, peak RSS in kB, from /usr/bin/time) of one archiver command."""
     t0 = time.monotonic()
-    res = subprocess.run([str(ARCHIVER), *args], capture_output=True, text=True)
+    res = subprocess.run(["/usr/bin/time", "-f", "RSS %M", str(ARCHIVER), *args],
+                         capture_output=True, text=True)
+    seconds = time.monotonic() - t0
     if res.returncode != 0:
         raise SystemExit(f"archiver {args[0]} failed ({res.returncode}): {res.stderr}")
-    return time.monotonic() - t0
+    rss = [int(line.split()[1]) for line in res.stderr.splitlines() if line.startswith("RSS ")]
+    return seconds, rss[-1] if rss else 0
 
 
 def same_tree(a: Path, b: Path) -> bool:
@@ -163,15 +167,15 @@ def main() -> int:
         pw.chmod(0o600)
         for fmt in a.formats.split(","):
             dest = work / f"archive-{fmt}"
-            t_backup = run(["backup", f"imaps://{user.name}@127.0.0.1:{server.imaps_port}",
+            t_backup, _rss = run(["backup", f"imaps://{user.name}@127.0.0.1:{server.imaps_port}",
                             str(dest), "--cafile", str(server.cafile), "--password-file",
                             str(pw), "--format", fmt, "--quiet"])
             files, size = tree_bytes(dest)
             tz_size, t_tz = tar_zstd(dest, work / f"{fmt}.tar.zst")
             pack = work / f"{fmt}.pack"
-            t_pack = run(["pack", str(dest), str(pack), "--quiet"])
+            t_pack, rss_pack = run(["pack", str(dest), str(pack), "--quiet"])
             out = work / f"unpacked-{fmt}"
-            t_unpack = run(["unpack", str(pack), str(out), "--quiet"])
+            t_unpack, rss_unpack = run(["unpack", str(pack), str(out), "--quiet"])
             identical = same_tree(dest, out)
             reads = read_times(pack, a.reads, a.seed)
             p = pack.stat().st_size
@@ -180,13 +184,15 @@ def main() -> int:
                    "pack_bytes": p, "pack_s": round(t_pack, 1),
                    "pack_vs_tar_zstd": round(p / tz_size, 3),
                    "pack_vs_archive": round(p / size, 3),
-                   "unpack_s": round(t_unpack, 1), "unpack_identical": identical,
+                   "unpack_s": round(t_unpack, 1), "pack_peak_rss_kb": rss_pack,
+                   "unpack_peak_rss_kb": rss_unpack, "unpack_identical": identical,
                    "read_one_message": reads}
             result[fmt] = row
             print(f"bench_pack [{fmt}]: {files} files, {size / 1e6:.1f} MB; tar|zstd -19 "
                   f"--long=27 {tz_size / 1e6:.2f} MB in {t_tz:.1f} s; pack {p / 1e6:.2f} MB "
-                  f"in {t_pack:.1f} s ({p / tz_size:.3f}x tar|zstd, {p / size:.3f}x the "
-                  f"archive); unpack {t_unpack:.1f} s, identical={identical}; one message: "
+                  f"in {t_pack:.1f} s, peak RSS {rss_pack // 1024} MB ({p / tz_size:.3f}x "
+                  f"tar|zstd, {p / size:.3f}x the archive); unpack {t_unpack:.1f} s (peak RSS "
+                  f"{rss_unpack // 1024} MB), identical={identical}; one message: "
                   f"median {reads['median_ms']} ms, p99 {reads['p99_ms']} ms, max "
                   f"{reads['max_ms']} ms (open {reads['open_ms']} ms)", flush=True)
     finally:
