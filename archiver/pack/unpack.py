@@ -43,6 +43,7 @@ def _safe_rel(rel: str) -> list[str]:
 def unpack(pack: Path, dest: Path) -> UnpackReport:
     """Write the tree held by ``pack`` into ``dest`` (new or empty)."""
     reader = open_pack(pack)
+    dest = Path(os.path.abspath(dest))  # "." or "out/" has a name and a parent too
     with translate_os_errors(_("checking {path}").format(path=dest)):
         if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
             raise DestinationError(_("{dest} is not empty: unpack into a new or empty "
