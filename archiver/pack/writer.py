@@ -38,6 +38,7 @@ from archiver.errors import DestinationError, UsageError
 from archiver.fsutil import open_new, translate_os_errors, write_all
 from archiver.i18n import _
 from archiver.pack.format import (
+    FOOTER_SIZE,
     HEADER_SIZE,
     Directory,
     Footer,
@@ -307,7 +308,7 @@ def _write(fmt: str, dirs: list[_Entry], files: list[_Entry],
         fsync(fd)
         report = PackReport(files=len(members), dirs=len(dirs),
                             bytes_in=frames.position,
-                            bytes_out=frames.offset + len(encoded) + 80,
+                            bytes_out=frames.offset + len(encoded) + FOOTER_SIZE,
                             frames=len(frames.frames), dict_bytes=len(dict_bytes))
         done = True
     finally:
