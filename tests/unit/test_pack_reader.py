@@ -112,3 +112,26 @@ def test_a_cut_pack_is_refused_on_opening(tmp_path: Path, cut: int) -> None:
     pack.write_bytes(data[:-cut])
     with pytest.raises(DestinationError, match="not a readable pack"):
         PackReader(pack)
+
+
+def test_a_running_archivers_scratch_is_left_out_and_everything_else_kept(
+        tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    make_archive(src, "mbox", messages(3))
+    meta = src / ".archiver"
+    (meta / "tmp").mkdir()
+    for scratch in ("lock", "restore-h-u.lock", "folders.json.tmp", "tmp/0123.1.2.partial"):
+        (meta / scratch).write_bytes(b"scratch")
+    for kept in (".archiver/restore-h-u.jsonl.zst", ".archiver/folders.json", "Inbox.msf",
+                 ".archiver/damaged/x"):
+        (src / kept).parent.mkdir(exist_ok=True)
+        (src / kept).write_bytes(b"kept")
+    pack = tmp_path / "p.pack"
+    write_pack(src, pack, level=3)
+    with PackReader(pack) as reader:
+        files = set(reader.files)
+        dirs = {d.path for d in reader.index.dirs}
+    assert {".archiver/restore-h-u.jsonl.zst", ".archiver/folders.json", "Inbox.msf",
+            ".archiver/damaged/x", "Inbox", ".archiver/archive.json"} <= files
+    assert not {f for f in files if "lock" in f or f.endswith((".tmp", ".partial"))}
+    assert ".archiver/tmp" in dirs  # the directory is the archive's; its contents are not
