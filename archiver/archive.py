@@ -92,6 +92,10 @@ class Archive:
         arc._new = (fmt or DEFAULT_FORMAT, source, portable)
         with translate_os_errors(_("checking {path}").format(path=dest)):
             if dest.exists() and not dest.is_dir():
+                from archiver.pack.reader import is_pack, packed_error
+
+                if is_pack(dest):
+                    raise packed_error(dest)
                 raise DestinationError(_("{dest} is a file, not a directory: choose a "
                                          "directory for the archive").format(dest=dest))
             fresh = not arc.meta_path.exists()
@@ -152,7 +156,17 @@ class Archive:
 
     @classmethod
     def open_existing(cls, dest: Path) -> Archive:
-        """Open an archive for reading (verify, ls); no lock."""
+        """Open an archive for reading (verify, ls); no lock.
+
+        DEST may be a pack (``archiver pack``): the archive is then read from it
+        in place (:class:`archiver.pack.view.PackedArchive`), and refuses writing.
+        """
+        from archiver.pack.reader import is_pack
+
+        if is_pack(dest):
+            from archiver.pack.view import PackedArchive
+
+            return PackedArchive(dest)
         arc = cls(dest)
         if not arc.meta_path.exists():
             raise DestinationError(_("{dest} is not an archive (no {META_DIR}/archive.json): "
@@ -160,6 +174,12 @@ class Archive:
                                      dest=dest, META_DIR=META_DIR))
         arc.meta = arc._read_meta()
         return arc
+
+    def has_index(self) -> bool:
+        return self.index_path.exists()
+
+    def require_writable(self) -> None:
+        """Raise unless this archive can be written (a pack cannot: unpack it first)."""
 
     def _read_meta(self) -> dict[str, Any]:
         try:

@@ -170,19 +170,22 @@ def _parse_frame(payload: bytes) -> tuple[list[Any], int]:
 
 
 def read_index(path: Path,
-               sink: Optional[Callable[[dict[str, Any]], None]] = None) -> ReadResult:
+               sink: Optional[Callable[[dict[str, Any]], None]] = None,
+               data: Optional[bytes] = None) -> ReadResult:
     """Read every record; stop at (and report) a torn or corrupt tail.
 
     The one reader of index-format files (the index, the restore journal).
     With ``sink``, each record is handed over as it is decoded and not kept,
     so folding a large index into state needs no list of every record.  What
     the records *mean* -- and skipping nonsense ones -- is
-    :class:`archiver.state.IndexState`'s job.
+    :class:`archiver.state.IndexState`'s job.  ``data``: the file's bytes, read
+    elsewhere (from a pack).
     """
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return ReadResult([], 0, 0)
+    if data is None:
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return ReadResult([], 0, 0)
     records: list[dict[str, Any]] = []
     keep = sink if sink is not None else records.append
     good = 0

@@ -251,8 +251,8 @@ class IndexState:
         self.skipped = 0  # records that did not make sense (see fold)
 
     @classmethod
-    def read(cls, path: Path, also: Optional[Callable[[Record], None]] = None
-             ) -> tuple[IndexState, ReadResult]:
+    def read(cls, path: Path, also: Optional[Callable[[Record], None]] = None,
+             data: Optional[bytes] = None) -> tuple[IndexState, ReadResult]:
         """Fold the index at ``path``; ``also`` sees every record the fold accepted."""
         state = cls()
         fold = state.fold
@@ -261,7 +261,7 @@ class IndexState:
             if fold(rec) and also is not None:
                 also(rec)
 
-        res = read_index(path, sink=sink)
+        res = read_index(path, sink=sink, data=data)
         state.skipped += res.bad_lines
         return state, res
 

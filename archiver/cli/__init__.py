@@ -44,6 +44,8 @@ COMMANDS = {
     "batch": "archiver.cli.batch:batch",
     "batch-report": "archiver.cli.batch:batch_report",
     "ui": "archiver.cli.ui:ui",
+    "pack": "archiver.cli.pack:pack",
+    "unpack": "archiver.cli.pack:unpack",
 }
 
 

@@ -506,7 +506,7 @@ def require_index(archive: Any, dest: Path) -> None:
     """A missing index makes an archive look empty: say so, and how to rebuild it."""
     from archiver.errors import UsageError
 
-    if not archive.index_path.exists():
+    if not archive.has_index():
         raise UsageError(_("{dest} has no index ({index_path} is missing): 'archiver reindex "
                            "{dest}' rebuilds it from the message files").format(
                            dest=dest, index_path=archive.index_path))

@@ -35,6 +35,7 @@ def reindex(dest: Path, snapshot: bool, force: bool) -> None:
     from archiver.snapshot import write_snapshot
 
     archive = Archive.open_existing(dest.expanduser())
+    archive.require_writable()
     if snapshot:
         info = write_snapshot(archive)
         err(_("snapshot written: {path} ({folders}, flags and dates of {messages}, "

@@ -85,6 +85,7 @@ def _repair(dest: Path, args: SourceArgs, logging: Logging, quiet: bool) -> Repa
     from archiver.stores import open_store
 
     existing = Archive.open_existing(dest)
+    existing.require_writable()
     src = open_source(args, logging.trace, connect=False)
     identity = source_identity(src)
     check_account(existing, identity)

@@ -131,11 +131,18 @@ def verify_archive(archive: Archive) -> VerifyReport:
     note = archive.skipped_note()
     if note:
         report.index_problems.append(note)
-    if archive.format == "mbox":
+    from archiver.pack.view import PackedArchive
+
+    if isinstance(archive, PackedArchive):
+        from archiver.pack.check import verify_pack
+
+        verify_pack(archive, report)  # every checksum of the pack, then every message
+    elif archive.format == "mbox":
         _verify_mbox(archive, report)
+        _unknown_folders(archive, report)
     else:
         _verify_maildir(archive, report)
-    _unknown_folders(archive, report)
+        _unknown_folders(archive, report)
     report.missing.sort()
     report.changed.sort()
     report.extra.sort()

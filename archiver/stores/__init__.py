@@ -14,7 +14,17 @@ log = logging.getLogger("archiver.stores")
 
 
 def open_store(root: Path, fmt: str) -> Store:
-    """The store that reads and writes an archive of format ``fmt`` under ``root``."""
+    """The store that reads and writes an archive of format ``fmt`` under ``root``.
+
+    A pack (``archiver pack``) gets a store that reads from it and refuses writing.
+    """
+    from archiver.pack.reader import is_pack
+
+    if is_pack(root):
+        from archiver.pack.reader import open_pack
+        from archiver.pack.view import PackStore
+
+        return PackStore(open_pack(root))
     if fmt not in ("maildir", "mbox"):
         raise DestinationError(_("{root} uses the unknown format '{fmt}': upgrade archiver").format(
                                  root=root, fmt=fmt))
