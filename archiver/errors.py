@@ -7,6 +7,8 @@ without a table of special cases.  Messages name the problem *and* the fix.
 
 from __future__ import annotations
 
+from typing import Any, Optional
+
 # Exit codes, documented in README.md ("Exit codes").
 EXIT_OK = 0
 EXIT_VERIFY_PROBLEMS = 1
@@ -72,3 +74,4 @@ class Interrupted(ArchiverError):
     """Ctrl-C: the batch in flight was finished and recorded."""
 
     exit_code = EXIT_INTERRUPTED
+    summary: Optional[Any] = None  # what the run did before it stopped (a jobs.Summary)
