@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -64,14 +65,21 @@ def identity(ep: Endpoint) -> dict[str, str]:
 _UNSAFE = '/\\:*?"<>|'
 
 
-def default_dest(ep: Endpoint, documents: Optional[Path] = None) -> Path:
-    """``~/Documents/mail-archive/USER@HOST`` (the user's documents folder on every OS)."""
-    if documents is None:
-        import platformdirs
+def default_home() -> Path:
+    """``Documents/MailArchive`` (``$ARCHIVER_UI_HOME`` when set): where new archives go,
+    the same folder the page's start page lists (archiver.ui.archives)."""
+    explicit = os.environ.get("ARCHIVER_UI_HOME", "").strip()
+    if explicit:
+        return Path(explicit).expanduser()
+    import platformdirs
 
-        documents = Path(platformdirs.user_documents_dir())
+    return Path(platformdirs.user_documents_dir()) / "MailArchive"
+
+
+def default_dest(ep: Endpoint, home: Optional[Path] = None) -> Path:
+    """``HOME/USER@HOST``: one archive per account in the user's documents folder."""
     name = "".join("_" if c in _UNSAFE or ord(c) < 32 else c for c in f"{ep.user}@{ep.host}")
-    return documents / "mail-archive" / name
+    return (home or default_home()) / name
 
 
 def existing_format(dest: Path) -> Optional[str]:
@@ -440,11 +448,11 @@ class Pending:
 class Backups:
     """The server's one backup: the pending sign-in, and the job (one at a time)."""
 
-    def __init__(self, timeout: float = 60.0,
-                 documents: Optional[Path] = None) -> None:
+    def __init__(self, timeout: float = 60.0, home: Optional[Path] = None) -> None:
         self._lock = threading.Lock()
         self.timeout = timeout
-        self.documents = documents
+        self.home = home
+        self.last: Optional[SignIn] = None  # step 1's server and user, shown again (no password)
         self._pending: Optional[Pending] = None
         self.job: Optional[BackupJob] = None
         self.tune: Optional[Callable[[Any], None]] = None
@@ -462,7 +470,8 @@ class Backups:
         if not password:
             raise UsageError(_("no password given for {what}").format(what=sign_in.server))
         ep = sign_in.endpoint()
-        where = dest or default_dest(ep, self.documents)
+        self.last = sign_in
+        where = dest or default_dest(ep, self.home)
         view = look(ep, password, where, fmt, self.timeout)
         view.notes[:0] = list(ep.notes)
         pending = Pending(sign_in, ep, password, view, time.monotonic())

@@ -72,12 +72,12 @@ def test_guided_backup_reports_progress_to_the_exact_total_and_archives_the_serv
         caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     user = loaded_user.user
-    hub = Backups(timeout=20, documents=tmp_path / "Documents")
+    hub = Backups(timeout=20, home=tmp_path / "MailArchive")
     pending = hub.sign_in(_sign_in(dovecot, user), user.password)
     view = pending.overview
     served = _served(dovecot, user)
     # step 2 shows the folders as `archiver folders` does, with counts and sizes
-    assert view.dest == tmp_path / "Documents" / "mail-archive" / f"{user.name}@127.0.0.1"
+    assert view.dest == tmp_path / "MailArchive" / f"{user.name}@127.0.0.1"
     listed = {f.name: f for f in view.folders}
     assert listed[corpus.JA_INBOX].messages == sum(1 for f, _ in served if f == corpus.JA_INBOX)
     assert view.total_messages == len(served)
@@ -195,7 +195,7 @@ def test_errors_are_the_cli_one_line_messages(dovecot: DovecotServer, mail_user:
     assert "Traceback" not in final["message"]
     if trouble != "another account":  # step 1 already says it
         with pytest.raises(ArchiverError) as caught:
-            Backups(timeout=20, documents=tmp_path).sign_in(
+            Backups(timeout=20, home=tmp_path).sign_in(
                 _sign_in(dovecot, mail_user, cafile), password, dest)
         assert caught.value.message == expected
     assert not any(password in e for e in events) and password not in caplog.text
@@ -203,6 +203,6 @@ def test_errors_are_the_cli_one_line_messages(dovecot: DovecotServer, mail_user:
 
 def test_default_destination_is_in_the_documents_folder(tmp_path: Path) -> None:
     ep = SignIn("ecc-new", "s1234").endpoint()
-    assert default_dest(ep, tmp_path) == (tmp_path / "mail-archive"
+    assert default_dest(ep, tmp_path) == (tmp_path
                                           / "s1234@mail.ecc.u-tokyo.ac.jp@imap.ecc.u-tokyo.ac.jp")
     assert default_dest(SignIn("imaps://a%2Fb@h").endpoint(), tmp_path).name == "a_b@h"
