@@ -118,8 +118,53 @@ def source_files() -> list[Path]:
 
 
 def extract_archiver() -> list[Entry]:
-    """Every msgid of archiver's own source, in file and line order."""
-    return _collect((p, p.relative_to(REPO).as_posix(), True) for p in source_files())
+    """Every msgid of archiver's own source, in file and line order, then its templates'."""
+    entries = _collect((p, p.relative_to(REPO).as_posix(), True) for p in source_files())
+    seen = {e.key: e for e in entries}
+    for path in template_files():
+        name = path.relative_to(REPO).as_posix()
+        for msgid, plural, line in template_messages(path.read_text(encoding="utf-8")):
+            entry = seen.get((msgid, plural))
+            if entry is None:
+                entry = seen[(msgid, plural)] = Entry(msgid, plural)
+                entries.append(entry)
+            entry.refs.append(f"{name}:{line}")
+    return entries
+
+
+# Jinja2 templates of the web page (archiver/ui/templates): ``{{ _("...") }}`` and
+# ``ngettext("...", "...", n)`` with double-quoted literals -- the only form they use,
+# which template_messages() insists on, so no text is silently left out.
+_TPL_STRING = r'"((?:[^"\\\n]|\\.)*)"'
+_TPL_CALL = re.compile(r"(?<![\w.])(_|ngettext)\(")
+_TPL_GETTEXT = re.compile(r"_\(\s*" + _TPL_STRING + r"\s*\)")
+_TPL_NGETTEXT = re.compile(r"ngettext\(\s*" + _TPL_STRING + r"\s*,\s*" + _TPL_STRING
+                           + r"\s*,")
+
+
+def template_files() -> list[Path]:
+    return sorted(PACKAGE.rglob("templates/*.html"))
+
+
+def template_messages(source: str) -> list[tuple[str, Optional[str], int]]:
+    """(msgid, plural or None, line) of every ``_()``/``ngettext()`` in a template."""
+    found: list[tuple[str, Optional[str], int]] = []
+    for call in _TPL_CALL.finditer(source):
+        line = source.count("\n", 0, call.start()) + 1
+        if call.group(1) == "_":
+            m = _TPL_GETTEXT.match(source, call.start())
+            if m is None:
+                raise ValueError(f"line {line}: _() in a template takes one double-quoted "
+                                 "literal")
+            found.append((ast.literal_eval('"' + m.group(1) + '"'), None, line))
+        else:
+            m = _TPL_NGETTEXT.match(source, call.start())
+            if m is None:
+                raise ValueError(f"line {line}: ngettext() in a template takes two "
+                                 "double-quoted literals")
+            found.append((ast.literal_eval('"' + m.group(1) + '"'),
+                          ast.literal_eval('"' + m.group(2) + '"'), line))
+    return found
 
 
 def extract_click() -> list[Entry]:

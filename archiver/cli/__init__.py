@@ -41,6 +41,7 @@ COMMANDS = {
     "reindex": "archiver.cli.reindex:reindex",
     "restore": "archiver.cli.restore:restore",
     "migrate": "archiver.cli.migrate:migrate",
+    "ui": "archiver.cli.ui:ui",
 }
 
 

@@ -128,12 +128,17 @@ def _folder_ok(name: str, globs: Sequence[str]) -> bool:
     return folder_selected(name, list(globs), [])
 
 
-def search(archive: Archive, query: Query) -> Iterator[Item]:
-    """Messages matching every criterion of ``query``, oldest first."""
+def search(archive: Archive, query: Query,
+           items: Optional[Sequence[Item]] = None) -> Iterator[Item]:
+    """Messages matching every criterion of ``query``, oldest first.
+
+    ``items``: the catalogue already in memory (``archiver ui`` keeps it per
+    archive), instead of reading the index again.
+    """
     gc_was_on = gc.isenabled()
     gc.disable()  # see load(): the index pass allocates much and frees nothing
     try:
-        candidates = _candidates(archive, query.prepared())
+        candidates = _candidates(archive, query.prepared(), items)
     finally:
         if gc_was_on:
             gc.enable()
@@ -153,12 +158,13 @@ def search(archive: Archive, query: Query) -> Iterator[Item]:
             store.close()
 
 
-def _candidates(archive: Archive, q: Query) -> list[tuple[Item, list[Needle]]]:
+def _candidates(archive: Archive, q: Query, items: Optional[Sequence[Item]] = None
+                ) -> list[tuple[Item, list[Needle]]]:
     """Index-only filtering: (item, terms still to find in its body) per candidate."""
     terms, senders, subjects = q._norm["terms"], q._norm["from"], q._norm["subject"]
     folder_cache: dict[str, bool] = {}
     candidates: list[tuple[Item, list[Needle]]] = []
-    for item in load(archive).items:
+    for item in load(archive).items if items is None else items:
         ok = folder_cache.get(item.folder)
         if ok is None:
             ok = folder_cache[item.folder] = _folder_ok(item.folder, q.folders)

@@ -1,0 +1,206 @@
+"""The Starlette application: security in front, pages behind, one language per page.
+
+:func:`create_app` builds it; ``archiver ui`` (archiver/cli/ui.py) serves it
+with uvicorn on 127.0.0.1.  Pages are Jinja2 templates (``templates/``)
+rendered through :meth:`UIContext.render`, which gives every template ``_``
+and ``ngettext`` bound to the request's language -- the same gettext
+catalogue as the CLI (``scripts/i18n`` extracts ``_("...")`` from the
+templates too).
+
+The language of a request: the one the user picked with the page's language
+links (a cookie), else ``archiver ui --lang``, else the browser's
+Accept-Language, else the CLI's environment rules.  Library code (error
+messages raised by the engine) reads the process-wide language of
+:mod:`archiver.i18n`; the page sets it to each request's language, which for
+the one user of a local page is the language of the page they are looking at.
+
+The guided backup lives in :mod:`archiver.ui.backup_routes` (a separate
+module, so the two halves can be built apart); see that module's docstring
+for the interface.
+"""
+
+from __future__ import annotations
+
+import gettext
+import importlib
+import os
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import jinja2
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from archiver import __version__
+from archiver.i18n import DOMAIN, LANGUAGES, LOCALE_DIR, language_from_env, normalise
+from archiver.i18n import set_language as set_process_language
+from archiver.ui.archives import Registry, default_home
+from archiver.ui.security import Guard
+from archiver.units import human_size
+
+HERE = Path(__file__).resolve().parent
+LANG_COOKIE = "archiver_lang"
+
+
+@cache
+def translations(language: str) -> gettext.NullTranslations:
+    """The catalogue of ``language`` (English: the msgids themselves)."""
+    if language == "en":
+        return gettext.NullTranslations()
+    return gettext.translation(DOMAIN, localedir=str(LOCALE_DIR), languages=[language],
+                               fallback=True)
+
+
+def accepted_language(header: str) -> Optional[str]:
+    """The first shipped language of an Accept-Language header, by quality."""
+    choices: list[tuple[float, int, str]] = []
+    for i, part in enumerate(header.split(",")):
+        tag, _sep, params = part.strip().partition(";")
+        q = 1.0
+        if params.strip().startswith("q="):
+            try:
+                q = float(params.strip()[2:])
+            except ValueError:
+                q = 0.0
+        lang = normalise(tag.strip()) if tag.strip() and tag.strip() != "*" else None
+        if lang and q > 0:
+            choices.append((-q, i, lang))
+    return min(choices)[2] if choices else None
+
+
+@dataclass
+class UIContext:
+    """What every route needs: the archives, the templates, the chosen language."""
+
+    dest: Optional[Path]  # the DEST given to ``archiver ui`` (None: the start page)
+    home: Path  # the default folder: new archives go here, the start page lists it
+    language: Optional[str]  # ``--lang`` (None: per request)
+    registry: Registry = field(default_factory=Registry)
+    env: jinja2.Environment = field(init=False)
+    new_backup_path: Optional[str] = None  # from backup_routes: the start page links it
+
+    def __post_init__(self) -> None:
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(HERE / "templates")),
+            autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
+            undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+        self.env.filters["size"] = human_size
+
+    def language_of(self, request: Request) -> str:
+        picked = normalise(request.cookies.get(LANG_COOKIE, ""))
+        if picked:
+            return picked
+        if self.language:
+            return self.language
+        accepted = accepted_language(request.headers.get("accept-language", ""))
+        return accepted or language_from_env(os.environ)
+
+    def render(self, request: Request, template: str, status_code: int = 200,
+               **values: Any) -> HTMLResponse:
+        """``template`` with ``values``, ``_``/``ngettext`` in the request's language."""
+        lang = self.language_of(request)
+        tr = translations(lang)
+        html = self.env.get_template(template).render(
+            request=request, lang=lang, _=tr.gettext, ngettext=tr.ngettext,
+            version=__version__, languages=LANGUAGES, ctx=self, here=_here(request),
+            **values)
+        return HTMLResponse(html, status_code=status_code)
+
+    def gettext(self, request: Request) -> gettext.NullTranslations:
+        """For texts made in Python for one request (``.gettext``/``.ngettext``)."""
+        return translations(self.language_of(request))
+
+
+def _here(request: Request) -> str:
+    """This page's path and query (where the language links come back to)."""
+    query = request.url.query
+    return request.url.path + ("?" + query if query else "")
+
+
+class _SpeakTheRequestLanguage:
+    """Plain ASGI middleware: the process language follows the page (see the module doc)."""
+
+    def __init__(self, app: Any, ctx: UIContext) -> None:
+        self.app = app
+        self.ctx = ctx
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            set_process_language(self.ctx.language_of(Request(scope)))
+        await self.app(scope, receive, send)
+
+
+def _backup_module() -> Any:
+    """:mod:`archiver.ui.backup_routes` if present (the guided backup), else None."""
+    try:
+        return importlib.import_module("archiver.ui.backup_routes")
+    except ModuleNotFoundError as exc:
+        if exc.name != "archiver.ui.backup_routes":
+            raise
+        return None
+
+
+def create_app(dest: Optional[Path], token: str, language: Optional[str] = None, *,
+               port: Optional[int] = None, home: Optional[Path] = None) -> Starlette:
+    """The whole page: security middleware, start page, browsing, the guided backup.
+
+    ``port`` is the port the server listens on (the Host and Origin checks
+    need it); None takes it from the server socket of each request.
+    """
+    from archiver.ui import browse
+
+    ctx = UIContext(dest=dest, home=home or default_home(), language=normalise(language or "")
+                    if language else None)
+    if dest is not None:
+        ctx.registry.register(dest)
+    routes: list[BaseRoute] = [
+        Route("/", _bound(_root, ctx)),
+        Route("/archives", _bound(browse.start_page, ctx)),
+        Route("/lang/{code}", _switch_language),
+        Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static"),
+    ]
+    backup = _backup_module()
+    if backup is not None:
+        routes.extend(backup.routes(ctx))
+        ctx.new_backup_path = getattr(backup, "NEW_BACKUP_PATH", None)
+    routes.extend(browse.routes(ctx))
+    app = Starlette(routes=routes, middleware=[
+        Middleware(Guard, token=token, port=port),
+        Middleware(_SpeakTheRequestLanguage, ctx=ctx),
+    ])
+    app.state.ctx = ctx
+    return app
+
+
+def _bound(view: Callable[[UIContext, Request], Response], ctx: UIContext
+           ) -> Callable[[Request], Response]:
+    """A plain (thread pool) endpoint calling ``view(ctx, request)``."""
+    def endpoint(request: Request) -> Response:
+        return view(ctx, request)
+    return endpoint
+
+
+def _root(ctx: UIContext, request: Request) -> Response:
+    """With a DEST: its folders; without: the start page."""
+    from archiver.ui import browse
+
+    if ctx.dest is not None:
+        return RedirectResponse(f"/a/{ctx.registry.register(ctx.dest)}/", status_code=303)
+    return browse.start_page(ctx, request)
+
+
+async def _switch_language(request: Request) -> Response:
+    """The page's language links: a cookie, then back where the user was."""
+    code = normalise(request.path_params["code"]) or "en"
+    back = request.query_params.get("next", "/")
+    if not back.startswith("/") or back.startswith("//") or "\\" in back:
+        back = "/"
+    response = RedirectResponse(back, status_code=303)
+    response.set_cookie(LANG_COOKIE, code, samesite="strict", path="/", httponly=True)
+    return response
