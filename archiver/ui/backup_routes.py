@@ -39,6 +39,7 @@ from starlette.routing import Route
 
 from archiver.account import PRESETS
 from archiver.errors import ArchiverError, UsageError
+from archiver.i18n import _
 from archiver.ui.backup_job import (
     FORMATS,
     Backups,
@@ -118,12 +119,12 @@ class BackupPages:
                 data = await upload.read(MAX_CAFILE + 1)
                 if data:
                     if len(data) > MAX_CAFILE:
-                        raise UsageError(self.ctx.gettext(request).gettext(
-                            "the CA file is too big for a certificate: choose its PEM file"))
+                        raise UsageError(_("the CA file is too big for a certificate: choose "
+                                           "its PEM file"))
                     cafile = self.cafiles.save(data)
             if not server:
-                raise UsageError(self.ctx.gettext(request).gettext(
-                    "choose a server, or type its address (imaps://HOST)"))
+                raise UsageError(_("choose a server, or type its address "
+                                   "(imaps://USER@HOST)"))
             sign_in = SignIn(server, user, cafile)
             await run_in_threadpool(self.hub.sign_in, sign_in, password)
         except ArchiverError as exc:
