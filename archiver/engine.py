@@ -254,13 +254,18 @@ class Backup(SyncJobs):
             self._estimates[name] = (m - len(fetched) - len(failed), b - done - lost)
 
     def _check_stop(self) -> None:
-        if self._stop.is_set():
+        # On a cancel every connection still hands in the batch it has fetched (and then
+        # stops in _check_cancel): Cancel saves what came, as Ctrl-C does with one.
+        if self._stop.is_set() and not self._cancelled():
             raise Stopping()
+
+    def _cancelled(self) -> bool:
+        cancel = self.options.cancel
+        return cancel is not None and cancel.is_set()
 
     def _check_cancel(self) -> None:
         """After a batch is handed to the pipeline, or before a folder: stop if asked to."""
-        cancel = self.options.cancel
-        if cancel is not None and cancel.is_set():
+        if self._cancelled():
             raise Cancelled()
 
     def _prefetch_status(self, conn: Connection,

@@ -16,6 +16,7 @@ web framework here: :mod:`archiver.ui.backup_routes` turns this into pages.
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -434,6 +435,18 @@ def crash_text(exc: BaseException) -> str:
 # ---------------------------------------------------------------- one per server process
 
 
+EXIT_WAIT = 60.0  # seconds a stopping server gives the job to save its batch in flight
+
+
+def finish_at_exit(job: BackupJob) -> None:
+    """The server is stopping (Ctrl+C on ``archiver ui``): end the job as Cancel does, so
+    the batch in flight is saved and recorded, instead of the thread dying with the
+    process (safe too, but what was fetched would be fetched again)."""
+    if job.running:
+        job.cancel()
+        job.join(EXIT_WAIT)
+
+
 @dataclass
 class Pending:
     """A sign-in that worked, waiting for step 2 (its password in memory only)."""
@@ -510,6 +523,7 @@ class Backups:
                             tune=self.tune)
             self._forget()
             self.job = job
+        atexit.register(finish_at_exit, job)
         return job.start()
 
     def forget(self) -> None:

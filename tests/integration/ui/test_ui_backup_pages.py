@@ -137,3 +137,86 @@ def test_one_backup_at_a_time_every_step_leads_to_the_running_one(
               client.post("/backup/where", data={"action": "start"})):
         assert r.url.path == "/backup/progress"
     assert hub.job is running and hub.last is None
+
+
+def _big(size: int) -> bytes:
+    import base64
+    import random
+
+    body = base64.encodebytes(random.Random(7).randbytes(size * 3 // 4)).replace(b"\n", b"\r\n")
+    return b"Subject: big\r\nContent-Transfer-Encoding: base64\r\n\r\n" + body
+
+
+def test_cancel_on_the_page_and_ctrl_c_on_the_server_save_what_came_and_a_rerun_goes_on(
+        ui_server: Any, dovecot: DovecotServer, loaded_user: Any, tmp_path: Path) -> None:
+    """Through a slowed line: Cancel mid-run, then again to the end; then a run stopped
+    by Ctrl+C on ``archiver ui`` itself still saves its batch in flight."""
+    import signal
+
+    import httpx
+
+    from tests.proxy import Fault, FaultProxy, every
+
+    user = loaded_user.user
+    dovecot.append(user, "INBOX", _big(1_200_000))
+    served = sum(len(v) for v in dovecot.fetch_all(user).values())
+
+    def session(server: Any) -> httpx.Client:
+        c = httpx.Client(base_url=server.base, follow_redirects=True,
+                         headers={"Origin": server.base}, timeout=60)
+        assert c.get(server.url).status_code == 200
+        return c
+
+    def start(c: httpx.Client, port: int, dest: Path) -> None:
+        form = {"preset": "url", "url": f"imaps://127.0.0.1:{port}", "user": user.name,
+                "password": user.password, "cafile": str(dovecot.cafile)}
+        assert c.post("/backup/signin", data=form).url.path == "/backup/where"
+        r = c.post("/backup/where", data={"dest": str(dest), "action": "start"})
+        assert r.url.path == "/backup/progress"
+
+    def follow(c: httpx.Client, until: Any) -> dict[str, Any]:
+        with c.stream("GET", "/backup/events") as response:
+            for line in response.iter_lines():
+                if line.startswith("data: "):
+                    snap = json.loads(line[6:])
+                    if until(snap) or snap["final"]:
+                        return snap
+        raise AssertionError("the event stream ended without a final event")
+
+    def records(dest: Path) -> list[tuple[str, int]]:
+        return [(r["folder"], r["uid"]) for r in index_records(dest) if r["type"] == "msg"]
+
+    dest = tmp_path / "a"
+    with FaultProxy(dovecot.imaps_port, every(Fault(delay=0.01)), chunk=16384) as proxy:
+        server = ui_server(None)
+        c = session(server)
+        start(c, proxy.port, dest)
+        assert not follow(c, lambda s: s["bytes_done"] > 0)["final"]
+        assert c.post("/backup/cancel").url.path == "/backup/progress"
+        final = follow(c, lambda s: False)
+        assert final["phase"] == "cancelled", final
+        first = records(dest)
+        assert 0 < len(first) < served
+        start(c, proxy.port, dest)
+        assert follow(c, lambda s: False)["phase"] == "done"
+        assert sorted(records(dest)) == sorted(set(records(dest))) and len(records(dest)) == served
+
+        other = tmp_path / "b"
+        start(c, proxy.port, other)
+        assert not follow(c, lambda s: s["bytes_done"] > 0)["final"]
+        c.close()
+        server.proc.send_signal(signal.SIGINT)  # Ctrl+C on `archiver ui`
+        assert server.proc.wait(timeout=60) == 130
+    saved = records(other)
+    assert saved, "the batch in flight was not saved when the server stopped"
+    code, _out, err = run_cli(["backup", f"imaps://{user.name}@127.0.0.1:{dovecot.imaps_port}",
+                               str(other), "--cafile", str(dovecot.cafile),
+                               "--password-file", str(_pwfile(tmp_path, user))])
+    assert code == 0, err
+    assert sorted(records(other)) == sorted(set(records(other))) and len(records(other)) == served
+
+
+def _pwfile(tmp_path: Path, user: MailUser) -> Path:
+    path = tmp_path / "pw"
+    path.write_text(user.password + "\n")
+    return path
