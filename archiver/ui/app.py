@@ -24,6 +24,7 @@ from __future__ import annotations
 import gettext
 import importlib
 import os
+import threading
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -158,7 +159,10 @@ def create_app(dest: Optional[Path], token: str, language: Optional[str] = None,
     ctx = UIContext(dest=dest, home=home or default_home(), language=normalise(language or "")
                     if language else None)
     if dest is not None:
-        ctx.registry.register(dest)
+        key = ctx.registry.register(dest)
+        # read the index now, while the user's browser starts: the first page is then warm
+        threading.Thread(target=_warm, args=(ctx.registry, key), daemon=True,
+                         name="archiver-ui-warm").start()
     routes: list[BaseRoute] = [
         Route("/", _bound(_root, ctx)),
         Route("/archives", _bound(browse.start_page, ctx)),
@@ -176,6 +180,13 @@ def create_app(dest: Optional[Path], token: str, language: Optional[str] = None,
     ])
     app.state.ctx = ctx
     return app
+
+
+def _warm(registry: Registry, key: str) -> None:
+    try:
+        registry.browsable(key)
+    except Exception:  # noqa: BLE001 - the page that needs it reports the problem
+        pass
 
 
 def _bound(view: Callable[[UIContext, Request], Response], ctx: UIContext

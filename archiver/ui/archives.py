@@ -67,6 +67,8 @@ class Browsable:
     stamp: tuple[int, int]
     by_folder: dict[str, list[Item]] = field(default_factory=dict)  # newest first
     by_sha: dict[str, list[Item]] = field(default_factory=dict)
+    total_bytes: int = 0
+    _rows: Optional[list[FolderRow]] = None
 
     @classmethod
     def read(cls, path: Path) -> Browsable:
@@ -79,10 +81,17 @@ class Browsable:
             out.by_sha.setdefault(item.entry.sha256, []).append(item)
         for items in out.by_folder.values():
             items.sort(key=lambda i: (i.date or "", i.entry.path), reverse=True)
+        out.total_bytes = sum(i.entry.size for i in catalog.items)
+        out._rows = out._folder_rows()
         return out
 
     def folder_rows(self) -> list[FolderRow]:
         """The folders as an indented tree (INBOX first), parents filled in."""
+        if self._rows is None:
+            self._rows = self._folder_rows()
+        return self._rows
+
+    def _folder_rows(self) -> list[FolderRow]:
         folders: dict[str, FolderEntry] = self.catalog.state.folders
         rows: list[FolderRow] = []
         seen: set[str] = set()

@@ -7,6 +7,9 @@ catalogue of :mod:`archiver.offline.catalog` (cached per archive in
 store's exact bytes as ``archiver show --raw`` gives them, and the decoding
 of ``archiver show`` (:mod:`archiver.ui.render`).
 
+Texts made here use :func:`archiver.i18n._`: the app sets the process
+language to the request's (:mod:`archiver.ui.app`).
+
 Endpoints are plain functions: Starlette runs them in its thread pool, so
 reading a big index never blocks the event loop (and the backup's event
 streams keep flowing).
@@ -26,6 +29,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from archiver.errors import ArchiverError
+from archiver.i18n import _
 from archiver.offline.catalog import Item
 from archiver.offline.search import Query, search
 from archiver.offline.show import read
@@ -129,13 +133,12 @@ def _not_found(ctx: UIContext, request: Request, what: str) -> Response:
 
 def _open(ctx: UIContext, request: Request) -> tuple[str, Optional[Browsable], Optional[Response]]:
     key = request.path_params["key"]
-    tr = ctx.gettext(request)
     try:
         browsable = ctx.registry.browsable(key)
     except ArchiverError as exc:
         return key, None, ctx.render(request, "error.html", status_code=500, message=str(exc))
     if browsable is None:
-        return key, None, _not_found(ctx, request, tr.gettext(
+        return key, None, _not_found(ctx, request, _(
             "This archive is not known here: go back to the list of archives."))
     return key, browsable, None
 
@@ -153,7 +156,7 @@ def archive_page(ctx: UIContext, request: Request) -> Response:
         "verify": f"archiver verify {_quoted(dest)}",
     }
     total = len(b.catalog.items)
-    size = human_size(sum(i.entry.size for i in b.catalog.items))
+    size = human_size(b.total_bytes)
     return ctx.render(request, "archive.html", key=key, dest=dest, folders=b.folder_rows(),
                       total=total, size=size, commands=commands, folder_url=_folder_url)
 
@@ -171,10 +174,9 @@ def folder_page(ctx: UIContext, request: Request) -> Response:
     if b is None:
         assert refusal is not None
         return refusal
-    tr = ctx.gettext(request)
     name = b.find_folder(request.query_params.get("name", ""))
     if name is None:
-        return _not_found(ctx, request, tr.gettext("There is no such folder in this archive."))
+        return _not_found(ctx, request, _("There is no such folder in this archive."))
     items = b.by_folder.get(name, [])
     pager = Pager.of(len(items), request)
     return ctx.render(request, "folder.html", key=key, folder=name,
@@ -219,11 +221,10 @@ def _message(ctx: UIContext, request: Request
     key, b, refusal = _open(ctx, request)
     if b is None:
         return key, None, None, refusal
-    tr = ctx.gettext(request)
     sha = request.path_params["sha"]
     items = b.by_sha.get(sha) if _SHA.fullmatch(sha) else None
     if not items:
-        return key, None, None, _not_found(ctx, request, tr.gettext(
+        return key, None, None, _not_found(ctx, request, _(
             "There is no such message in this archive."))
     items = sorted(items, key=lambda i: (i.entry.gone, i.folder, i.entry.path))
     try:

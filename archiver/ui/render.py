@@ -223,7 +223,7 @@ def sanitise(markup: str, images: Optional[dict[str, str]] = None) -> str:
 
     attributes = {tag: set(attrs) for tag, attrs in nh3.ALLOWED_ATTRIBUTES.items()}
     for tag in nh3.ALLOWED_TAGS:
-        attributes.setdefault(tag, set()).update({"style", "title", "dir", "lang"})
+        attributes.setdefault(tag, set()).update({"style", "title", "dir", "lang", "id"})
     for tag in ("td", "th", "table", "tr", "div", "p", "span", "font", "body"):
         attributes.setdefault(tag, set()).update({"bgcolor", "align", "valign", "width"})
     attributes.setdefault("font", set()).update({"color", "face", "size"})

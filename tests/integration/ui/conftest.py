@@ -212,3 +212,62 @@ def remove_artifacts(prefix: str) -> None:
             p.unlink()
         else:
             shutil.rmtree(p, ignore_errors=True)
+
+
+class Listener:
+    """A TCP listener on 127.0.0.1 that records every connection (the "remote" host).
+
+    A sanitised mail must make the browser send it nothing at all.
+    """
+
+    def __init__(self) -> None:
+        import socket
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.hits: list[bytes] = []
+        self.address = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _peer = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(2)
+                try:
+                    self.hits.append(conn.recv(4096) or b"(connected)")
+                    conn.sendall(b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+                except OSError:
+                    self.hits.append(b"(connected)")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture(scope="session")
+def remote_listener() -> Iterator[Listener]:
+    listener = Listener()
+    yield listener
+    listener.close()
+
+
+@pytest.fixture(scope="session")
+def ui_archive(dovecot: Any, tmp_path_factory: pytest.TempPathFactory,
+               remote_listener: Listener) -> Any:
+    """A real backup of tests/integration/ui/mail.py's messages (mail.UIArchive)."""
+    from tests.integration.ui import mail
+
+    return mail.build(dovecot, tmp_path_factory.mktemp("ui"), remote_listener.address)
+
+
+@pytest.fixture(scope="session")
+def archive_server(ui_archive: Any, tmp_path_factory: pytest.TempPathFactory
+                   ) -> Iterator[UIServer]:
+    """``archiver ui DEST --lang ja`` on :func:`ui_archive`, for the whole session."""
+    running = start_ui([str(ui_archive.dest), "--lang", "ja"], tmp_path_factory.mktemp("home"))
+    yield running
+    stop_ui(running)
