@@ -53,6 +53,15 @@ class Item:
         value = self.rec.get(key)
         return value if isinstance(value, str) else ""
 
+    @cached_property
+    def haystack(self) -> str:
+        """Subject, sender and recipients as ``search`` matches them (normalised, NUL
+        between the fields so that no match spans two).  Kept: ``archiver ui`` keeps the
+        catalogue in memory and searches it again and again."""
+        from archiver.offline.search import normalise
+
+        return normalise("\0".join((self.text("subject"), self.text("from"), self.text("to"))))
+
 
 @dataclass
 class Catalog:

@@ -180,9 +180,7 @@ def _candidates(archive: Archive, q: Query, items: Optional[Sequence[Item]] = No
             continue
         missing = terms
         if terms:
-            # NUL between the fields: no match, not even a flexible space, spans two
-            hay = normalise("\0".join((item.text("subject"), item.text("from"),
-                                       item.text("to"))))
+            hay = item.haystack  # NUL between the fields: no match spans two
             missing = [t for t in terms if not t.found_in(hay)]
             if missing and not q.body:
                 continue
