@@ -438,6 +438,27 @@ def crash_text(exc: BaseException) -> str:
 EXIT_WAIT = 60.0  # seconds a stopping server gives the job to save its batch in flight
 
 
+def at_exit(call: Callable[..., None], *args: Any) -> None:
+    """Run ``call(*args)`` when the process ends, *before* thread pools shut down.
+
+    A plain :mod:`atexit` handler runs after ``concurrent.futures`` refused new
+    work (its own exit hook comes first), and the pipeline's fsync pool
+    (archiver.durable) then could not make the last batch durable.  threading's
+    exit hooks run in reverse order of registration, and concurrent.futures.thread
+    registers its hook when imported: importing it first puts ours ahead of it.
+    """
+    import concurrent.futures.thread  # noqa: F401 - its exit hook must be registered first
+
+    register = getattr(threading, "_register_atexit", None)
+    try:
+        if register is not None:
+            register(call, *args)
+            return
+    except RuntimeError:  # already shutting down
+        return
+    atexit.register(call, *args)
+
+
 def finish_at_exit(job: BackupJob) -> None:
     """The server is stopping (Ctrl+C on ``archiver ui``): end the job as Cancel does, so
     the batch in flight is saved and recorded, instead of the thread dying with the
@@ -523,7 +544,7 @@ class Backups:
                             tune=self.tune)
             self._forget()
             self.job = job
-        atexit.register(finish_at_exit, job)
+        at_exit(finish_at_exit, job)
         return job.start()
 
     def forget(self) -> None:

@@ -208,7 +208,8 @@ def test_cancel_on_the_page_and_ctrl_c_on_the_server_save_what_came_and_a_rerun_
         server.proc.send_signal(signal.SIGINT)  # Ctrl+C on `archiver ui`
         assert server.proc.wait(timeout=60) == 130
     saved = records(other)
-    assert saved, "the batch in flight was not saved when the server stopped"
+    assert saved, ("the batch in flight was not saved when the server stopped",
+                   server.proc.stderr.read().decode(errors="replace"))
     code, _out, err = run_cli(["backup", f"imaps://{user.name}@127.0.0.1:{dovecot.imaps_port}",
                                str(other), "--cafile", str(dovecot.cafile),
                                "--password-file", str(_pwfile(tmp_path, user))])
