@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from archiver.account import Endpoint, TLSOptions, parse_endpoint
 from archiver.errors import ArchiverError, DestinationError, Interrupted
@@ -186,8 +186,10 @@ class ProgressFeed:
         self.current_folder = ""
         self.notes: list[str] = []
         self.phase = "connecting"
-        self.message = ""  # a final error, or why it stopped
-        self.summary = ""  # the CLI's summary line
+        # a final error (the library's text, in the language of its time), or why it
+        # stopped (made again in the page's language when shown)
+        self.message: Union[str, Callable[[], str]] = ""
+        self.summary: Optional[Any] = None  # the run's jobs.Summary, shown in the CLI's words
         self.problems: list[str] = []
         self.started = clock()
         self.finished: Optional[float] = None
@@ -229,12 +231,13 @@ class ProgressFeed:
 
     # ------------------------------------------------------------ what the job sets
 
-    def set_phase(self, phase: str, message: str = "", summary: str = "",
+    def set_phase(self, phase: str, message: Union[str, Callable[[], str]] = "",
+                  summary: Optional[Any] = None,
                   problems: Optional[list[str]] = None) -> None:
         with self._cond:
             self.phase = phase
             self.message = message
-            self.summary = summary or self.summary
+            self.summary = summary if summary is not None else self.summary
             if problems is not None:
                 self.problems = list(problems)
             if phase in FINAL_PHASES:
@@ -272,8 +275,10 @@ class ProgressFeed:
                 "rate_text": human_rate(self._rate.rate),
                 "eta_seconds": None if eta is None else round(eta, 1),
                 "eta_text": "" if eta is None else human_duration(eta),
-                "notes": list(self.notes[-20:]), "message": self.message,
-                "summary": self.summary, "problems": list(self.problems),
+                "notes": list(self.notes[-20:]),
+                "message": self.message if isinstance(self.message, str) else self.message(),
+                "summary": "" if self.summary is None else _summary_line(self.summary),
+                "problems": list(self.problems),
             }
 
     def wait(self, after: int, timeout: float) -> dict[str, Any]:
@@ -352,11 +357,8 @@ class BackupJob:
         try:
             self._backup()
         except Interrupted as exc:
-            summary = exc.summary
-            self.summary = summary
-            feed.set_phase("cancelled", _("Cancelled; what was copied is saved. Start the same "
-                                          "backup again to go on."),
-                           summary=_summary_line(summary) if summary is not None else "")
+            self.summary = exc.summary
+            feed.set_phase("cancelled", cancelled_text, summary=exc.summary)
         except ArchiverError as exc:
             feed.set_phase("failed", exc.message)
         except Exception as exc:  # noqa: BLE001 - a bug: a short text and a report file
@@ -411,8 +413,12 @@ class BackupJob:
         if problems:
             problems.append(_("some messages were not saved: run the same command again to "
                               "retry them"))
-        feed.set_phase("partial" if summary.problems else "done",
-                       summary=_summary_line(summary), problems=problems)
+        feed.set_phase("partial" if summary.problems else "done", summary=summary,
+                       problems=problems)
+
+
+def cancelled_text() -> str:
+    return _("Cancelled; what was copied is saved. Start the same backup again to go on.")
 
 
 def _summary_line(summary: Any) -> str:

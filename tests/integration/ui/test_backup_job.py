@@ -167,7 +167,8 @@ def _cli_error(args: list[str]) -> str:
     return line.removeprefix("archiver: error: ")
 
 
-@pytest.mark.parametrize("trouble", ["wrong password", "wrong CA", "another account"])
+@pytest.mark.parametrize("trouble", ["wrong password", "wrong CA", "another account",
+                                     "server not found"])
 def test_errors_are_the_cli_one_line_messages(dovecot: DovecotServer, mail_user: MailUser,
                                              tmp_path: Path, trouble: str,
                                              caplog: pytest.LogCaptureFixture) -> None:
@@ -179,15 +180,18 @@ def test_errors_are_the_cli_one_line_messages(dovecot: DovecotServer, mail_user:
         password = "not-" + password
     elif trouble == "wrong CA":
         cafile = dovecot.wrong_cafile
-    else:
+    elif trouble == "another account":
         other = dovecot.new_user("other")
         assert backup(dovecot, other, dest)[0] == 0
+    host = "no-such-host.invalid" if trouble == "server not found" else "127.0.0.1"
+    url = f"imaps://{host}:{dovecot.imaps_port}"
     pw = tmp_path / "pw"
     pw.write_text(password + "\n")
-    expected = _cli_error(["backup", f"imaps://{mail_user.name}@127.0.0.1:{dovecot.imaps_port}",
-                           str(dest), "--cafile", str(cafile), "--password-file", str(pw)])
+    expected = _cli_error(["backup", url.replace("//", f"//{mail_user.name}@"), str(dest),
+                           "--cafile", str(cafile), "--password-file", str(pw)])
 
-    job = BackupJob(Request(_sign_in(dovecot, mail_user, cafile), dest, None), password, 20)
+    sign_in = SignIn(url, mail_user.name, cafile)
+    job = BackupJob(Request(sign_in, dest, None), password, 20)
     events: list[str] = []
     final = _watch(job.start(), events)
     assert final["phase"] == "failed"
@@ -195,8 +199,7 @@ def test_errors_are_the_cli_one_line_messages(dovecot: DovecotServer, mail_user:
     assert "Traceback" not in final["message"]
     if trouble != "another account":  # step 1 already says it
         with pytest.raises(ArchiverError) as caught:
-            Backups(timeout=20, home=tmp_path).sign_in(
-                _sign_in(dovecot, mail_user, cafile), password, dest)
+            Backups(timeout=20, home=tmp_path).sign_in(sign_in, password, dest)
         assert caught.value.message == expected
     assert not any(password in e for e in events) and password not in caplog.text
 

@@ -99,6 +99,11 @@ def test_a_student_backs_up_watches_it_live_and_opens_the_japanese_folder(
     shot(browser, "backup-4-done")
     assert len([r for r in index_records(dest) if r["type"] == "msg"]) == served
 
+    d.find_element(By.LINK_TEXT, "日本語").click()  # the same final state, in Japanese
+    _wait(lambda: find("#phase").text == "完了しました")
+    assert "通" in find("#messages").text and find("#percent").text == "100 %"
+    assert "new messages" not in find("#summary").text  # the CLI's summary, in Japanese
+    shot(browser, "backup-4-done-ja")
     find("#browse").click()
     _wait(lambda: "/a/" in d.current_url)
     d.find_element(By.PARTIAL_LINK_TEXT, corpus.JA_INBOX.split("/")[-1]).click()
