@@ -221,3 +221,36 @@ def _pwfile(tmp_path: Path, user: MailUser) -> Path:
     path = tmp_path / "pw"
     path.write_text(user.password + "\n")
     return path
+
+
+def test_step_two_checks_another_folder_and_sign_out_forgets_the_password(
+        client: Any, dovecot: DovecotServer, mail_user: MailUser, tmp_path: Path) -> None:
+    from markupsafe import escape
+
+    other = dovecot.new_user("other")
+    taken = tmp_path / "taken"
+    code, _out, _err = run_cli(["backup", f"imaps://{other.name}@127.0.0.1:{dovecot.imaps_port}",
+                                str(taken), "--cafile", str(dovecot.cafile),
+                                "--password-file", str(_pwfile(tmp_path, other))])
+    assert code == 0
+    expected = _cli_error_for(dovecot, mail_user, taken, tmp_path)
+    r = client.post("/backup/signin", data=_form(dovecot, mail_user, mail_user.password))
+    assert r.url.path == "/backup/where"
+    r = client.post("/backup/where", data={"dest": str(taken), "format": "maildir",
+                                           "action": "check"})
+    assert r.url.path == "/backup/where"
+    assert 'id="dest-problem"' in r.text and str(escape(expected)) in r.text
+    assert 'id="start" disabled' in r.text
+    hub = client.app_state.ctx.backup_pages.hub
+    assert hub.pending() is not None
+    r = client.post("/backup/where", data={"action": "forget"})
+    assert r.url.path == "/backup" and hub.pending() is None
+    assert client.get("/backup/where").url.path == "/backup"
+
+
+def _cli_error_for(dovecot: DovecotServer, user: MailUser, dest: Path, tmp_path: Path) -> str:
+    code, _out, err = run_cli(["backup", f"imaps://{user.name}@127.0.0.1:{dovecot.imaps_port}",
+                               str(dest), "--cafile", str(dovecot.cafile),
+                               "--password-file", str(_pwfile(tmp_path, user))])
+    assert code == 6, err
+    return err.strip().splitlines()[-1].split(": ", 2)[-1]
