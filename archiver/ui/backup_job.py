@@ -407,8 +407,8 @@ class BackupJob:
         notes = list(summary.notes) + list(getattr(src, "warnings", []))
         if skipped:
             notes.append(_("warning: {note}").format(note=skipped))
-        with feed._cond:
-            feed.notes.extend(notes)
+        for note in notes:
+            feed.note(note)
         problems = list(summary.problems)
         if problems:
             problems.append(_("some messages were not saved: run the same command again to "
