@@ -16,6 +16,7 @@ index file's size or mtime changes (a backup appended to it).
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 from dataclasses import dataclass, field
@@ -72,6 +73,16 @@ class Browsable:
 
     @classmethod
     def read(cls, path: Path) -> Browsable:
+        gc_was_on = gc.isenabled()
+        gc.disable()  # as catalog.load: 100k new objects, no cycles; collections only cost time
+        try:
+            return cls._read(path)
+        finally:
+            if gc_was_on:
+                gc.enable()
+
+    @classmethod
+    def _read(cls, path: Path) -> Browsable:
         archive = Archive.open_existing(path)
         stamp = _stamp(archive.index_path)
         catalog = load(archive)

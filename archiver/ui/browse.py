@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 from urllib.parse import quote, urlencode
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from archiver.errors import ArchiverError
@@ -34,7 +34,7 @@ from archiver.offline.catalog import Item
 from archiver.offline.search import Query, search
 from archiver.offline.show import read
 from archiver.ui import render
-from archiver.ui.archives import Browsable
+from archiver.ui.archives import Browsable, is_archive
 from archiver.units import human_size
 
 if TYPE_CHECKING:
@@ -108,7 +108,11 @@ def routes(ctx: UIContext) -> list[BaseRoute]:
             return view(ctx, request)
         return endpoint
 
+    async def open_endpoint(request: Request) -> Response:
+        return await open_archive(ctx, request)
+
     return [
+        Route("/open", open_endpoint, methods=["POST"]),
         Route("/a/{key}/", bind(archive_page)),
         Route("/a/{key}/folder", bind(folder_page)),
         Route("/a/{key}/search", bind(search_page)),
@@ -119,12 +123,28 @@ def routes(ctx: UIContext) -> list[BaseRoute]:
     ]
 
 
-def start_page(ctx: UIContext, request: Request) -> Response:
+def start_page(ctx: UIContext, request: Request, problem: str = "", typed: str = "",
+               status_code: int = 200) -> Response:
     """The archives the page knows (the default folder's among them) and a new backup."""
     known = ctx.registry.scan(ctx.home)
     archives = [(key, path) for key, path in known]
-    return ctx.render(request, "start.html", archives=archives, home=ctx.home,
-                      new_backup=ctx.new_backup_path)
+    return ctx.render(request, "start.html", status_code=status_code, archives=archives,
+                      home=ctx.home, new_backup=ctx.new_backup_path, problem=problem,
+                      typed=typed)
+
+
+async def open_archive(ctx: UIContext, request: Request) -> Response:
+    """The start page's "open an archive" form: a folder a backup wrote to (a USB disk...)."""
+    form = await request.form()
+    value = form.get("path")
+    typed = value.strip() if isinstance(value, str) else ""
+    path = Path(typed).expanduser() if typed else None
+    if path is None or not path.is_absolute() or not is_archive(path):
+        problem = _("{path} is not an archive (no .archiver/archive.json in it): give the "
+                    "folder a backup wrote to").format(path=typed or "''")
+        return start_page(ctx, request, problem=problem, typed=typed, status_code=400)
+    key = ctx.registry.register(path)
+    return RedirectResponse(f"/a/{key}/", status_code=303)
 
 
 def _not_found(ctx: UIContext, request: Request, what: str) -> Response:

@@ -142,7 +142,10 @@ class Guard:
     def sign_in(self, request: Request, port: int) -> Response:
         """The token was right: set the cookie and send the browser to the same URL without it."""
         rest = [(k, v) for k, v in request.query_params.multi_items() if k != TOKEN_PARAM]
-        target = URL(path=request.url.path, query=urlencode(rest))
+        path = request.url.path
+        if not path.startswith("/") or path.startswith("//") or "\\" in path:
+            path = "/"  # "//host" would send the browser to another site
+        target = URL(path=path, query=urlencode(rest))
         response = RedirectResponse(str(target), status_code=303)
         response.set_cookie(cookie_name(port), self.token, httponly=True, samesite="strict",
                             path="/")

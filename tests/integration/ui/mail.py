@@ -112,7 +112,9 @@ class UIArchive:
     messages: dict[str, bytes]  # label -> the bytes appended (Dovecot stores them as sent)
 
 
-def build(dovecot: DovecotServer, base: Path, remote: str) -> UIArchive:
+def build(dovecot: DovecotServer, base: Path, remote: str, *extra: str) -> UIArchive:
+    """Back the messages up from a fresh Dovecot user into ``base/archive`` (``extra``: more
+    ``archiver backup`` options, e.g. ``--format mbox``)."""
     user = dovecot.new_user("ui")
     when = _dt.datetime(1999, 4, 12, 10, 0, tzinfo=JST)
     messages = {
@@ -124,6 +126,6 @@ def build(dovecot: DovecotServer, base: Path, remote: str) -> UIArchive:
     for i, (folder, data, flags) in enumerate(messages.values()):
         dovecot.append(user, folder, data, flags, when + _dt.timedelta(days=i))
     dest = base / "archive"
-    code, _out, err = backup(dovecot, user, dest)
+    code, _out, err = backup(dovecot, user, dest, *extra)
     assert code == 0, err
     return UIArchive(dest, {label: m[1] for label, m in messages.items()})

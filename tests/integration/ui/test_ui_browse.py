@@ -150,3 +150,22 @@ def test_the_page_speaks_english_when_asked(browser: Browser, archive_server: UI
     d.find_element(_by("LINK_TEXT"), "日本語").click()
     time.sleep(0.1)
     assert "フォルダー" in d.find_element(_by("TAG_NAME"), "main").text
+
+
+def test_without_dest_the_start_page_lists_the_archives_and_opens_one(
+        browser: Browser, ui_server: Any, tmp_path: Path) -> None:
+    from tests.integration.ui.synthetic import make_archive
+
+    home = tmp_path / "MailArchive"
+    make_archive(home / "old-eccs", 3, files=True)
+    server = ui_server(None, "--lang", "ja", home=home)
+    browser.open(server.url)
+    d = browser.driver
+    assert d.find_element(_by("TAG_NAME"), "h1").text == "メールアーカイブ"
+    shot(browser, "00-start-page")
+    d.find_element(_by("LINK_TEXT"), "old-eccs").click()
+    assert d.find_element(_by("TAG_NAME"), "h1").text == "old-eccs"
+    d.find_element(_by("LINK_TEXT"), "INBOX").click()
+    assert len(d.find_elements(_by("CSS_SELECTOR"), "table.messages tbody tr")) == 3
+    d.find_elements(_by("CSS_SELECTOR"), "table.messages tbody td.from")[0].click()  # row click
+    assert d.find_element(_by("CSS_SELECTOR"), "h1.subject").text.endswith("#3")

@@ -115,3 +115,53 @@ def test_the_language_links_set_a_cookie_and_come_back(
     page = get(server, "/a/1/", {"Cookie": f"archiver_ui_{server.port}={server.token}; "
                                            "archiver_lang=ja"})[1]
     assert '<html lang="ja">' in page
+
+
+def test_an_mbox_archive_gives_the_same_bytes_for_eml_and_attachment(
+        dovecot: Any, tmp_path: Path, ui_server: Callable[..., UIServer]) -> None:
+    from archiver.offline.catalog import load
+    from archiver.ui.render import view
+    from tests.integration.ui import mail
+
+    built = mail.build(dovecot, tmp_path, "127.0.0.1:9", "--format", "mbox")
+    server = ui_server(built.dest)
+    items = {i.text("subject"): i.entry.sha256
+             for i in load(Archive.open_existing(built.dest)).items}
+    sha = items[mail.HTML_SUBJECT]
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    cookie = {"Cookie": f"archiver_ui_{server.port}={server.token}"}
+    conn.request("GET", f"/a/1/m/{sha}/eml", headers=cookie)
+    assert conn.getresponse().read() == built.messages["html"]
+    part = view(built.messages["html"]).attachments[0].index
+    conn.request("GET", f"/a/1/m/{sha}/part/{part}", headers=cookie)
+    assert conn.getresponse().read() == mail.ATTACHMENT
+    conn.request("GET", f"/a/1/m/{items[mail.LECTURE_SUBJECT]}", headers=cookie)
+    assert "来週の講義の資料を送ります。" in conn.getresponse().read().decode()
+    conn.close()
+
+
+def post_form(server: UIServer, path: str, fields: dict[str, str]) -> tuple[int, str, Any]:
+    from urllib.parse import urlencode
+
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    conn.request("POST", path, body=urlencode(fields), headers={
+        "Cookie": f"archiver_ui_{server.port}={server.token}",
+        "Origin": f"http://127.0.0.1:{server.port}",
+        "Content-Type": "application/x-www-form-urlencoded"})
+    response = conn.getresponse()
+    body = response.read().decode("utf-8", "replace")
+    conn.close()
+    return response.status, body, response
+
+
+def test_the_start_page_opens_an_archive_anywhere_by_its_folder(
+        big: Path, tmp_path: Path, ui_server: Callable[..., UIServer]) -> None:
+    server = ui_server(None, home=tmp_path / "empty-home")
+    status, _body, response = post_form(server, "/open", {"path": str(big)})
+    assert status == 303
+    assert get(server, response.getheader("Location"))[0] == 200
+    assert str(big) in get(server, "/")[1]  # listed from now on
+    status, body, _r = post_form(server, "/open", {"path": str(tmp_path)})
+    assert status == 400 and "is not an archive" in body
+    status, body, _r = post_form(server, "/open", {"path": "relative/dir"})
+    assert status == 400

@@ -222,3 +222,11 @@ def test_the_browser_gets_a_private_redirect_file_not_the_token(
         assert stat.S_IMODE(page.parent.stat().st_mode) == 0o700
         assert url in page.read_text()
     assert not page.parent.exists()  # removed when the server stops
+
+
+def test_signing_in_keeps_the_page_but_never_leaves_the_site(archive_server: UIServer) -> None:
+    token = archive_server.token
+    got = request(archive_server, "GET", f"/a/1/search?q=x&token={token}", cookie=False)
+    assert got.status == 303 and got.getheader("Location") == "/a/1/search?q=x"
+    got = request(archive_server, "GET", f"//evil.example/?token={token}", cookie=False)
+    assert got.status == 303 and got.getheader("Location") == "/"
