@@ -209,3 +209,22 @@ def test_default_destination_is_in_the_documents_folder(tmp_path: Path) -> None:
     assert default_dest(ep, tmp_path) == (tmp_path
                                           / "s1234@mail.ecc.u-tokyo.ac.jp@imap.ecc.u-tokyo.ac.jp")
     assert default_dest(SignIn("imaps://a%2Fb@h").endpoint(), tmp_path).name == "a_b@h"
+
+
+def test_a_bug_is_one_line_and_a_report_file_never_a_traceback(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import archiver.crash
+    import archiver.ui.backup_job as backup_job
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise ValueError("a bug")
+
+    monkeypatch.setattr(archiver.crash, "crash_dir", lambda: tmp_path / "crash")
+    monkeypatch.setattr(backup_job, "connect", broken)
+    job = BackupJob(Request(SignIn("imaps://127.0.0.1:1", "u"), tmp_path / "d"), "secret-pw")
+    final = _watch(job.start(), [])
+    assert final["phase"] == "failed"
+    assert final["message"].startswith("internal error: ValueError: a bug; the details are in ")
+    assert "Traceback" not in final["message"] and "\n" not in final["message"]
+    (report,) = (tmp_path / "crash").iterdir()
+    assert "Traceback" in report.read_text() and "secret-pw" not in report.read_text()
