@@ -15,6 +15,12 @@
     set("folder", s.folder);
     set("rate", s.rate_text);
     set("eta", s.eta_text);
+    var notes = document.getElementById("notes");
+    if (notes && notes.children.length !== s.notes.length) {  // a reconnect, an alert
+      notes.replaceChildren.apply(notes, s.notes.map(function (text) {
+        var li = document.createElement("li"); li.textContent = text; return li;
+      }));
+    }
     document.title = document.title.replace(/\d+ %/, s.percent + " %");
     if (s.final) { source.close(); window.location.reload(); }  // the summary and links
   };
