@@ -66,6 +66,14 @@ class BackupOptions:
     # The folder listing and STATUS answers the start-of-run checks already have
     # (archiver.preflight): used instead of asking the server again.
     preflight: Optional[Preflight] = None
+    # Set from another thread (the web page's Cancel button) to end the run as Ctrl-C
+    # ends the CLI's: checked between batches and between folders, so what was fetched
+    # is made durable and recorded, and Interrupted is raised; a rerun goes on from there.
+    cancel: Optional[threading.Event] = None
+
+
+class Cancelled(Exception):
+    """The run's ``cancel`` event was set: unwound like Ctrl-C (KeyboardInterrupt)."""
 
 
 
@@ -119,7 +127,7 @@ class Backup(SyncJobs):
             try:
                 self._run_folders()
                 pipeline.drain()
-            except KeyboardInterrupt:
+            except (KeyboardInterrupt, Cancelled):
                 self.summary.interrupted = True
                 pipeline.drain()  # the batches in flight are finished and recorded
             finally:
@@ -131,8 +139,10 @@ class Backup(SyncJobs):
             self.summary.already += self._reused
             self.summary.seconds = time.monotonic() - start
         if self.summary.interrupted:
-            raise Interrupted(_("interrupted; what was fetched is saved -- run the same command "
-                              "to go on"))
+            stopped = Interrupted(_("interrupted; what was fetched is saved -- run the same "
+                                    "command to go on"))
+            stopped.summary = self.summary
+            raise stopped
         self.summary.notes.extend(alert_notes(self.source))
         return self.summary
 
@@ -244,8 +254,19 @@ class Backup(SyncJobs):
             self._estimates[name] = (m - len(fetched) - len(failed), b - done - lost)
 
     def _check_stop(self) -> None:
-        if self._stop.is_set():
+        # On a cancel every connection still hands in the batch it has fetched (and then
+        # stops in _check_cancel): Cancel saves what came, as Ctrl-C does with one.
+        if self._stop.is_set() and not self._cancelled():
             raise Stopping()
+
+    def _cancelled(self) -> bool:
+        cancel = self.options.cancel
+        return cancel is not None and cancel.is_set()
+
+    def _check_cancel(self) -> None:
+        """After a batch is handed to the pipeline, or before a folder: stop if asked to."""
+        if self._cancelled():
+            raise Cancelled()
 
     def _prefetch_status(self, conn: Connection,
                          folders: list[Folder]) -> dict[str, Optional[FolderStatus]]:
@@ -308,6 +329,7 @@ class Backup(SyncJobs):
 
     def _one_folder(self, conn: Connection, folder: Folder) -> None:
         """Plan and fetch one folder; its durable end is a pipeline job (no waiting here)."""
+        self._check_cancel()
         if not folder.selectable:
             if folder.name not in self._counters:
                 path = self._ensure_folder(folder)
@@ -437,6 +459,7 @@ class Backup(SyncJobs):
                                       server_size=m.size))
             self._settle(conn, folder.name, fetched, failed)
             self._submit_batch(conn, folder, path, plan, items)
+            self._check_cancel()
         for meta in streamed:
             self._check_stop()
             item = self._stream_one(conn, path, plan, meta)
@@ -444,6 +467,7 @@ class Backup(SyncJobs):
                 failures += 1
             self._settle(conn, folder.name, [meta] if item else [], [] if item else [meta])
             self._submit_batch(conn, folder, path, plan, [item] if item else [])
+            self._check_cancel()
         return failures
 
     def _fetch_groups(self, source: Source, groups: list[list[MessageMeta]]

@@ -7,6 +7,8 @@ without a table of special cases.  Messages name the problem *and* the fix.
 
 from __future__ import annotations
 
+from typing import Any, Optional
+
 # Exit codes, documented in README.md ("Exit codes").
 EXIT_OK = 0
 EXIT_VERIFY_PROBLEMS = 1
@@ -98,3 +100,4 @@ class Interrupted(ArchiverError):
 
     exit_code = EXIT_INTERRUPTED
     reason: str | None = "interrupted"
+    summary: Optional[Any] = None  # what the run did before it stopped (a jobs.Summary)

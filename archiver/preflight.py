@@ -236,3 +236,20 @@ def space_needed(source: Any, pre: Preflight, archive: Any, fmt: str,
                 return SpaceNeed(needed_bytes=bound, cluster=volume.cluster), volume
     fresh = archive is None or not archive.meta_path.exists()
     return disk_need(new_mail(source, pre, archive), fmt, volume.cluster, fresh), volume
+
+
+def start_checks(source: Any, archive: Any, dest: Any, fmt: str, include: Sequence[str],
+                 exclude: Sequence[str], all_namespaces: bool, space_check: bool = True,
+                 listing_hint: str = "") -> Preflight:
+    """A backup's checks before DEST is made: the folder patterns (UsageError, exit 2) and
+    the space check (DestinationError, exit 6).  Shared by ``archiver backup`` and the
+    web page's backup, so both refuse the same runs with the same words."""
+    from archiver.errors import DestinationError
+    from archiver.space import too_big
+
+    pre = select(source, archive, include, exclude, all_namespaces, listing_hint=listing_hint)
+    if space_check:
+        need, volume = space_needed(source, pre, archive, fmt, dest, quick=True)
+        if need.needed_bytes > volume.free:
+            raise DestinationError(too_big(need, volume, dest))
+    return pre

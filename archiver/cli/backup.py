@@ -62,6 +62,7 @@ def backup(source: str, dest: Path, include: tuple[str, ...], exclude: tuple[str
     from archiver.archive import Archive
     from archiver.engine import BackupOptions, run_backup
     from archiver.errors import EXIT_PARTIAL
+    from archiver.preflight import start_checks
     from archiver.stores import open_store
 
     with Logging(verbose, log_file) as logging:
@@ -79,8 +80,9 @@ def backup(source: str, dest: Path, include: tuple[str, ...], exclude: tuple[str
             raise
         archive = held[0]
         try:
-            pre = start_checks(src, archive, dest, archive.format, source, include, exclude,
-                               all_namespaces, space_check=not no_space_check)
+            pre = start_checks(src, archive, dest, archive.format, include, exclude,
+                               all_namespaces, space_check=not no_space_check,
+                               listing_hint="archiver folders " + source)
             archive.create()
         except BaseException:
             src.close()
@@ -114,19 +116,3 @@ def backup(source: str, dest: Path, include: tuple[str, ...], exclude: tuple[str
     if not (quiet or as_json):
         err(next_step(dest))
 
-
-def start_checks(src: Any, archive: Any, dest: Path, fmt: str, source: str,
-                 include: tuple[str, ...], exclude: tuple[str, ...], all_namespaces: bool,
-                 space_check: bool) -> Any:
-    """The folder patterns (exit 2) and the space check (exit 6), before DEST is made."""
-    from archiver.errors import DestinationError
-    from archiver.preflight import select, space_needed
-    from archiver.space import too_big
-
-    pre = select(src, archive, include, exclude, all_namespaces,
-                 listing_hint="archiver folders " + source)
-    if space_check:
-        need, volume = space_needed(src, pre, archive, fmt, dest, quick=True)
-        if need.needed_bytes > volume.free:
-            raise DestinationError(too_big(need, volume, dest))
-    return pre

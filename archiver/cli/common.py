@@ -393,17 +393,10 @@ def open_source(args: SourceArgs, trace: bool, connect: bool = True,
     if before_password is not None:
         before_password(endpoint)
     password = source_password(args, endpoint)
-    src: Any
-    if endpoint.protocol == "pop3":
-        from archiver.sources.pop3 import Pop3Source
+    from archiver.sources import make_source
 
-        src = Pop3Source(endpoint, password, timeout=args.timeout, allow_seen=args.allow_seen)
-    else:
-        from archiver.sources.imap import ImapSource
-
-        src = ImapSource(endpoint, password, timeout=args.timeout, trace=trace,
-                         compress=args.compress)
-        src.alert_watch.on_alert = shout
+    src = make_source(endpoint, password, timeout=args.timeout, trace=trace,
+                      compress=args.compress, allow_seen=args.allow_seen, on_alert=shout)
     if connect:
         src.connect()
     return src
