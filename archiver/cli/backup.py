@@ -16,6 +16,7 @@ from archiver.cli.common import (
     err,
     folder_options,
     namespace_option,
+    new_archive_options,
     open_source,
     output_options,
     print_notes,
@@ -38,12 +39,7 @@ from archiver.i18n import _
               help="Archive format of a new DEST: a Maildir per folder (the default), or one "
                    "mbox file per folder laid out like Thunderbird's Local Folders.  A rerun "
                    "reads it from the archive.")
-@click.option("--portable-names", is_flag=True,
-              help="Name message files with ';2,' instead of ':2,' even where DEST allows ':' "
-                   "(for an archive that will be copied to Windows or an exFAT stick); only "
-                   "for a new DEST.")
-@click.option("--no-space-check", is_flag=True,
-              help="Start even if the mail not yet archived seems not to fit on DEST.")
+@new_archive_options
 @output_options
 def backup(source: str, dest: Path, include: tuple[str, ...], exclude: tuple[str, ...],
            all_namespaces: bool, fmt: Optional[str], portable_names: bool,

@@ -17,7 +17,13 @@ from typing import Any, Optional
 
 import click
 
-from archiver.cli.common import _connections, err, folder_options, namespace_option
+from archiver.cli.common import (
+    _connections,
+    err,
+    folder_options,
+    namespace_option,
+    new_archive_options,
+)
 from archiver.cli.translated import TranslatedCommand
 from archiver.i18n import _
 
@@ -75,12 +81,7 @@ from archiver.i18n import _
 @namespace_option
 @click.option("--format", "fmt", type=click.Choice(["maildir", "mbox"]), default=None,
               help="Archive format of new accounts (a row's format column wins).")
-@click.option("--portable-names", is_flag=True,
-              help="Name message files with ';2,' instead of ':2,' even where DEST allows ':' "
-                   "(for an archive that will be copied to Windows or an exFAT stick); only "
-                   "for a new DEST.")
-@click.option("--no-space-check", is_flag=True,
-              help="Start even if the mail not yet archived seems not to fit on DEST.")
+@new_archive_options
 @click.option("--trace", is_flag=True,
               help="Keep each account's notes and protocol trace in ROOT/.batch/logs/USER.log "
                    "(slower, and the trace holds message text).")

@@ -228,6 +228,15 @@ folder_options = apply_options([
                  help="Skip folders matching GLOB; repeatable."),
 ])
 
+new_archive_options = apply_options([
+    click.option("--portable-names", is_flag=True,
+                 help="Name message files with ';2,' instead of ':2,' even where DEST allows "
+                      "':' (for an archive that will be copied to Windows or an exFAT stick); "
+                      "only for a new DEST."),
+    click.option("--no-space-check", is_flag=True,
+                 help="Start even if the mail not yet archived seems not to fit on DEST."),
+])
+
 namespace_option = click.option(
     "--all-namespaces", is_flag=True,
     help="Also archive folders of other users' and shared namespaces (under #other/ and "
