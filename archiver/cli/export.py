@@ -10,11 +10,15 @@ from typing import TYPE_CHECKING, Any, Optional
 import click
 
 from archiver.cli.common import err, require_index, warn_skipped
-from archiver.cli.summaries import folders
+from archiver.cli.summaries import (
+    export_lines,
+    export_problem_lines,
+    export_repaired,
+    local_folders_added,
+)
 from archiver.cli.translated import TranslatedCommand
 from archiver.export import KINDS
-from archiver.i18n import _, ngettext
-from archiver.units import human_size
+from archiver.i18n import _
 
 if TYPE_CHECKING:
     from archiver.archive import Archive
@@ -71,22 +75,11 @@ def export(dest: Path, out: Optional[Path], kind: str, name: Optional[str],
     if as_json:
         click.echo(json.dumps(_summary(report, kind, where), ensure_ascii=False))
     elif not quiet:
-        err(ngettext("exported {n} message ({size}) from {folders} to {out} ({kind})",
-                     "exported {n} messages ({size}) from {folders} to {out} ({kind})",
-                     report.messages).format(n=report.messages, size=human_size(report.bytes),
-                                             folders=folders(report.folders), out=where,
-                                             kind=kind))
-        already = getattr(report, "already", 0)
-        if already:
-            err(ngettext("{n} message was exported before and not added again",
-                         "{n} messages were exported before and not added again",
-                         already).format(n=already))
-        if out is None:
-            err(_("start Thunderbird: Local Folders -> {name}").format(name=Path(where).name))
-    for problem in report.problems:
-        err(_("problem: {problem}").format(problem=problem))
+        for line in export_lines(report, kind, where, into_profile=out is None):
+            err(line)
+    for line in export_problem_lines(report):
+        err(line)
     if report.problems:
-        err(_("some messages could not be read from the archive: run 'archiver verify'"))
         sys.exit(EXIT_PARTIAL)
 
 
@@ -104,26 +97,12 @@ def _summary(report: ExportReport, kind: str, where: str) -> dict[str, Any]:
 
 def _into_profile(archive: Archive, choice: Optional[str], name: Optional[str],
                   quiet: bool) -> InstallReport:
-    """Install into a profile's Local Folders: found, checked (no Maildir store,
-    Thunderbird closed), then written (a rerun adds only new messages)."""
-    from archiver.export.install import default_name, install
-    from archiver.export.profile import (
-        add_local_folders,
-        find_profile,
-        local_folders,
-        thunderbird_kept_out,
-    )
+    """Install into a profile's Local Folders (:func:`archiver.export.install.into_profile`)."""
+    from archiver.export.install import into_profile
 
-    prof = find_profile(choice)
-    with thunderbird_kept_out(prof.path):
-        lf = local_folders(prof.path)
-        if not lf.configured:
-            add_local_folders(prof.path)
-            if not quiet:
-                err(_("profile {profile} had no Local Folders yet: added them ({path})").format(
-                    profile=prof.path, path=lf.path))
-        report = install(archive, lf.path, name or default_name(archive))
+    report = into_profile(archive, choice, name)
+    if report.added_local_folders is not None and not quiet:
+        err(local_folders_added(report))
     for folder in report.repaired:
-        err(_("{folder}: took back what an interrupted export left unrecorded (written "
-              "again now)").format(folder=folder))
+        err(export_repaired(folder))
     return report

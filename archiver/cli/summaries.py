@@ -94,3 +94,40 @@ def verify_line(report: Any) -> str:
     return _("{checked}: {missing} missing, {changed} changed, {extra} extra").format(
         checked=checked, missing=len(report.missing), changed=len(report.changed),
         extra=len(report.extra))
+
+
+def export_lines(report: Any, kind: str, where: str, into_profile: bool) -> list[str]:
+    """``archiver export``'s summary (and the web page's after "Open in Thunderbird")."""
+    lines = [ngettext("exported {n} message ({size}) from {folders} to {out} ({kind})",
+                      "exported {n} messages ({size}) from {folders} to {out} ({kind})",
+                      report.messages).format(n=report.messages, size=human_size(report.bytes),
+                                              folders=folders(report.folders), out=where,
+                                              kind=kind)]
+    already = getattr(report, "already", 0)
+    if already:
+        lines.append(ngettext("{n} message was exported before and not added again",
+                              "{n} messages were exported before and not added again",
+                              already).format(n=already))
+    if into_profile:
+        lines.append(_("start Thunderbird: Local Folders -> {name}").format(
+            name=Path(where).name))
+    return lines
+
+
+def export_problem_lines(report: Any) -> list[str]:
+    """The messages an export could not read, and the fix (empty when all went well)."""
+    lines = [_("problem: {problem}").format(problem=p) for p in report.problems]
+    if report.problems:
+        lines.append(_("some messages could not be read from the archive: run "
+                       "'archiver verify'"))
+    return lines
+
+
+def local_folders_added(report: Any) -> str:
+    return _("profile {profile} had no Local Folders yet: added them ({path})").format(
+        profile=report.profile, path=report.added_local_folders)
+
+
+def export_repaired(folder: str) -> str:
+    return _("{folder}: took back what an interrupted export left unrecorded (written "
+             "again now)").format(folder=folder)

@@ -70,6 +70,8 @@ class InstallReport(ExportReport):
     already: int = 0  # messages a former run exported (or the user deleted since)
     repaired: list[str] = field(default_factory=list)  # folders cut back after a killed run
     wrapper: Optional[Path] = None
+    profile: Optional[Path] = None  # into_profile: the Thunderbird profile written into
+    added_local_folders: Optional[Path] = None  # into_profile: Local Folders made for it
 
 
 @dataclass
@@ -160,6 +162,32 @@ def install(archive: Archive, root: Path, name: str) -> InstallReport:
             journal.close()
         durable.fsync_parents(created)
         durable.fsync_dir(root)
+    return report
+
+
+def into_profile(archive: Archive, choice: Optional[str], name: Optional[str]) -> InstallReport:
+    """Install into a Thunderbird profile's Local Folders (``export DEST --to thunderbird``
+    without OUT; the web page's "Open in Thunderbird"): the profile found (``choice``:
+    ``--profile``, None: the default one), checked (no Maildir store, Thunderbird
+    closed, held closed while we write), given Local Folders if it had none, then
+    written (a rerun adds only new messages)."""
+    from archiver.export.profile import (
+        add_local_folders,
+        find_profile,
+        local_folders,
+        thunderbird_kept_out,
+    )
+
+    prof = find_profile(choice)
+    with thunderbird_kept_out(prof.path):
+        lf = local_folders(prof.path)
+        added = None
+        if not lf.configured:
+            add_local_folders(prof.path)
+            added = lf.path
+        report = install(archive, lf.path, name or default_name(archive))
+    report.profile = prof.path
+    report.added_local_folders = added
     return report
 
 

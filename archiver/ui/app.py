@@ -154,7 +154,7 @@ def create_app(dest: Optional[Path], token: str, language: Optional[str] = None,
     ``port`` is the port the server listens on (the Host and Origin checks
     need it); None takes it from the server socket of each request.
     """
-    from archiver.ui import browse
+    from archiver.ui import browse, export_routes
 
     ctx = UIContext(dest=dest, home=home or default_home(), language=normalise(language or "")
                     if language else None)
@@ -174,6 +174,7 @@ def create_app(dest: Optional[Path], token: str, language: Optional[str] = None,
         routes.extend(backup.routes(ctx))
         ctx.new_backup_path = getattr(backup, "NEW_BACKUP_PATH", None)
     routes.extend(browse.routes(ctx))
+    routes.extend(export_routes.routes(ctx))  # the archive page's "Open in Thunderbird"
     app = Starlette(routes=routes, middleware=[
         Middleware(Guard, token=token, port=port),
         Middleware(_SpeakTheRequestLanguage, ctx=ctx),

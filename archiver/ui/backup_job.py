@@ -427,11 +427,11 @@ def _summary_line(summary: Any) -> str:
     return backup_line(summary)
 
 
-def crash_text(exc: BaseException) -> str:
+def crash_text(exc: BaseException, what: str = "backup") -> str:
     """A bug, told in one line as the CLI tells it (the traceback goes to a 0600 file)."""
     from archiver.crash import save_report
 
-    path = save_report(exc, ["ui", "backup"])
+    path = save_report(exc, ["ui", what])
     what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     where = (_("the details are in {path}").format(path=path) if path is not None
              else _("rerun with --debug to see the details"))

@@ -35,6 +35,7 @@ from archiver.offline.search import Query, search
 from archiver.offline.show import read
 from archiver.ui import render
 from archiver.ui.archives import Browsable, is_archive
+from archiver.ui.export_routes import FOLDER_KINDS
 from archiver.units import human_size
 
 if TYPE_CHECKING:
@@ -170,7 +171,6 @@ def archive_page(ctx: UIContext, request: Request) -> Response:
         return refusal
     dest = b.archive.dest
     commands = {
-        "thunderbird": f"archiver export {_quoted(dest)} --to thunderbird",
         "restore_dry": f"archiver restore {_quoted(dest)} ecc-new --dry-run",
         "restore": f"archiver restore {_quoted(dest)} ecc-new",
         "verify": f"archiver verify {_quoted(dest)}",
@@ -178,7 +178,10 @@ def archive_page(ctx: UIContext, request: Request) -> Response:
     total = len(b.catalog.items)
     size = human_size(b.total_bytes)
     return ctx.render(request, "archive.html", key=key, dest=dest, folders=b.folder_rows(),
-                      total=total, size=size, commands=commands, folder_url=_folder_url)
+                      total=total, size=size, commands=commands, folder_url=_folder_url,
+                      export_kinds=FOLDER_KINDS, kind_labels={
+                          "mbox": _("mbox files (one per folder)"),
+                          "maildir": _("Maildir (one file per message)")})
 
 
 def _quoted(path: Path) -> str:
