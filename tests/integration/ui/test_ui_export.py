@@ -219,8 +219,10 @@ def test_the_button_in_chromium(archive_dir: Path, tmp_path: Path, browser: Brow
     profile = thunderbird_home(home)
     server = ui_server(archive_dir, "--lang", "ja", env={"HOME": str(home)})
     browser.open(server.url)
+    button = browser.driver.find_element(By.ID, "thunderbird")
+    browser.driver.execute_script("arguments[0].scrollIntoView()", button)
     shot(browser, "export-1-archive")
-    browser.driver.find_element(By.ID, "thunderbird").click()
+    button.click()
     WebDriverWait(browser.driver, 60).until(
         lambda d: d.find_element(By.ID, "export-result").get_attribute("data-state") != "running")
     shot(browser, "export-2-done")
