@@ -231,3 +231,22 @@ def test_the_button_in_chromium(archive_dir: Path, tmp_path: Path, browser: Brow
     assert "Thunderbird" in browser.driver.find_element(By.ID, "summary").text
     assert mbox_count(profile / "Mail" / "Local Folders") == len(
         [x for x in index_records(archive_dir) if x["type"] == "msg"])
+
+
+def test_one_export_at_a_time_and_the_working_page_reloads_itself(
+        client: Any, archive_dir: Path, home: Path) -> None:
+    from archiver.ui.export_routes import ExportJob
+
+    profile = thunderbird_home(home)
+    pages = client.app_state.ctx.export_pages
+    running = ExportJob(key="1", dest=archive_dir, kind="thunderbird")  # never started
+    pages.job = running
+    r = client.post("/a/1/export", data={"to": "thunderbird"})
+    assert r.url.path == "/export" and pages.job is running
+    assert 'data-state="running"' in r.text and 'id="working"' in r.text
+    assert '<meta http-equiv="refresh" content="1">' in r.text
+    assert not (profile / "Mail").exists()
+    running.ended = running.started  # it ended: the next click starts a new export
+    r = click_export(client)
+    assert pages.job is not running and 'data-state="done"' in r.text
+    assert '<meta http-equiv="refresh"' not in r.text
