@@ -16,7 +16,8 @@ the one user of a local page is the language of the page they are looking at.
 
 The guided backup lives in :mod:`archiver.ui.backup_routes` (a separate
 module, so the two halves can be built apart); see that module's docstring
-for the interface.
+for the interface.  The archive page's "Open in Thunderbird" and "Export to a
+folder" buttons live in :mod:`archiver.ui.export_routes`.
 """
 
 from __future__ import annotations
