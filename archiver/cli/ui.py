@@ -43,12 +43,13 @@ def ui(dest: Optional[Path], port: int, no_browser: bool, page_lang: Optional[st
     Serves on 127.0.0.1 only and prints one line, the address with its
     access token:  http://127.0.0.1:PORT/?token=...
     Without DEST the page lists the archives in Documents/MailArchive.
-    Needs the ui extra:  pip install 'mailbox-archiver[ui]'.  Stop with Ctrl+C.
+    Needs the ui extra:  pipx install --force '.[ui]' in the repository.  Stop with Ctrl+C.
     """
-    from archiver.ui import INSTALL_HINT, missing_extra
+    from archiver.ui import install_hint, missing_extra
 
     if missing_extra() is not None:
-        raise UsageError(_("the web page needs: {command}").format(command=INSTALL_HINT))
+        raise UsageError(_("the web page needs the 'ui' extra: in the archiver folder (the "
+                           "repository) run {command}").format(command=install_hint()))
     page_lang = page_lang or _group_lang()
     if page_lang:
         set_language(page_lang)

@@ -13,10 +13,23 @@ installed, and it prints one line instead of a traceback.
 from __future__ import annotations
 
 import importlib.util
+import shlex
+import sys
 from typing import Optional
 
 EXTRA_MODULES = ("starlette", "uvicorn", "jinja2", "nh3", "multipart")
-INSTALL_HINT = "pip install 'mailbox-archiver[ui]'"
+
+
+def install_hint() -> str:
+    """The command that adds the extra to *this* archiver, run in the repository.
+
+    archiver is not on PyPI (``pip install 'mailbox-archiver[ui]'`` finds
+    nothing), so the hint installs the checkout's ``.[ui]`` into the
+    environment that runs this archiver: pipx's when it is a pipx one.
+    """
+    if "pipx" in sys.prefix.replace("\\", "/").split("/"):
+        return "pipx install --force '.[ui]'"
+    return f"{shlex.quote(sys.executable)} -m pip install '.[ui]'"
 
 
 def missing_extra() -> Optional[str]:

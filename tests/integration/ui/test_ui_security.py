@@ -10,6 +10,7 @@ import http.client
 import re
 import socket
 import stat
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -181,8 +182,8 @@ def test_without_the_ui_extra_the_command_says_what_to_install(
     code, out, err = run_cli(["ui", "--no-browser"])
     assert code == 2
     assert out == ""
-    assert err == ("archiver: error: the web page needs: "
-                   "pip install 'mailbox-archiver[ui]'\n")
+    assert err == ("archiver: error: the web page needs the 'ui' extra: in the archiver folder "
+                   f"(the repository) run {sys.executable} -m pip install '.[ui]'\n")
 
 
 def test_a_dest_that_is_not_an_archive_is_one_line_exit_6(tmp_path: Path) -> None:
