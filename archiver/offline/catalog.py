@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import re
+import unicodedata
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Optional
@@ -19,6 +20,12 @@ from archiver.state import IndexState, MessageEntry, record_key
 SHORT_ID = 12  # the short IDs `archiver ls` prints
 _ISO_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}")
 
+
+
+def normalise(text: str) -> str:
+    """NFKC + case folding: what both the needle and the haystack of a search go through
+    (here, below :class:`Item`'s kept haystack, so search imports the catalogue only)."""
+    return unicodedata.normalize("NFKC", text).casefold()
 
 @dataclass
 class Item:
@@ -58,8 +65,6 @@ class Item:
         """Subject, sender and recipients as ``search`` matches them (normalised, NUL
         between the fields so that no match spans two).  Kept: ``archiver ui`` keeps the
         catalogue in memory and searches it again and again."""
-        from archiver.offline.search import normalise
-
         return normalise("\0".join((self.text("subject"), self.text("from"), self.text("to"))))
 
 

@@ -31,14 +31,8 @@ from typing import Any, Optional
 from archiver.archive import Archive
 from archiver.errors import UsageError
 from archiver.i18n import _
-from archiver.offline.catalog import Item, load
+from archiver.offline.catalog import Item, load, normalise
 from archiver.state import MessageEntry
-
-
-def normalise(text: str) -> str:
-    """NFKC + case folding: what both the needle and the haystack go through."""
-    return unicodedata.normalize("NFKC", text).casefold()
-
 
 # Scripts written without spaces between words (after NFKC: half-width kana are full-width)
 _CJK_RANGES = (

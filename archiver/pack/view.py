@@ -33,6 +33,13 @@ META_MEMBER = f"{META_DIR}/archive.json"
 class PackedArchive(Archive):
     """An archive read from a pack: no lock, no writer."""
 
+    def verify_stored(self, report: Any) -> None:
+        """``verify`` of a pack (offline.verify calls it instead of walking a tree):
+        every checksum of the pack, then every message against the index."""
+        from archiver.pack.check import verify_pack
+
+        verify_pack(self, report)
+
     def __init__(self, pack: Path) -> None:
         super().__init__(pack)
         self.reader: PackReader = open_pack(pack)
