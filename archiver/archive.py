@@ -156,17 +156,10 @@ class Archive:
 
     @classmethod
     def open_existing(cls, dest: Path) -> Archive:
-        """Open an archive for reading (verify, ls); no lock.
+        """Open an archive directory for reading (verify, ls); no lock.
 
-        DEST may be a pack (``archiver pack``): the archive is then read from it
-        in place (:class:`archiver.pack.view.PackedArchive`), and refuses writing.
+        Readers that also take a pack use :func:`archiver.reading.open_archive`.
         """
-        from archiver.pack.reader import is_pack
-
-        if is_pack(dest):
-            from archiver.pack.view import PackedArchive
-
-            return PackedArchive(dest)
         arc = cls(dest)
         if not arc.meta_path.exists():
             raise DestinationError(_("{dest} is not an archive (no {META_DIR}/archive.json): "

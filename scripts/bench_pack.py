@@ -112,12 +112,12 @@ def same_tree(a: Path, b: Path) -> bool:
 
 def read_times(pack: Path, n: int, seed: int) -> dict[str, float]:
     """Seconds per message read through the pack's store, warm process, random order."""
-    from archiver.archive import Archive
     from archiver.offline.catalog import catalog
+    from archiver.reading import open_archive
     from archiver.stores import open_store
 
     t0 = time.perf_counter()
-    archive = Archive.open_existing(pack)
+    archive = open_archive(pack)
     items = catalog(archive)
     store = open_store(archive.dest, archive.format)
     t_open = time.perf_counter() - t0

@@ -42,13 +42,13 @@ class Figures:
 
 def archive_figures(dest: Path) -> Figures:
     """Folders, messages and bytes of the archive at ``dest`` (zeros when there is none)."""
-    from archiver.archive import Archive
     from archiver.errors import ArchiverError
+    from archiver.reading import open_archive
 
     if not (dest / ".archiver" / "archive.json").is_file():
         return Figures()
     try:
-        state = Archive.open_existing(dest).state()
+        state = open_archive(dest).state()
     except (ArchiverError, OSError):
         return Figures()
     out = Figures()

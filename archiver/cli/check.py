@@ -50,6 +50,7 @@ def check(source: str, dest: Path, include: tuple[str, ...], exclude: tuple[str,
     from archiver.errors import EXIT_DESTINATION
     from archiver.i18n import _, ngettext
     from archiver.preflight import measure_rate, select, space_needed
+    from archiver.reading import open_archive
     from archiver.space import cluster_size
     from archiver.units import human_size as human
 
@@ -57,7 +58,7 @@ def check(source: str, dest: Path, include: tuple[str, ...], exclude: tuple[str,
     if fmt is None:
         fmt = "maildir"
         if (dest / ".archiver" / "archive.json").is_file():
-            fmt = Archive.open_existing(dest).format
+            fmt = open_archive(dest).format
     chosen: str = fmt
     held: list[Archive] = []
     with Logging(verbose, log_file) as logging:

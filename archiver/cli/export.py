@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from archiver.archive import Archive
     from archiver.export.install import InstallReport
     from archiver.export.plan import ExportReport
+    from archiver.reading import open_archive
 
 
 @click.command(cls=TranslatedCommand)
@@ -52,7 +53,6 @@ def export(dest: Path, out: Optional[Path], kind: str, name: Optional[str],
     Thunderbird profile (Thunderbird must be closed); a rerun adds only new
     messages. The archive is only read, never changed.
     """
-    from archiver.archive import Archive
     from archiver.errors import EXIT_PARTIAL, UsageError
     from archiver.export import export_archive
 
@@ -62,7 +62,7 @@ def export(dest: Path, out: Optional[Path], kind: str, name: Optional[str],
     if profile and out is not None:
         raise UsageError(_("--profile is for an export straight into Thunderbird: leave out "
                            "OUT or --profile"))
-    archive = Archive.open_existing(dest.expanduser())
+    archive = open_archive(dest.expanduser())
     require_index(archive, dest)
     report: ExportReport
     if out is None:

@@ -22,9 +22,9 @@ from archiver.units import human_size
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
 def ls_command(dest: Path, folder: Optional[str], as_json: bool) -> None:
     """List DEST's folders (counts, sizes), or the messages of FOLDER."""
-    from archiver.archive import Archive
+    from archiver.reading import open_archive
 
-    archive = Archive.open_existing(dest.expanduser())
+    archive = open_archive(dest.expanduser())
     _ls(archive, dest, folder, as_json)
     warn_skipped(archive)
 

@@ -30,11 +30,11 @@ def reindex(dest: Path, snapshot: bool, force: bool) -> None:
     from .archiver/snapshot.json.zst when present: run
     'archiver reindex DEST --snapshot' after backups to keep one.
     """
-    from archiver.archive import Archive
     from archiver.offline.reindex import rebuild_index
+    from archiver.reading import open_archive
     from archiver.snapshot import write_snapshot
 
-    archive = Archive.open_existing(dest.expanduser())
+    archive = open_archive(dest.expanduser())
     archive.require_writable()
     if snapshot:
         info = write_snapshot(archive)

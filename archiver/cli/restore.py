@@ -106,15 +106,15 @@ def restore(dest: Path, target: str, target_user: Optional[str],
     flags, keywords and received date.  Rerun at any time: what already
     landed (or is already on the target) is not uploaded again.
     """
-    from archiver.archive import Archive
     from archiver.errors import EXIT_PARTIAL, EXIT_VERIFY_PROBLEMS
+    from archiver.reading import open_archive
     from archiver.restore.check import verify_target
     from archiver.restore.journal import RestoreJournal
     from archiver.restore.upload import Restore, RestoreOptions
     from archiver.stores import open_store
 
     with Logging(verbose, log_file) as logging:
-        archive = Archive.open_existing(dest.expanduser())
+        archive = open_archive(dest.expanduser())
         require_index(archive, dest)
         from archiver.patterns import check_archived
         for note in check_archived(archive, include, exclude, parse_maps(maps),

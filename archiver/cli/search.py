@@ -36,10 +36,10 @@ def search(dest: Path, text: tuple[str, ...], sender: Optional[str], subject: Op
     A space between Japanese words is optional ("講義 資料" finds 講義資料).
     Prints: ID  DATE  FOLDER  FROM  SUBJECT  (use the ID with 'archiver show').
     """
-    from archiver.archive import Archive
     from archiver.errors import UsageError
     from archiver.offline.search import Query, as_dict, display_width, format_line, parse_day
     from archiver.offline.search import search as run_search
+    from archiver.reading import open_archive
 
     query = Query(terms=text, sender=sender, subject=subject,
                   since=parse_day(since, "--since"), before=parse_day(before, "--before"),
@@ -47,7 +47,7 @@ def search(dest: Path, text: tuple[str, ...], sender: Optional[str], subject: Op
     if body and not any(t.strip() for t in text):
         raise UsageError(_("--body searches the message text for TEXT: give TEXT "
                          "(e.g. archiver search DEST --body 議事録)"))
-    archive = Archive.open_existing(dest.expanduser())
+    archive = open_archive(dest.expanduser())
     require_index(archive, dest)
     hits = list(run_search(archive, query))
     warn_skipped(archive)

@@ -22,10 +22,10 @@ def show(dest: Path, message_id: str, raw: bool) -> None:
     text), and the attachments' names.  --raw writes the exact bytes instead
     (e.g. 'archiver show DEST ID --raw > message.eml').
     """
-    from archiver.archive import Archive
     from archiver.offline.show import find, read, render
+    from archiver.reading import open_archive
 
-    archive = Archive.open_existing(dest.expanduser())
+    archive = open_archive(dest.expanduser())
     require_index(archive, dest)
     items = find(archive, message_id)
     warn_skipped(archive)

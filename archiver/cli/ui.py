@@ -54,10 +54,10 @@ def ui(dest: Optional[Path], port: int, no_browser: bool, page_lang: Optional[st
     if page_lang:
         set_language(page_lang)
     if dest is not None:
-        from archiver.archive import Archive
+        from archiver.reading import open_archive
 
         dest = dest.expanduser().resolve()
-        Archive.open_existing(dest)  # not an archive: the one-line error, exit 6
+        open_archive(dest)  # not an archive: the one-line error, exit 6
     serve(dest, port, browser=not no_browser, language=page_lang)
 
 

@@ -43,9 +43,9 @@ def verify(dest: Path, repair_source: Optional[str], quiet: bool,
     from the server (damaged files are kept in DEST/.archiver/damaged/); the
     exit status is that of the verification afterwards.
     """
-    from archiver.archive import Archive
     from archiver.errors import EXIT_VERIFY_PROBLEMS, UsageError
     from archiver.offline.verify import verify_archive
+    from archiver.reading import open_archive
 
     ctx = click.get_current_context()
     given = [f"--{name.replace('_', '-')}" for name in source_params
@@ -55,7 +55,7 @@ def verify(dest: Path, repair_source: Optional[str], quiet: bool,
                            "verify without a server").format(names=', '.join(given)))
     with Logging(verbose, log_file) as logging:
         if repair_source is None:
-            report = verify_archive(Archive.open_existing(dest.expanduser()))
+            report = verify_archive(open_archive(dest.expanduser()))
             payload = report.as_dict()
         else:
             repaired = _repair(dest.expanduser(), SourceArgs.from_params(
@@ -81,10 +81,11 @@ def verify(dest: Path, repair_source: Optional[str], quiet: bool,
 def _repair(dest: Path, args: SourceArgs, logging: Logging, quiet: bool) -> RepairReport:
     """Check the account before connecting, lock DEST, repair (archiver.repair)."""
     from archiver.archive import Archive
+    from archiver.reading import open_archive
     from archiver.repair import check_account, repair_archive
     from archiver.stores import open_store
 
-    existing = Archive.open_existing(dest)
+    existing = open_archive(dest)
     existing.require_writable()
     src = open_source(args, logging.trace, connect=False)
     identity = source_identity(src)

@@ -32,7 +32,7 @@ from typing import Any, Optional
 import zstandard
 
 from archiver import platform
-from archiver.archive import META_DIR, Archive
+from archiver.archive import META_DIR
 from archiver.durable import fsync, fsync_dir, replace
 from archiver.errors import DestinationError, UsageError
 from archiver.fsutil import open_new, translate_os_errors, write_all
@@ -49,6 +49,7 @@ from archiver.pack.format import (
     encode_header,
     sha256,
 )
+from archiver.reading import open_archive
 
 FRAME_SIZE = 1 << 20  # input bytes per frame: one frame is what a message read decompresses
 LEVEL = 19
@@ -240,7 +241,7 @@ class _FrameWriter:
 def write_pack(src: Path, pack: Path, *, force: bool = False, level: int = LEVEL,
                frame_size: int = FRAME_SIZE, dict_size: int = DICT_SIZE) -> PackReport:
     """Pack the archive at ``src`` into the file ``pack`` (atomically: tmp, fsync, rename)."""
-    archive = Archive.open_existing(src)
+    archive = open_archive(src)
     if not src.is_dir():
         raise UsageError(_("{src} is already a packed archive").format(src=src))
     real_pack, real_src = pack.resolve(), src.resolve()

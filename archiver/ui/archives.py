@@ -25,6 +25,7 @@ from typing import Optional
 
 from archiver.archive import META_DIR, Archive
 from archiver.offline.catalog import Catalog, Item, load
+from archiver.reading import open_archive
 from archiver.state import FolderEntry
 
 ARCHIVES_ENV = "ARCHIVER_UI_HOME"  # the default folder (tests point it elsewhere)
@@ -83,7 +84,7 @@ class Browsable:
 
     @classmethod
     def _read(cls, path: Path) -> Browsable:
-        archive = Archive.open_existing(path)
+        archive = open_archive(path)
         stamp = _stamp(archive.index_path)
         catalog = load(archive)
         out = cls(archive, catalog, stamp)

@@ -85,12 +85,12 @@ def default_dest(ep: Endpoint, home: Optional[Path] = None) -> Path:
 
 def existing_format(dest: Path) -> Optional[str]:
     """The format of the archive already in ``dest`` (None: none there, or unreadable)."""
-    from archiver.archive import Archive
+    from archiver.reading import open_archive
 
     if not (dest / ".archiver" / "archive.json").is_file():
         return None
     try:
-        return Archive.open_existing(dest).format
+        return open_archive(dest).format
     except ArchiverError:
         return None
 

@@ -82,14 +82,14 @@ class ExportJob:
         return self.finished
 
     def run(self) -> None:
-        from archiver.archive import Archive
         from archiver.cli.common import require_index
         from archiver.export import export_archive
         from archiver.export.install import into_profile
         from archiver.export.profile import ProfileError
+        from archiver.reading import open_archive
 
         try:
-            archive = Archive.open_existing(self.dest)
+            archive = open_archive(self.dest)
             require_index(archive, self.dest)
             if self.out is None:
                 self.report = into_profile(archive, None, None)

@@ -18,6 +18,7 @@ import pytest
 
 from archiver.pack.format import FOOTER_SIZE
 from archiver.pack.reader import PackReader
+from archiver.reading import open_archive
 from tests import corpus
 from tests.dovecot import DovecotServer, MailUser
 from tests.helpers import backup, run_cli
@@ -132,11 +133,10 @@ def test_ls_search_show_on_a_pack_equal_the_tree(archives: dict[str, tuple[Path,
 def test_show_raw_from_a_pack_gives_the_archived_bytes(archives: dict[str, tuple[Path, Path]],
                                                        fmt: str) -> None:
     dest, pack = archives[fmt]
-    from archiver.archive import Archive
     from archiver.offline.catalog import catalog
     from archiver.offline.show import read
 
-    tree_arc, pack_arc = Archive.open_existing(dest), Archive.open_existing(pack)
+    tree_arc, pack_arc = open_archive(dest), open_archive(pack)
     on_tree, in_pack = catalog(tree_arc), catalog(pack_arc)
     assert [i.entry for i in in_pack] == [i.entry for i in on_tree] and len(on_tree) > 30
     for item, packed in zip(on_tree, in_pack):
@@ -218,11 +218,10 @@ def test_pack_refuses_an_existing_file_and_an_archive_in_use(
 def _locked(dest: Path) -> Iterator[None]:
     import contextlib
 
-    from archiver.archive import Archive
 
     @contextlib.contextmanager
     def held() -> Iterator[None]:
-        arc = Archive.open_existing(dest)
+        arc = open_archive(dest)
         arc.acquire_lock()
         try:
             yield

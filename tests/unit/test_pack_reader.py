@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from archiver.archive import Archive
 from archiver.errors import DestinationError
 from archiver.offline.catalog import catalog
 from archiver.pack.format import FOOTER_SIZE, frames_for
@@ -20,6 +19,7 @@ from archiver.pack.reader import PackDamaged, PackReader
 from archiver.pack.unpack import unpack
 from archiver.pack.view import PackStore
 from archiver.pack.writer import write_pack
+from archiver.reading import open_archive
 from archiver.stores import open_store
 from tests.unit.test_pack_recipe import make_archive, messages
 
@@ -40,7 +40,7 @@ def _pack(tmp_path: Path, fmt: str, n: int = 60, frame_size: int = 4096) -> tupl
 def test_every_message_reads_back_exactly_across_frame_boundaries(
         tmp_path: Path, fmt: str) -> None:
     src, pack, msgs = _pack(tmp_path, fmt)
-    archive = Archive.open_existing(pack)
+    archive = open_archive(pack)
     tree_store = open_store(src, fmt)
     reader = PackReader(pack)
     assert len(reader.index.frames) > 20
