@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from archiver.archive import Archive
     from archiver.export.install import InstallReport
     from archiver.export.plan import ExportReport
-    from archiver.reading import open_archive
 
 
 @click.command(cls=TranslatedCommand)
@@ -55,6 +54,7 @@ def export(dest: Path, out: Optional[Path], kind: str, name: Optional[str],
     """
     from archiver.errors import EXIT_PARTIAL, UsageError
     from archiver.export import export_archive
+    from archiver.reading import open_archive
 
     if out is None and kind != "thunderbird":
         raise UsageError(_("export --to {kind} needs OUT, the directory to write into: "
