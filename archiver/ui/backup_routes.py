@@ -52,7 +52,7 @@ from archiver.ui.backup_job import (
 if TYPE_CHECKING:
     from starlette.routing import BaseRoute
 
-    from archiver.ui.app import UIContext
+    from archiver.ui.context import UIContext
 
 NEW_BACKUP_PATH: Optional[str] = "/backup"
 MAX_CAFILE = 1 << 20  # a PEM certificate (chain) is a few kB

@@ -39,7 +39,7 @@ from archiver.ui.export_routes import FOLDER_KINDS
 from archiver.units import human_size
 
 if TYPE_CHECKING:
-    from archiver.ui.app import UIContext
+    from archiver.ui.context import UIContext
 
 PAGE_SIZE = 100
 _SHA = re.compile(r"[0-9a-f]{64}")

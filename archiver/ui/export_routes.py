@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from starlette.routing import BaseRoute
 
     from archiver.export.plan import ExportReport
-    from archiver.ui.app import UIContext
+    from archiver.ui.context import UIContext
 
 FOLDER_KINDS = ("mbox", "maildir")  # "Export to a folder": what a mail program imports
 
