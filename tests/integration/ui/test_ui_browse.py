@@ -76,7 +76,9 @@ def test_a_japanese_search_finds_by_substring_and_by_words_with_a_space(
     box.send_keys("議事録")
     box.submit()  # a JS form.submit(): it does not wait for the results page
     deadline = time.monotonic() + 30
-    while "/search" not in d.current_url and time.monotonic() < deadline:
+    while not ("/search" in d.current_url
+               and d.execute_script("return document.readyState") == "complete") \
+            and time.monotonic() < deadline:
         time.sleep(0.05)
     subjects = [e.text for e in d.find_elements(_by("CSS_SELECTOR"), "td.subject")]
     assert subjects == [mail.HTML_SUBJECT]
