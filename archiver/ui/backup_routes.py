@@ -181,12 +181,8 @@ class BackupPages:
         return _to("/backup/where")
 
     def _dest(self, typed: str, default: Path) -> Path:
-        """The DEST typed (``~`` expanded; a relative name is under the archives folder)."""
-        typed = typed.strip()
-        if not typed:
-            return default
-        path = Path(typed).expanduser()
-        return path if path.is_absolute() else self.ctx.home / path
+        """The DEST typed (UIContext.typed_path), else ``default``."""
+        return self.ctx.typed_path(typed) or default
 
     # ------------------------------------------------------------ step 3
 

@@ -91,6 +91,15 @@ class UIContext:
             **values)
         return HTMLResponse(html, status_code=status_code)
 
+    def typed_path(self, typed: str) -> Optional[Path]:
+        """A folder typed into a page (``~`` expanded; a relative name is under the
+        archives folder, ``home``); None when nothing was typed."""
+        typed = typed.strip()
+        if not typed:
+            return None
+        path = Path(typed).expanduser()
+        return path if path.is_absolute() else self.home / path
+
     def gettext(self, request: Request) -> gettext.NullTranslations:
         """For texts made in Python for one request (``.gettext``/``.ngettext``)."""
         return translations(self.language_of(request))

@@ -153,7 +153,7 @@ class ExportPages:
                 "This archive is not known here: go back to the list of archives."))
         out: Optional[Path] = None
         if to in FOLDER_KINDS:
-            out = self._out(typed if isinstance(typed, str) else "")
+            out = self.ctx.typed_path(typed if isinstance(typed, str) else "")
             if out is None:
                 return self.ctx.render(request, "error.html", status_code=400, message=_(
                     "type the folder to export into (a new or empty folder)"))
@@ -166,13 +166,6 @@ class ExportPages:
                 self.job.start()
         return RedirectResponse("/export", status_code=303)
 
-    def _out(self, typed: str) -> Optional[Path]:
-        """The folder typed (``~`` expanded; a relative name is under the archives folder)."""
-        typed = typed.strip()
-        if not typed:
-            return None
-        path = Path(typed).expanduser()
-        return path if path.is_absolute() else self.ctx.home / path
 
     def page(self, request: Request) -> Response:
         job = self.job
